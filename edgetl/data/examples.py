@@ -1,0 +1,79 @@
+"""In-memory containers for examples and their per-task targets.
+
+Images stay uint8 (small, exact) until a batch is pre-processed; targets are encoded per task:
+classification int64 with -1 = missing, multilabel float32 multi-hot with NaN rows = missing,
+regression float32 with NaN = missing. Missing targets are masked out of losses and metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class RawDataset:
+    """What a source yields before tasks are encoded: inputs + raw label columns (+ an optional split)."""
+
+    kind: str  # "image" | "text"
+    name: str
+    images: np.ndarray | None = None  # uint8 [N, H, W, C] when every image has one size
+    image_list: list[np.ndarray] | None = None  # uint8 arrays of varying sizes
+    texts: list[str] | None = None
+    columns: dict[str, list] = field(default_factory=dict)
+    split: np.ndarray | None = None  # per-row "train" / "val" / "test" when the source defines one
+    sources: list[str] | None = None  # per-row file path, for duplicate checks and error messages
+    class_names: dict[str, list[str]] = field(default_factory=dict)  # canonical label order per column
+
+    def __len__(self) -> int:
+        if self.images is not None:
+            return len(self.images)
+        if self.image_list is not None:
+            return len(self.image_list)
+        return len(self.texts or [])
+
+
+@dataclass
+class Examples:
+    kind: str
+    targets: dict[str, np.ndarray]
+    images: np.ndarray | None = None
+    image_list: list[np.ndarray] | None = None
+    texts: list[str] | None = None
+    index: np.ndarray | None = None  # rows of the RawDataset these came from
+
+    def __len__(self) -> int:
+        if self.images is not None:
+            return len(self.images)
+        if self.image_list is not None:
+            return len(self.image_list)
+        return len(self.texts or [])
+
+    def take(self, idx: np.ndarray) -> "Examples":
+        idx = np.asarray(idx, dtype=np.int64)
+        return Examples(
+            kind=self.kind,
+            targets={k: v[idx] for k, v in self.targets.items()},
+            images=None if self.images is None else self.images[idx],
+            image_list=None if self.image_list is None else [self.image_list[i] for i in idx],
+            texts=None if self.texts is None else [self.texts[i] for i in idx],
+            index=None if self.index is None else self.index[idx],
+        )
+
+    def inputs(self, idx) -> np.ndarray | list:
+        """Raw inputs for rows `idx` (uint8 images or strings), as the runtime would receive them."""
+        if self.images is not None:
+            return self.images[idx]
+        if self.image_list is not None:
+            return [self.image_list[i] for i in idx]
+        return [self.texts[i] for i in idx]
+
+
+@dataclass
+class DataSplits:
+    train: Examples
+    val: Examples
+    test: Examples
+    labels: dict[str, list[str]]  # per task; [] for regression
+    info: dict  # split definition: sizes, seeds, source indices, warnings

@@ -1,0 +1,141 @@
+"""User datasets on disk: image folders (one sub-folder per class) and CSV/JSONL manifests.
+
+Every bad file is an EdgetlError naming it: unreadable or truncated images, wrong channel counts,
+rows without the declared columns. Images are decoded once, at load, so errors surface before training.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.data.examples import RawDataset
+from edgetl.errors import EdgetlError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def decode_image(path: Path) -> np.ndarray:
+    """File -> uint8 HxWx1 (grey) or HxWx3; anything else is converted or refused with the file's name."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("L", "I;16", "I", "F", "1"):
+                arr = np.asarray(im.convert("L"))[..., None]
+            elif im.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LA", "PA"):
+                arr = np.asarray(im.convert("RGB"))
+            else:
+                raise EdgetlError(f"{path}: unsupported image mode {im.mode!r}")
+    except EdgetlError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise EdgetlError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise EdgetlError(f"{path}: image has shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def load_imagefolder(root: str | Path) -> RawDataset:
+    root = Path(root)
+    if not root.is_dir():
+        raise EdgetlError(f"data.path: image folder not found: {root}")
+    split_dirs = [d for d in ("train", "val", "test") if (root / d).is_dir()]
+    bases = [(root / d, d) for d in split_dirs] if split_dirs else [(root, None)]
+    images, labels, sources, split = [], [], [], []
+    classes: set[str] = set()
+    for base, split_name in bases:
+        class_dirs = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not class_dirs:
+            raise EdgetlError(f"{base}: no class sub-folders (expected {base}/<class>/<image files>)")
+        for cdir in class_dirs:
+            files = sorted(p for p in cdir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise EdgetlError(f"{cdir}: class folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            classes.add(cdir.name)
+            for f in files:
+                images.append(decode_image(f))
+                labels.append(cdir.name)
+                sources.append(str(f))
+                split.append(split_name)
+    return _images_dataset(str(root), images, {"label": labels}, sources,
+                           np.array(split) if split_dirs else None, {"label": sorted(classes)})
+
+
+def _images_dataset(name, images, columns, sources, split, class_names) -> RawDataset:
+    shapes = {im.shape for im in images}
+    if len(shapes) == 1:
+        return RawDataset("image", name, images=np.stack(images), columns=columns, sources=sources,
+                          split=split, class_names=class_names)
+    return RawDataset("image", name, image_list=images, columns=columns, sources=sources, split=split,
+                      class_names=class_names)
+
+
+def _read_rows(path: Path, fmt: str) -> list[dict]:
+    if not path.is_file():
+        raise EdgetlError(f"data.path: {fmt} file not found: {path}")
+    rows: list[dict] = []
+    try:
+        if fmt == "csv":
+            with path.open(newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        else:
+            with path.open(encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise EdgetlError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+                    if not isinstance(row, dict):
+                        raise EdgetlError(f"{path}:{n}: each line must be a JSON object")
+                    rows.append(row)
+    except UnicodeDecodeError as e:
+        raise EdgetlError(f"{path}: not UTF-8 text ({e.reason})") from None
+    except csv.Error as e:
+        raise EdgetlError(f"{path}: invalid CSV ({e})") from None
+    if not rows:
+        raise EdgetlError(f"{path}: no rows")
+    return rows
+
+
+def load_manifest_file(path: str | Path, fmt: str, kind: str, path_column: str, text_column: str,
+                       label_columns: list[str], split_column: str | None) -> RawDataset:
+    """CSV/JSONL: one row per example; image paths are relative to the manifest's folder."""
+    path = Path(path)
+    rows = _read_rows(path, fmt)
+    need = [text_column if kind == "text" else path_column, *label_columns]
+    if split_column:
+        need.append(split_column)
+    for n, row in enumerate(rows, 2 if fmt == "csv" else 1):
+        for col in need:
+            if col not in row:
+                raise EdgetlError(f"{path}: row {n} has no column {col!r} (columns: {', '.join(map(str, row))})")
+    columns = {c: [r[c] for r in rows] for c in label_columns}
+    split = None
+    if split_column:
+        split = np.array([str(r[split_column]).strip().lower() for r in rows])
+        bad = sorted(set(split) - {"train", "val", "test"})
+        if bad:
+            raise EdgetlError(f"{path}: column {split_column!r} has {bad[0]!r}; allowed: train, val, test")
+    if kind == "text":
+        texts = []
+        for n, r in enumerate(rows, 1):
+            t = r[text_column]
+            if not isinstance(t, str) or not t.strip():
+                raise EdgetlError(f"{path}: row {n}: empty text in column {text_column!r}")
+            texts.append(t)
+        return RawDataset("text", str(path), texts=texts, columns=columns, split=split)
+    images, sources = [], []
+    for r in rows:
+        p = Path(str(r[path_column]))
+        if not p.is_absolute():
+            p = path.parent / p
+        images.append(decode_image(p))
+        sources.append(str(p))
+    return _images_dataset(str(path), images, columns, sources, split, {})

@@ -1,0 +1,232 @@
+"""Recipe -> deterministic train/val/test splits with per-task targets.
+
+The split is a pure function of (source, recipe.data.split, train.seed); its definition (row indices into
+the source) is written to the run dir so any later step can rebuild exactly the same examples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+
+import numpy as np
+
+from edgetl.data.builtin import load_builtin
+from edgetl.data.examples import DataSplits, Examples, RawDataset
+from edgetl.data.files import load_imagefolder, load_manifest_file
+from edgetl.errors import EdgetlError
+from edgetl.recipe import BUILTIN_DATASETS, DataSpec, Recipe, TaskSpec
+
+log = logging.getLogger("edgetl")
+
+
+def load_raw(spec: DataSpec, kind: str, label_columns: list[str]) -> RawDataset:
+    if spec.source in BUILTIN_DATASETS:
+        raw = load_builtin(spec.source, download=spec.download)
+    elif spec.source == "imagefolder":
+        raw = load_imagefolder(spec.path)
+    else:
+        raw = load_manifest_file(spec.path, spec.source, kind, spec.path_column, spec.text_column,
+                                 label_columns, spec.split_column)
+    if raw.kind != kind:
+        raise EdgetlError(f"data.source {spec.source!r} holds {raw.kind} examples but input.kind is {kind!r}")
+    for col in label_columns:
+        if col not in raw.columns:
+            raise EdgetlError(f"data: {spec.source} has no label column {col!r} "
+                              f"(available: {', '.join(raw.columns) or 'none'})")
+    return raw
+
+
+def _is_missing(v) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and not v.strip())
+
+
+def encode_task(task: TaskSpec, values: list, labels: list[str]) -> np.ndarray:
+    """Raw column values -> target array (see Examples); values outside `labels` are errors."""
+    n = len(values)
+    if task.kind == "regression":
+        out = np.full(n, np.nan, dtype=np.float32)
+        for i, v in enumerate(values):
+            if _is_missing(v):
+                continue
+            try:
+                out[i] = float(v)
+            except (TypeError, ValueError):
+                raise EdgetlError(f"task {task.name!r}: value {v!r} in column {task.label_column!r} is not a number") from None
+        return out
+    pos = {lab: i for i, lab in enumerate(labels)}
+    if task.kind == "classification":
+        out = np.full(n, -1, dtype=np.int64)
+        for i, v in enumerate(values):
+            if _is_missing(v):
+                continue
+            key = str(v).strip()
+            if key not in pos:
+                raise EdgetlError(f"task {task.name!r}: label {key!r} is not in the declared labels "
+                                  f"({', '.join(labels[:12])}{'...' if len(labels) > 12 else ''})")
+            out[i] = pos[key]
+        return out
+    out = np.zeros((n, len(labels)), dtype=np.float32)
+    for i, v in enumerate(values):
+        if _is_missing(v):
+            out[i] = np.nan
+            continue
+        for key in _split_multi(v):
+            if key not in pos:
+                raise EdgetlError(f"task {task.name!r}: label {key!r} is not in the declared labels")
+            out[i, pos[key]] = 1.0
+    return out
+
+
+def _split_multi(v) -> list[str]:
+    if isinstance(v, (list, tuple)):
+        return [str(x).strip() for x in v if str(x).strip()]
+    return [p.strip() for p in str(v).replace(";", "|").split("|") if p.strip()]
+
+
+def stratified_order(keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A permutation in which every prefix is (nearly) class-proportional: take its first n for a stratified sample."""
+    perm = rng.permutation(len(keys))
+    keys = keys[perm]
+    rank = np.zeros(len(keys), dtype=np.float64)
+    for k in np.unique(keys):
+        where = np.flatnonzero(keys == k)
+        rank[where] = (np.arange(len(where)) + rng.random()) / len(where)
+    return perm[np.argsort(rank, kind="stable")]
+
+
+def _strata(task: TaskSpec | None, values: list | None, n: int) -> np.ndarray:
+    if task is None or task.kind != "classification":
+        return np.zeros(n, dtype=np.int64)
+    return np.array([str(v) for v in values])
+
+
+def _labels_for(task: TaskSpec, raw: RawDataset, train_rows: np.ndarray) -> list[str]:
+    if task.kind == "regression":
+        return []
+    if task.labels is not None:
+        if len(set(task.labels)) != len(task.labels):
+            raise EdgetlError(f"task {task.name!r}: labels contain duplicates")
+        return list(task.labels)
+    col = task.label_column
+    if col in raw.class_names and raw.class_names[col]:
+        return list(raw.class_names[col])
+    vals = raw.columns[col]
+    seen: set[str] = set()
+    for i in train_rows:
+        v = vals[i]
+        if _is_missing(v):
+            continue
+        seen.update(_split_multi(v) if task.kind == "multilabel" else [str(v).strip()])
+    return sorted(seen)
+
+
+def _content_hash(raw: RawDataset, i: int) -> str:
+    if raw.texts is not None:
+        return hashlib.sha1(raw.texts[i].encode()).hexdigest()
+    arr = raw.images[i] if raw.images is not None else raw.image_list[i]
+    return hashlib.sha1(arr.tobytes()).hexdigest()
+
+
+def make_split_indices(raw: RawDataset, recipe: Recipe) -> dict[str, np.ndarray]:
+    s = recipe.data.split
+    rng = np.random.default_rng(recipe.train.seed)
+    first = next((t for t in recipe.tasks if t.kind == "classification"), None)
+    strata_all = _strata(first, raw.columns[first.label_column] if first else None, len(raw))
+    if raw.split is not None:
+        parts = {k: np.flatnonzero(raw.split == k) for k in ("train", "val", "test")}
+    else:
+        order = stratified_order(strata_all, rng)
+        n = len(order)
+        n_test, n_val = int(round(n * s.test_fraction)), int(round(n * s.val_fraction))
+        parts = {"test": np.sort(order[:n_test]), "val": np.sort(order[n_test:n_test + n_val]),
+                 "train": np.sort(order[n_test + n_val:])}
+    if len(parts["val"]) == 0 and s.val_fraction > 0 and len(parts["train"]) > 1:
+        order = parts["train"][stratified_order(strata_all[parts["train"]], rng)]
+        n_val = max(1, int(round(len(order) * s.val_fraction)))
+        parts["val"], parts["train"] = np.sort(order[:n_val]), np.sort(order[n_val:])
+    for name, limit in (("train", s.limit_train), ("val", s.limit_val), ("test", s.limit_test)):
+        if limit is not None and limit < len(parts[name]):
+            rows = parts[name]
+            parts[name] = np.sort(rows[stratified_order(strata_all[rows], rng)[:limit]])
+    return parts
+
+
+def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = None) -> DataSplits:
+    """Load the recipe's data; `split_indices` (from a run's splits.json) reproduces an earlier split exactly."""
+    label_columns = sorted({t.label_column for t in recipe.tasks})
+    raw = load_raw(recipe.data, recipe.input.kind, label_columns)
+    if len(raw) == 0:
+        raise EdgetlError(f"data: {recipe.data.source} has no examples")
+    if split_indices is not None:
+        parts = {k: np.asarray(split_indices[k], dtype=np.int64) for k in ("train", "val", "test")}
+        if any(len(v) and v.max() >= len(raw) for v in parts.values()):
+            raise EdgetlError("splits.json does not match the dataset (row index out of range): the data changed")
+    else:
+        parts = make_split_indices(raw, recipe)
+    for name in ("train", "val"):
+        if len(parts[name]) == 0:
+            raise EdgetlError(f"data: the {name} split is empty ({len(raw)} examples; check data.split)")
+    if len(parts["test"]) == 0:
+        parts["test"] = parts["val"]
+        log.warning("no test split: evaluating on the validation split")
+    warnings: list[str] = []
+    labels: dict[str, list[str]] = {}
+    targets: dict[str, np.ndarray] = {}
+    for task in recipe.tasks:
+        labels[task.name] = _labels_for(task, raw, parts["train"])
+        if task.kind != "regression" and not labels[task.name]:
+            raise EdgetlError(f"task {task.name!r}: no labels found in column {task.label_column!r}")
+        targets[task.name] = encode_task(task, raw.columns[task.label_column], labels[task.name])
+        t = targets[task.name]
+        present = (t >= 0) if t.ndim == 1 and t.dtype == np.int64 else ~np.isnan(t if t.ndim == 1 else t[:, 0])
+        if not present[parts["train"]].any():
+            raise EdgetlError(f"task {task.name!r}: no labelled examples in the train split")
+        if task.kind == "classification":
+            train_classes = set(t[parts["train"]][present[parts["train"]]].tolist())
+            for split_name in ("val", "test"):
+                rows = parts[split_name]
+                extra = set(t[rows][present[rows]].tolist()) - train_classes
+                if extra:
+                    names = ", ".join(labels[task.name][i] for i in sorted(extra)[:5])
+                    raise EdgetlError(f"task {task.name!r}: class {names} appears in the {split_name} split "
+                                      "but not in train")
+    hashes = {k: {_content_hash(raw, i) for i in v} for k, v in parts.items()} if len(raw) <= 200_000 else None
+    if hashes:
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+            n = len(hashes[a] & hashes[b]) if parts[a] is not parts[b] else 0
+            if n:
+                msg = f"{n} identical examples appear in both the {a} and {b} splits"
+                warnings.append(msg)
+                log.warning(msg)
+
+    def make(rows: np.ndarray) -> Examples:
+        return Examples(
+            kind=raw.kind,
+            targets={k: v[rows] for k, v in targets.items()},
+            images=None if raw.images is None else raw.images[rows],
+            image_list=None if raw.image_list is None else [raw.image_list[i] for i in rows],
+            texts=None if raw.texts is None else [raw.texts[i] for i in rows],
+            index=rows,
+        )
+
+    info = {
+        "source": recipe.data.source,
+        "dataset": raw.name,
+        "seed": recipe.train.seed,
+        "sizes": {k: int(len(v)) for k, v in parts.items()},
+        "class_counts": {k: dict(Counter(raw.columns[recipe.tasks[0].label_column][i] for i in v))
+                         for k, v in parts.items()} if recipe.tasks[0].kind == "classification" else {},
+        "indices": {k: v.tolist() for k, v in parts.items()},
+        "warnings": warnings,
+    }
+    return DataSplits(make(parts["train"]), make(parts["val"]), make(parts["test"]), labels, info)
+
+
+def calibration_indices(examples: Examples, task_name: str | None, size: int, seed: int) -> np.ndarray:
+    """A stratified sample of the training split for INT8 calibration (never the test split)."""
+    n = len(examples)
+    keys = examples.targets[task_name] if task_name and examples.targets[task_name].ndim == 1 else np.zeros(n)
+    order = stratified_order(np.asarray(keys), np.random.default_rng(seed + 1))
+    return np.sort(order[: min(size, n)])

@@ -1,0 +1,79 @@
+"""Training-side pre-processing (torch). The runtime's numpy version must equal it (tested).
+
+Order, shared with `edgetl.runtime.preprocess`: grey -> repeat to the model's channels, bilinear resize
+(align_corners=False, no antialias) on raw 0..255 values, then x * scale, then (x - mean) / std.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class ImagePreprocess:
+    image_size: tuple[int, int]
+    channels: int = 3
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    scale: float = 1.0 / 255.0
+
+    def __post_init__(self):
+        if len(self.mean) == 1:
+            self.mean = self.mean * self.channels
+        if len(self.std) == 1:
+            self.std = self.std * self.channels
+        self._mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self._std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def manifest(self, input_name: str = "input") -> dict:
+        return {"kind": "image", "name": input_name, "layout": "NCHW", "dtype": "float32",
+                "image_size": list(self.image_size), "channels": self.channels, "resize": "bilinear",
+                "scale": self.scale, "mean": list(self.mean), "std": list(self.std)}
+
+    def _one_size(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8/float NHWC of one size -> normalised NCHW float32."""
+        x = x.permute(0, 3, 1, 2).to(torch.float32)
+        c = x.shape[1]
+        if c == 1 and self.channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        elif c == 3 and self.channels == 1:
+            raise ValueError("an RGB image for a 1-channel model")
+        if tuple(x.shape[-2:]) != tuple(self.image_size):
+            x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False, antialias=False)
+        return (x * self.scale - self._mean) / self._std
+
+    def __call__(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+        if isinstance(images, np.ndarray):
+            return self._one_size(torch.from_numpy(np.ascontiguousarray(images)))
+        return torch.cat([self._one_size(torch.from_numpy(np.ascontiguousarray(im))[None]) for im in images])
+
+
+def hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip per example (the only augmentation: cheap, label-preserving for most tasks)."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    if flip.any():
+        x = x.clone()
+        x[flip] = x[flip].flip(-1)
+    return x
+
+
+class TextPreprocess:
+    """Tokenizer + max length; pads to the longest text in the batch, as the runtime does."""
+
+    def __init__(self, tokenizer, max_length: int, input_names: list[str]):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.input_names = input_names
+
+    def manifest(self, tokenizer_file: str = "tokenizer/tokenizer.json") -> dict:
+        return {"kind": "text", "names": list(self.input_names), "dtype": "int64", "tokenizer": tokenizer_file,
+                "max_length": self.max_length, "padding": "longest"}
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding="longest",
+                             return_tensors="pt")
+        return {k: enc[k] for k in self.input_names}

@@ -1,0 +1,33 @@
+"""Running a PyTorch multi-task model over examples in batches (validation, export checks, bench)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgetl.data.examples import Examples
+
+
+def model_inputs(prep, examples: Examples, idx, device="cpu"):
+    """The model's input for rows `idx`: an image tensor, or a dict of token tensors."""
+    raw = examples.inputs(idx)
+    x = prep(raw)
+    if isinstance(x, dict):
+        return {k: v.to(device) for k, v in x.items()}
+    return x.to(device)
+
+
+def call_model(model, x):
+    return model(None, **x) if isinstance(x, dict) else model(x)
+
+
+@torch.no_grad()
+def predict_torch(model, prep, examples: Examples, batch_size: int = 128, device="cpu") -> dict[str, np.ndarray]:
+    model.eval()
+    outs: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(examples), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(examples)))
+        y = call_model(model, model_inputs(prep, examples, idx, device))
+        for k, v in y.items():
+            outs.setdefault(k, []).append(v.float().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in outs.items()}

@@ -1,0 +1,1 @@
+"""torch -> ONNX export, simplification, verification against PyTorch, and the deploy bundle."""

@@ -1,0 +1,45 @@
+"""A trained run loaded back for export, evaluation and bench: model, pre-processing, splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgetl.data import DataSplits, load_splits
+from edgetl.models import MultiTaskModel, build_model
+from edgetl.recipe import Recipe
+from edgetl.train.checkpoint import load_model
+from edgetl.train.run import Run, open_run
+
+
+@dataclass
+class LoadedRun:
+    run: Run
+    recipe: Recipe
+    model: MultiTaskModel
+    prep: object
+    splits: DataSplits
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        return {t.name: t.kind for t in self.recipe.tasks}
+
+
+def load_run(path, which: str = "best", with_data: bool = True) -> LoadedRun:
+    """Rebuild the run's model from its recipe (random init, no download) and load the checkpoint."""
+    from edgetl.train.loop import make_preprocess
+
+    run = path if isinstance(path, Run) else open_run(path)
+    recipe = run.recipe()
+    split_def = run.splits()
+    labels = split_def["labels"]
+    arch = recipe.model_copy(update={"backbone": recipe.backbone.model_copy(
+        update={"weights": "none" if recipe.backbone.weights != "offline" or recipe.input.kind == "image" else "offline"})})
+    model = build_model(arch, labels)
+    ck = run.checkpoint(which)
+    if not ck.is_file():
+        ck = run.checkpoint("last")
+    load_model(model, ck)
+    model.eval()
+    prep = make_preprocess(recipe, model.backbone)
+    splits = load_splits(recipe, split_def["indices"]) if with_data else None
+    return LoadedRun(run, recipe, model, prep, splits)

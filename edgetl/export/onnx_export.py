@@ -1,0 +1,82 @@
+"""torch -> ONNX (one input, one named output per task, dynamic batch), onnxslim, then verification.
+
+Verification follows Optimum's order: output names, then shapes, then values within a tolerance, on real
+validation inputs, reporting the max abs difference and top-1 agreement per task. A failure is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgetl.errors import EdgetlError
+from edgetl.evaluate.torch_eval import predict_torch
+from edgetl.models import ExportWrapper
+
+log = logging.getLogger("edgetl")
+
+
+def export_onnx(loaded, out_path: Path, opset: int = 17, simplify: bool = True) -> Path:
+    model = loaded.model.eval()
+    wrapper = ExportWrapper(model).eval()
+    ex = loaded.splits.val
+    if model.backbone.kind == "text":
+        enc = loaded.prep(ex.inputs(np.arange(min(2, len(ex)))))
+        names = list(loaded.prep.input_names)
+        args = tuple(enc[n] for n in names)
+        dynamic = {n: {0: "batch", 1: "sequence"} for n in names}
+    else:
+        args = (loaded.prep(ex.inputs(np.arange(min(2, len(ex))))),)
+        names = ["input"]
+        dynamic = {"input": {0: "batch"}}
+    for t in model.task_names:
+        dynamic[t] = {0: "batch"}
+    tmp = out_path.with_suffix(".tmp.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, args, str(tmp), dynamo=False, opset_version=opset, input_names=names,
+                          output_names=list(model.task_names), dynamic_axes=dynamic, do_constant_folding=True)
+    if simplify:
+        import onnx
+        import onnxslim
+
+        slim = onnxslim.slim(str(tmp))
+        onnx.save(slim, str(tmp))
+    tmp.replace(out_path)
+    return out_path
+
+
+def verify_onnx(loaded, onnx_path: Path, atol: float, samples: int) -> dict:
+    """Compare ONNX Runtime FP32 with PyTorch on `samples` validation examples; raise above `atol`."""
+    import onnxruntime as ort
+
+    ex = loaded.splits.val
+    sub = ex.take(np.arange(min(samples, len(ex))))
+    ref = predict_torch(loaded.model, loaded.prep, sub, batch_size=64)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got_names = [o.name for o in sess.get_outputs()]
+    if got_names != loaded.model.task_names:
+        raise EdgetlError(f"{onnx_path}: outputs {got_names} != tasks {loaded.model.task_names}")
+    outs: dict[str, list] = {}
+    for start in range(0, len(sub), 64):
+        idx = np.arange(start, min(start + 64, len(sub)))
+        x = loaded.prep(sub.inputs(idx))
+        feeds = {k: v.numpy() for k, v in x.items()} if isinstance(x, dict) else {"input": x.numpy()}
+        for name, arr in zip(got_names, sess.run(None, feeds)):
+            outs.setdefault(name, []).append(arr)
+    report = {"samples": len(sub), "atol": atol, "max_abs_diff": {}, "top1_agreement": {}, "passed": True}
+    for t in loaded.model.task_names:
+        got = np.concatenate(outs[t])
+        if got.shape != ref[t].shape:
+            raise EdgetlError(f"{onnx_path}: output {t!r} has shape {got.shape}, PyTorch {ref[t].shape}")
+        diff = float(np.abs(got - ref[t]).max())
+        report["max_abs_diff"][t] = diff
+        if loaded.kinds[t] == "classification":
+            report["top1_agreement"][t] = float((got.argmax(1) == ref[t].argmax(1)).mean())
+        if diff > atol or report["top1_agreement"].get(t, 1.0) < 1.0:
+            report["passed"] = False
+    return report

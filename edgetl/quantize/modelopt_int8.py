@@ -1,0 +1,69 @@
+"""modelopt INT8 Q/DQ (placed the way TensorRT wants), run in its own process.
+
+modelopt patches ONNX Runtime's quantization modules for the rest of the process it runs in, after which ORT's
+own quantize_static fails; so edgetl always calls it in a child process (`python -m edgetl.quantize.modelopt_int8`).
+The result is for TensorRT: on ORT CPU it runs as slow fake-quantization, and its ORT accuracy is only a proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.errors import EdgetlError, UnverifiedError
+
+
+def modelopt_available() -> tuple[bool, str]:
+    import importlib.util
+
+    if importlib.util.find_spec("modelopt") is None:
+        return False, "nvidia-modelopt is not installed (pip install 'edgetl[modelopt]')"
+    return True, ""
+
+
+def quantize_modelopt(fp32_path: Path, out_path: Path, calib: dict[str, np.ndarray], method: str = "entropy",
+                      nodes_to_exclude: list[str] | None = None, timeout_s: int = 1800) -> dict:
+    ok, why = modelopt_available()
+    if not ok:
+        raise UnverifiedError(why)
+    if method not in ("entropy", "max", "minmax"):
+        raise EdgetlError(f"modelopt calibration method {method!r}: allowed entropy, max (minmax)")
+    with tempfile.TemporaryDirectory(prefix="edgetl-mo-") as d:
+        npz = Path(d) / "calib.npz"
+        np.savez(npz, **calib)
+        job = {"onnx": str(fp32_path), "out": str(out_path), "calib": str(npz),
+               "method": "max" if method in ("max", "minmax") else "entropy",
+               "exclude": list(nodes_to_exclude or [])}
+        proc = subprocess.run([sys.executable, "-m", "edgetl.quantize.modelopt_int8", json.dumps(job)],
+                              capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0 or not Path(out_path).is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise EdgetlError(f"modelopt INT8 quantization failed: {tail[0][:300]}")
+    return {"backend": "modelopt", "format": "QDQ", "activations": "int8 symmetric", "weights": "int8 symmetric",
+            "calibration_method": job["method"], "high_precision_dtype": "fp32",
+            "calibration_samples": int(next(iter(calib.values())).shape[0]), "target": "tensorrt"}
+
+
+def _worker(job: dict) -> None:
+    import logging
+    import re
+
+    logging.disable(logging.WARNING)
+    from modelopt.onnx.quantization import quantize
+
+    data = dict(np.load(job["calib"]))
+    calib = data if len(data) > 1 else next(iter(data.values()))
+    tmp = job["out"] + ".tmp.onnx"
+    quantize(job["onnx"], quantize_mode="int8", calibration_data=calib, calibration_method=job["method"],
+             nodes_to_exclude=[re.escape(n) + "$" for n in job["exclude"]] or None,
+             high_precision_dtype="fp32", output_path=tmp, log_level="ERROR")
+    Path(tmp).replace(job["out"])
+
+
+if __name__ == "__main__":
+    _worker(json.loads(sys.argv[1]))

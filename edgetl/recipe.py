@@ -1,0 +1,347 @@
+"""The recipe: one validated YAML file that says what to train, on what, and how to export it.
+
+Everything downstream reads the validated `Recipe`, never the raw YAML. Unknown keys and bad values are
+`EdgetlError`s naming the key and the allowed values; YAML is loaded with `yaml.safe_load` only, so a
+recipe can never construct Python objects or run code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgetl.errors import EdgetlError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------------------- backbone
+class BackboneSpec(_Strict):
+    """Which pretrained network to start from, and where its weights come from.
+
+    weights: `offline` (weights shipped in an installed package), `imagenet` (torchvision/timm download),
+    `hub` (Hugging Face hub / timm hub), `none` (random init, for from-scratch baselines), or a path to a
+    local file (.safetensors preferred; .pt/.pth are read with torch.load(weights_only=True)) or directory.
+    """
+
+    name: str
+    weights: str = "offline"
+    pooling: Literal["avg", "cls", "mean"] = "avg"
+
+
+# ------------------------------------------------------------------------------------------------------ input
+class ImageInput(_Strict):
+    kind: Literal["image"] = "image"
+    image_size: Annotated[int, Field(ge=8, le=1024)] = 224
+    channels: Literal[1, 3] = 3
+    mean: list[float] | None = None  # None: the backbone's pretrained config
+    std: list[float] | None = None
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _three(cls, v):
+        if v is not None and len(v) not in (1, 3):
+            raise ValueError("must have 1 or 3 values")
+        return v
+
+
+class TextInput(_Strict):
+    kind: Literal["text"] = "text"
+    tokenizer: str | None = None  # None: the backbone's own tokenizer
+    max_length: Annotated[int, Field(ge=4, le=4096)] = 128
+
+
+# ------------------------------------------------------------------------------------------------------ tasks
+TaskKind = Literal["classification", "multilabel", "regression"]
+
+
+class TaskSpec(_Strict):
+    """One head on the shared backbone.
+
+    column: where its labels come from in the data (a manifest column, or a built-in dataset's label set,
+    e.g. `label` / `group` for fashion-mnist). Defaults to the task name.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+    kind: TaskKind = "classification"
+    column: str | None = None
+    labels: list[str] | None = None  # fixed label order; None: discovered from the training split
+    weight: Annotated[float, Field(gt=0)] = 1.0
+    dataset: str | None = None  # multi-dataset recipes: which `data.extra` entry carries this task
+
+    @property
+    def label_column(self) -> str:
+        return self.column or self.name
+
+
+# ------------------------------------------------------------------------------------------------------- data
+BUILTIN_DATASETS = ("fashion-mnist", "digits", "bbc-news")
+
+
+class SplitSpec(_Strict):
+    val_fraction: Annotated[float, Field(ge=0.0, lt=0.9)] = 0.1
+    test_fraction: Annotated[float, Field(ge=0.0, lt=0.9)] = 0.1  # used only when the source has no test split
+    limit_train: Annotated[int, Field(ge=1)] | None = None  # stratified subset sizes (after splitting)
+    limit_val: Annotated[int, Field(ge=1)] | None = None
+    limit_test: Annotated[int, Field(ge=1)] | None = None
+
+
+class DataSpec(_Strict):
+    """Where the examples are.
+
+    source: a built-in dataset name, or a format (`imagefolder`, `csv`, `jsonl`) with `path`.
+    """
+
+    source: str
+    path: str | None = None
+    path_column: str = "path"  # csv/jsonl image manifests
+    text_column: str = "text"  # csv/jsonl text manifests
+    split_column: str | None = None  # optional column with train/val/test per row
+    split: SplitSpec = SplitSpec()
+    download: bool = False  # allow torchvision's online downloader when local files are missing
+    augment: Literal["none", "hflip"] = "none"
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
+        allowed = (*BUILTIN_DATASETS, "imagefolder", "csv", "jsonl")
+        if v not in allowed:
+            raise ValueError(f"unknown data source {v!r}; allowed: {', '.join(allowed)}")
+        return v
+
+    @model_validator(mode="after")
+    def _needs_path(self):
+        if self.source in ("imagefolder", "csv", "jsonl") and not self.path:
+            raise ValueError(f"data.path is required for source {self.source!r}")
+        return self
+
+
+# -------------------------------------------------------------------------------------------------- training
+class FreezeSpec(_Strict):
+    """Which backbone stages train.
+
+    none: full fine-tune. linear_probe: whole backbone frozen. first_k: the first `stages` stages frozen.
+    gradual: start with the backbone frozen and unfreeze one more stage from the top every `every` epochs.
+    """
+
+    policy: Literal["none", "linear_probe", "first_k", "gradual"] = "none"
+    stages: Annotated[int, Field(ge=0)] = 0
+    every: Annotated[int, Field(ge=1)] = 1
+    freeze_bn: bool = True  # frozen stages keep their BatchNorm running statistics
+
+
+class TrainSpec(_Strict):
+    epochs: Annotated[int, Field(ge=1, le=10_000)] = 3
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: Annotated[float, Field(gt=0, le=10)] = 1e-3
+    head_lr: Annotated[float, Field(gt=0, le=10)] | None = None  # None: same as lr
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 1e-4
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    schedule: Literal["constant", "cosine", "step"] = "cosine"
+    warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
+    layer_decay: Annotated[float, Field(gt=0, le=1)] | None = None  # LR scale per stage from the top
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    seed: int = 0
+    deterministic: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # mixed precision on CUDA only
+    freeze: FreezeSpec = FreezeSpec()
+    feature_cache: Literal["auto", "off", "memory", "disk"] = "auto"
+    select_metric: str = "mean_accuracy"  # checkpoint selection: mean_accuracy, loss, or <task>/accuracy
+    num_threads: Annotated[int, Field(ge=1)] | None = None
+    checkpoint_every_steps: Annotated[int, Field(ge=1)] | None = None  # mid-epoch checkpoints for resume
+
+
+class DistillSpec(_Strict):
+    """Knowledge distillation from a frozen teacher (an earlier run dir, or a backbone spec)."""
+
+    teacher: str | BackboneSpec
+    temperature: Annotated[float, Field(gt=0)] = 4.0
+    alpha: Annotated[float, Field(ge=0, le=1)] = 0.5  # weight of the distillation term
+    feature: Literal["none", "mse", "cosine"] = "none"
+    feature_weight: Annotated[float, Field(ge=0)] = 1.0
+
+
+# ---------------------------------------------------------------------------------------------------- export
+class CalibrationSpec(_Strict):
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    size: Annotated[int, Field(ge=1, le=100_000)] = 256  # stratified sample of the training split
+
+
+class ExportSpec(_Strict):
+    opset: Annotated[int, Field(ge=17, le=23)] = 17
+    atol: Annotated[float, Field(gt=0)] = 1e-4  # ONNX vs PyTorch max abs difference allowed
+    verify_samples: Annotated[int, Field(ge=1)] = 256
+    target: Literal["auto", "cpu", "tensorrt"] = "auto"
+    calibration: CalibrationSpec = CalibrationSpec()
+    max_drop: Annotated[float, Field(ge=0, le=100)] = 1.0  # accuracy points per task (the gate)
+
+
+# ---------------------------------------------------------------------------------------------------- recipe
+class Recipe(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    description: str = ""
+    backbone: BackboneSpec
+    input: Union[ImageInput, TextInput] = Field(default_factory=ImageInput, discriminator="kind")
+    tasks: Annotated[list[TaskSpec], Field(min_length=1)]
+    data: DataSpec
+    extra_data: dict[str, DataSpec] = {}
+    train: TrainSpec = TrainSpec()
+    distill: DistillSpec | None = None
+    export: ExportSpec = ExportSpec()
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        names = [t.name for t in self.tasks]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate task names: {', '.join(sorted(dup))}")
+        for t in self.tasks:
+            if t.dataset is not None and t.dataset not in self.extra_data:
+                raise ValueError(f"task {t.name!r} uses dataset {t.dataset!r}, not declared in extra_data")
+        text_sources = {"bbc-news"}
+        if self.input.kind == "image" and self.data.source in text_sources:
+            raise ValueError(f"data.source {self.data.source!r} is text but input.kind is 'image'")
+        if self.input.kind == "text" and self.data.source in ("fashion-mnist", "digits", "imagefolder"):
+            raise ValueError(f"input.kind is 'text' but data.source {self.data.source!r} holds images")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# ------------------------------------------------------------------------------------------ loading + errors
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    """First problem only, on one line: `recipe.yaml: train.epochs: Input should be ... (got 'x')`."""
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        parent = _model_at(Recipe, e["loc"][:-1])
+        allowed = ", ".join(parent.model_fields) if parent else "?"
+        msg = f"unknown key; allowed keys here: {allowed}"
+    elif e["type"] == "literal_error":
+        msg = msg.replace("Input should be", "must be one of:")
+    got = e.get("input")
+    got_s = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+    if len(got_s) > 80:
+        got_s = got_s[:77] + "...)"
+    return f"{source}: {loc or '<top>'}: {msg}{got_s}"
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    cur: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if cur is None or not (isinstance(cur, type) and issubclass(cur, BaseModel)):
+            return None
+        if part in ("image", "text") and part not in cur.model_fields:  # discriminated-union tag
+            cur = ImageInput if part == "image" else TextInput
+            continue
+        field = cur.model_fields.get(part)
+        if field is None:
+            return None
+        cur = _first_model(field.annotation)
+    return cur if isinstance(cur, type) and issubclass(cur, BaseModel) else None
+
+
+def _first_model(tp) -> type[BaseModel] | None:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    for arg in get_args(tp):
+        m = _first_model(arg)
+        if m is not None:
+            return m
+    return None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.epochs=3` -> (['train', 'epochs'], 3). The value is parsed as YAML (safe): 3, 1e-3, true, [a, b]."""
+    if "=" not in text:
+        raise EdgetlError(f"override {text!r} is not key=value (e.g. train.epochs=3)")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise EdgetlError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Set nested keys (creating dicts as needed); list items by index: `tasks.0.weight=2`."""
+    for text in overrides:
+        path, value = parse_override(text)
+        cur: Any = data
+        for i, part in enumerate(path[:-1]):
+            nxt = _child(cur, part, text)
+            if nxt is None:
+                nxt = {}
+                _set(cur, part, nxt, text)
+            elif not isinstance(nxt, (dict, list)):
+                raise EdgetlError(f"override {text!r}: {'.'.join(path[: i + 1])} is a value, not a section")
+            cur = nxt
+        _set(cur, path[-1], value, text)
+    return data
+
+
+def _child(cur, part, text):
+    if isinstance(cur, list):
+        if not part.isdigit() or int(part) >= len(cur):
+            raise EdgetlError(f"override {text!r}: index {part!r} out of range (0..{len(cur) - 1})")
+        return cur[int(part)]
+    return cur.get(part)
+
+
+def _set(cur, part, value, text):
+    if isinstance(cur, list):
+        if not part.isdigit() or int(part) >= len(cur):
+            raise EdgetlError(f"override {text!r}: index {part!r} out of range (0..{len(cur) - 1})")
+        cur[int(part)] = value
+    else:
+        cur[part] = value
+
+
+def recipe_from_dict(data: Any, source: str = "<recipe>") -> Recipe:
+    if not isinstance(data, dict):
+        raise EdgetlError(f"{source}: a recipe must be a YAML mapping, got {type(data).__name__}")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as err:
+        raise EdgetlError(_format_validation_error(err, source)) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise EdgetlError(f"recipe file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise EdgetlError(f"cannot read {p}: {e}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise EdgetlError(f"{p}:{where} invalid YAML: {problem}") from None
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe file (relative data paths are relative to the working directory)."""
+    data = read_yaml(path)
+    if isinstance(data, dict):
+        data = json.loads(json.dumps(data, default=str))  # plain types only (dates etc. become strings)
+        apply_overrides(data, list(overrides or []))
+    return recipe_from_dict(data, str(path))

@@ -1,0 +1,1 @@
+"""Training: the loop, freezing schedules, feature cache, distillation, checkpoints and resume."""

@@ -1,0 +1,338 @@
+"""`train(recipe) -> Run`: the training loop.
+
+Deterministic on CPU (seeded, per-epoch data order derived from the seed, deterministic algorithms), resumable
+from the last checkpoint (model, optimizer, scaler, RNG, epoch and step), atomic writes throughout.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgetl.data import load_splits
+from edgetl.data.examples import DataSplits
+from edgetl.data.transforms import ImagePreprocess, TextPreprocess, hflip
+from edgetl.errors import EdgetlError
+from edgetl.evaluate.metrics import all_task_metrics, summary_score
+from edgetl.evaluate.torch_eval import call_model, model_inputs
+from edgetl.models import MultiTaskModel, build_model
+from edgetl.recipe import Recipe
+from edgetl.train import checkpoint as ckpt
+from edgetl.train.cache import build_cache, cache_key, cache_usable
+from edgetl.train.freezing import apply_freeze, frozen_prefix, lr_factor, make_optimizer, param_groups, set_train_mode
+from edgetl.train.losses import kd_loss, task_loss
+from edgetl.train.run import DEFAULT_RUNS_DIR, Run, new_run_dir, write_json
+
+log = logging.getLogger("edgetl")
+
+
+def make_preprocess(recipe: Recipe, backbone) -> ImagePreprocess | TextPreprocess:
+    """Pre-processing from one place: the recipe's input spec, defaulting to the backbone's pretrained config."""
+    if recipe.input.kind == "image":
+        cfg = backbone.cfg
+        return ImagePreprocess((recipe.input.image_size, recipe.input.image_size), channels=3,
+                               mean=list(recipe.input.mean or cfg.mean), std=list(recipe.input.std or cfg.std))
+    from edgetl.models.hf_text import load_tokenizer
+
+    tok = load_tokenizer(recipe.input.tokenizer or backbone.cfg.tokenizer_path)
+    return TextPreprocess(tok, recipe.input.max_length, backbone.input_names)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise EdgetlError("train.device=cuda but no CUDA device is available")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def setup_determinism(recipe: Recipe) -> None:
+    torch.manual_seed(recipe.train.seed)
+    if recipe.train.num_threads:
+        torch.set_num_threads(recipe.train.num_threads)
+    if recipe.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The data order of an epoch depends only on (seed, epoch), so a resumed run sees the same batches."""
+    return np.random.default_rng([seed, epoch, 7919]).permutation(n)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # next epoch to run
+    step_in_epoch: int = 0  # batches of `epoch` already done (mid-epoch resume)
+    global_step: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    history: list = field(default_factory=list)
+
+
+class Trainer:
+    """Holds the pieces of one run; `fit()` runs the epochs. Use `train()` unless you need the parts."""
+
+    def __init__(self, recipe: Recipe, run: Run, splits: DataSplits, progress: bool = True):
+        self.recipe, self.run, self.splits = recipe, run, splits
+        self.device = resolve_device(recipe.train.device)
+        self.model: MultiTaskModel = build_model(recipe, splits.labels).to(self.device)
+        self.prep = make_preprocess(recipe, self.model.backbone)
+        self.kinds = {t.name: t.kind for t in recipe.tasks}
+        self.weights = {t.name: t.weight for t in recipe.tasks}
+        self.amp = recipe.train.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.show_progress = progress
+        self.k = -1
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.cache: dict[str, torch.Tensor] = {}
+        self.teacher = None
+        self.teacher_logits: dict[str, torch.Tensor] | None = None
+        self.stats = {"cache_build_s": 0.0}
+
+    # ------------------------------------------------------------------------------------ freezing + cache
+    def set_freeze(self, k: int, progress=None) -> None:
+        if k == self.k:
+            return
+        apply_freeze(self.model.backbone, k)
+        old = self.optimizer
+        groups = param_groups(self.model, self.recipe.train, k)
+        self.optimizer = make_optimizer(groups, self.recipe.train)
+        if old is not None:  # keep moment estimates of parameters that were already training
+            for p, st in old.state.items():
+                if p.requires_grad:
+                    self.optimizer.state[p] = st
+        for g in self.optimizer.param_groups:
+            g["base_lr"] = g["lr"]
+        self.k = k
+        self.cache = {}
+        if cache_usable(self.recipe, self.model, k):
+            t0 = time.perf_counter()
+            for split in ("train", "val"):
+                ex = getattr(self.splits, split)
+                self.cache[split] = build_cache(
+                    self.model, self.prep, ex, k, batch_size=max(self.recipe.train.batch_size, 64),
+                    device=self.device, mode=self.recipe.train.feature_cache, cache_dir=self.run.dir / "cache",
+                    key=cache_key(self.recipe, k, ex, split), progress=progress)
+            self.stats["cache_build_s"] += time.perf_counter() - t0
+
+    def forward_rows(self, split: str, idx: np.ndarray, augment: bool = False) -> dict[str, torch.Tensor]:
+        """Model outputs for rows `idx` of a split, through the feature cache when there is one."""
+        if split in self.cache:
+            h = self.cache[split][torch.from_numpy(idx)].to(self.device)
+            bb = self.model.backbone
+            feats = h if self.k >= bb.num_stages else bb.forward_suffix(h, self.k)
+            return self.model.forward_heads(feats)
+        x = model_inputs(self.prep, getattr(self.splits, split), idx, self.device)
+        if augment and self.recipe.data.augment == "hflip" and not isinstance(x, dict):
+            x = hflip(x, self.aug_gen)
+        return call_model(self.model, x)
+
+    # ------------------------------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, split: str = "val") -> tuple[dict, float]:
+        self.model.eval()
+        ex = getattr(self.splits, split)
+        bs = max(self.recipe.train.batch_size, 128)
+        outs: dict[str, list] = {}
+        loss_sum, n = 0.0, 0
+        for start in range(0, len(ex), bs):
+            idx = np.arange(start, min(start + bs, len(ex)))
+            with torch.autocast("cuda", enabled=self.amp):
+                y = self.forward_rows(split, idx)
+            loss = self.batch_loss(y, ex, idx)[0]
+            loss_sum += float(loss) * len(idx)
+            n += len(idx)
+            for k, v in y.items():
+                outs.setdefault(k, []).append(v.float().cpu().numpy())
+        outputs = {k: np.concatenate(v) for k, v in outs.items()}
+        metrics = all_task_metrics(outputs, ex.targets, self.kinds, self.splits.labels)
+        return metrics, loss_sum / max(n, 1)
+
+    def batch_loss(self, y: dict[str, torch.Tensor], ex, idx, teacher: dict | None = None):
+        total = torch.zeros((), device=self.device)
+        parts = {}
+        d = self.recipe.distill
+        for name, kind in self.kinds.items():
+            target = torch.from_numpy(ex.targets[name][idx]).to(self.device)
+            loss = task_loss(kind, y[name], target, self.recipe.train.label_smoothing)
+            if teacher is not None:
+                kd = kd_loss(kind, y[name], teacher[name], d.temperature)
+                parts[f"{name}/kd"] = float(kd.detach())
+                loss = kd if loss is None else (1 - d.alpha) * loss + d.alpha * kd
+            if loss is None:
+                continue
+            parts[name] = float(loss.detach())
+            total = total + self.weights[name] * loss
+        return total, parts
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def save(self, state: TrainState, *, best: bool) -> None:
+        meta = {"epoch": state.epoch, "global_step": state.global_step, "recipe": self.recipe.name}
+        ckpt.save_model(self.model, self.run.checkpoint("last"), meta)
+        ckpt.save_training_state(self.run.checkpoints / "last.state.safetensors", self.optimizer, self.scaler,
+                                 {**state.__dict__, "k": self.k})
+        if best:
+            ckpt.save_model(self.model, self.run.checkpoint("best"), meta)
+
+    def restore(self) -> TrainState:
+        meta = ckpt.load_model(self.model, self.run.checkpoint("last"))
+        st_path = self.run.checkpoints / "last.state.safetensors"
+        # The optimizer must have the right groups before loading: freeze as the saved state had it.
+        import json as _json
+        from safetensors import safe_open
+
+        with safe_open(str(st_path), "pt") as f:
+            saved = _json.loads(f.metadata()["json"])["meta"]
+        self.set_freeze(int(saved["k"]))
+        info = ckpt.load_training_state(st_path, self.optimizer, self.scaler)
+        info.pop("k", None)
+        del meta
+        return TrainState(**info)
+
+    # ---------------------------------------------------------------------------------------------- fit
+    def fit(self, state: TrainState | None = None, stop_after_steps: int | None = None) -> TrainState:
+        r = self.recipe.train
+        state = state or TrainState()
+        n = len(self.splits.train)
+        steps_per_epoch = math.ceil(n / r.batch_size)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
+        with Progress(*columns, disable=not self.show_progress, transient=False) as progress:
+            if self.teacher is not None and self.teacher_logits is None and self.recipe.data.augment == "none":
+                self.teacher_logits = self.teacher.logits_for(self.splits.train, progress)
+            for epoch in range(state.epoch, r.epochs):
+                self.set_freeze(frozen_prefix(r.freeze, self.model.backbone.num_stages, epoch), progress)
+                set_train_mode(self.model, self.k, r.freeze.freeze_bn)
+                self.aug_gen = torch.Generator().manual_seed(r.seed * 100_003 + epoch)
+                order = epoch_order(r.seed, epoch, n)
+                task = progress.add_task(f"epoch {epoch + 1}/{r.epochs}", total=steps_per_epoch,
+                                         completed=state.step_in_epoch, info="")
+                t0 = time.perf_counter()
+                running, seen = 0.0, 0
+                for step in range(state.step_in_epoch, steps_per_epoch):
+                    idx = order[step * r.batch_size:(step + 1) * r.batch_size]
+                    for g in self.optimizer.param_groups:
+                        g["lr"] = g["base_lr"] * lr_factor(r, epoch + step / steps_per_epoch)
+                    with torch.autocast("cuda", enabled=self.amp):
+                        y = self.forward_rows("train", idx, augment=True)
+                        teacher = self.teacher_batch(idx)
+                        loss, _ = self.batch_loss(y, self.splits.train, idx, teacher)
+                    if not torch.isfinite(loss):
+                        last = self.run.checkpoint("last")
+                        raise EdgetlError(
+                            f"loss is {float(loss)} at epoch {epoch + 1} step {step + 1}: training stopped; "
+                            f"last good checkpoint: {last if last.is_file() else 'none yet'} (lower train.lr?)")
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.scaler.scale(loss).backward()
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    state.global_step += 1
+                    state.step_in_epoch = step + 1
+                    running += float(loss) * len(idx)
+                    seen += len(idx)
+                    progress.update(task, advance=1, info=f"loss {running / seen:.4f}")
+                    if r.checkpoint_every_steps and state.global_step % r.checkpoint_every_steps == 0 \
+                            and state.step_in_epoch < steps_per_epoch:
+                        self.save(state, best=False)
+                    if stop_after_steps is not None and state.global_step >= stop_after_steps:
+                        return state
+                train_s = time.perf_counter() - t0
+                metrics, val_loss = self.evaluate("val")
+                score = (-val_loss if r.select_metric == "loss"
+                         else summary_score(metrics, self.kinds, r.select_metric))
+                is_best = score > state.best_score
+                if is_best:
+                    state.best_score, state.best_epoch = score, epoch
+                row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss,
+                       "score": score, "lr": [g["lr"] for g in self.optimizer.param_groups],
+                       "frozen_stages": self.k, "epoch_seconds": train_s, "cached": bool(self.cache),
+                       "val": metrics}
+                state.history.append(row)
+                state.epoch, state.step_in_epoch = epoch + 1, 0
+                write_json_lines(self.run.dir / "metrics.jsonl", state.history)
+                self.save(state, best=is_best)
+                progress.update(task, info=f"loss {row['train_loss']:.4f} val {_short(metrics)}")
+        return state
+
+    def teacher_batch(self, idx):
+        if self.teacher is None:
+            return None
+        if self.teacher_logits is not None:
+            return {k: v[torch.from_numpy(idx)].to(self.device) for k, v in self.teacher_logits.items()}
+        return self.teacher.logits_rows(self.splits.train, idx, self.device)
+
+
+def _short(metrics: dict) -> str:
+    return " ".join(f"{t}={m.get('accuracy', m.get('micro_f1', m.get('mae', 0))):.3f}" for t, m in metrics.items())
+
+
+def write_json_lines(path: Path, rows: list[dict]) -> None:
+    """Rewrite the whole file atomically: a kill never leaves a torn or duplicated epoch line."""
+    import json
+
+    from edgetl.runtime.atomic import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(r, default=float) + "\n" for r in rows))
+
+
+def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_RUNS_DIR, resume: Run | None = None,
+          progress: bool = True, stop_after_steps: int | None = None) -> Run:
+    """Train a recipe into a new run dir (or continue `resume`); returns the Run."""
+    if resume is not None:
+        run = resume
+        recipe = run.recipe()
+        split_def = run.splits()
+    else:
+        run = Run(new_run_dir(name or recipe.name, Path(runs_dir)))
+        (run.dir / "recipe.yaml").write_text(recipe.to_yaml())
+        split_def = None
+    setup_determinism(recipe)
+    splits = load_splits(recipe, split_def["indices"] if split_def else None)
+    if split_def is None:
+        write_json(run.dir / "splits.json", {**splits.info, "labels": splits.labels})
+    run.checkpoints.mkdir(exist_ok=True)
+    trainer = Trainer(recipe, run, splits, progress=progress)
+    if recipe.distill is not None:
+        from edgetl.train.distill import Teacher
+
+        trainer.teacher = Teacher.from_spec(recipe, splits, trainer.device)
+    state = None
+    if resume is not None and (run.checkpoints / "last.state.safetensors").is_file():
+        state = trainer.restore()
+        setup_rng_after_restore = True  # noqa: F841  (RNG restored inside load_training_state)
+    run.write_info(status="running", recipe=recipe.name, backbone=recipe.backbone.name, started_utc=_now(),
+                   versions=library_versions())
+    t0 = time.perf_counter()
+    state = trainer.fit(state, stop_after_steps=stop_after_steps)
+    done = state.epoch >= recipe.train.epochs
+    run.write_info(status="completed" if done else "stopped", best_epoch=state.best_epoch + 1,
+                   best_score=state.best_score, epochs_done=state.epoch, train_seconds=time.perf_counter() - t0,
+                   cache_build_seconds=trainer.stats["cache_build_s"], finished_utc=_now())
+    return run
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("torch", "torchvision", "timm", "transformers", "onnx", "onnxruntime", "onnxruntime-gpu",
+                "nvidia-modelopt", "onnxslim", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,140 @@
+"""The run directory: everything a training run produced, and what later steps read back.
+
+runs/<name>/
+  recipe.yaml        resolved recipe (overrides applied)
+  splits.json        row indices of train/val/test in the source dataset + label lists
+  metrics.jsonl      one JSON object per epoch (per-task metrics, losses, learning rates)
+  checkpoints/       best.safetensors, last.safetensors, last.state.safetensors (optimizer/RNG, for resume)
+  run.json           status, versions, best epoch and score
+  export/            the deploy bundle (edgetl export)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgetl.errors import EdgetlError
+from edgetl.recipe import Recipe, load_recipe
+from edgetl.runtime.atomic import atomic_write_text
+
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+@dataclass
+class Run:
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    @property
+    def recipe_path(self) -> Path:
+        return self.dir / "recipe.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.dir / "checkpoints"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.dir / "export"
+
+    def checkpoint(self, which: str = "best") -> Path:
+        return self.checkpoints / f"{which}.safetensors"
+
+    def recipe(self) -> Recipe:
+        return load_recipe(self.recipe_path)
+
+    def splits(self) -> dict:
+        return read_json(self.dir / "splits.json")
+
+    def info(self) -> dict:
+        p = self.dir / "run.json"
+        return read_json(p) if p.is_file() else {}
+
+    def write_info(self, **updates) -> None:
+        info = self.info()
+        info.update(updates)
+        write_json(self.dir / "run.json", info)
+
+    def metrics(self) -> list[dict]:
+        p = self.dir / "metrics.jsonl"
+        if not p.is_file():
+            return []
+        rows = []
+        for line in p.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a torn last line after a kill: everything before it is good
+        return rows
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise EdgetlError(f"missing file: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EdgetlError(f"{path}: invalid JSON ({e})") from None
+
+
+def write_json(path: Path, data) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def new_run_dir(name: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
+    """runs/<name>, or runs/<name>-2, -3 ... if taken (never overwrite an earlier run)."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    cand = runs_dir / name
+    n = 1
+    while True:
+        try:
+            cand.mkdir()
+            return cand
+        except FileExistsError:
+            n += 1
+            cand = runs_dir / f"{name}-{n}"
+
+
+def open_run(path: str | Path) -> Run:
+    p = Path(path)
+    if not p.is_dir():
+        alt = DEFAULT_RUNS_DIR / str(path)
+        if alt.is_dir():
+            p = alt
+        else:
+            raise EdgetlError(f"run directory not found: {path}")
+    if not (p / "recipe.yaml").is_file():
+        raise EdgetlError(f"{p} is not an edgetl run (no recipe.yaml)")
+    return Run(p)
+
+
+def latest_run(name: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Run | None:
+    """The newest runs/<name>[-N] (for `--resume` without a path)."""
+    if not runs_dir.is_dir():
+        return None
+    pat = re.compile(rf"^{re.escape(name)}(-\d+)?$")
+    cands = [d for d in runs_dir.iterdir() if d.is_dir() and pat.match(d.name) and (d / "recipe.yaml").is_file()]
+    if not cands:
+        return None
+    return Run(max(cands, key=lambda d: int(d.name.rsplit("-", 1)[1]) if d.name != name else 1))
