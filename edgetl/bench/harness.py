@@ -1,0 +1,275 @@
+"""`bench(target, device) -> report`: latency and per-task accuracy of every artifact, in one table.
+
+Each row reloads its artifact through the runtime (as a device would), times it end to end (pre-processing
+included) and compute-only at batch 1, sweeps batch sizes for throughput, and scores it on the held-out
+split. Estimated rows (roofline from the device profile) are labelled and never mixed with measured ones.
+Torch-free at import: on a device the light runtime install is enough (the PyTorch row needs torch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgetl.bench.latency import measure_latency, measure_throughput
+from edgetl.errors import EdgetlError
+from edgetl.evaluate.metrics import all_task_metrics, primary_score
+from edgetl.runtime.manifest import read_manifest
+
+BENCH_DATA = "bench_data.npz"
+
+
+# ----------------------------------------------------------------------------------------------- bench data
+def write_bench_data(loaded, path: Path, split: str = "test") -> Path:
+    """The held-out split as raw inputs + targets, so a device without the dataset can score artifacts."""
+    from edgetl.runtime.atomic import atomic_write_bytes
+    import io
+
+    ex = getattr(loaded.splits, split)
+    arrays: dict[str, np.ndarray] = {f"target.{k}": v for k, v in ex.targets.items()}
+    if ex.images is not None:
+        arrays["images"] = ex.images
+    elif ex.image_list is not None:
+        for i, im in enumerate(ex.image_list):
+            arrays[f"image.{i}"] = im
+    else:
+        arrays["texts"] = np.array(json.dumps(ex.texts))
+    arrays["meta"] = np.array(json.dumps({"split": split, "n": len(ex), "labels": loaded.splits.labels,
+                                          "kinds": loaded.kinds}))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+class BenchData:
+    def __init__(self, path: Path):
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise EdgetlError(f"{path}: not a bench data file ({e})") from None
+        meta = json.loads(str(z["meta"]))
+        self.split, self.labels, self.kinds = meta["split"], meta["labels"], meta["kinds"]
+        self.targets = {k.split(".", 1)[1]: z[k] for k in z.files if k.startswith("target.")}
+        if "images" in z.files:
+            self.inputs = z["images"]
+        elif "texts" in z.files:
+            self.inputs = json.loads(str(z["texts"]))
+        else:
+            self.inputs = [z[f"image.{i}"] for i in range(meta["n"])]
+        self.n = meta["n"]
+
+    def batch(self, idx):
+        if isinstance(self.inputs, np.ndarray):
+            return self.inputs[idx]
+        return [self.inputs[i] for i in idx]
+
+
+# ---------------------------------------------------------------------------------------------- locating
+def locate(target: str | Path) -> tuple[Path, Path | None, Path | None]:
+    """(bundle dir, run dir or None, bench data or None) for a run dir or a bundle dir."""
+    p = Path(target)
+    if not p.is_dir() and (Path("runs") / str(target)).is_dir():
+        p = Path("runs") / str(target)
+    if not p.is_dir():
+        raise EdgetlError(f"not a run or bundle directory: {target}")
+    if (p / "manifest.json").is_file():
+        data = p / BENCH_DATA
+        return p, None, data if data.is_file() else None
+    if (p / "recipe.yaml").is_file():
+        bundle = p / "export"
+        if not (bundle / "manifest.json").is_file():
+            raise EdgetlError(f"{p}: no exported bundle yet; run `edgetl export {p} --int8` first")
+        return bundle, p, None
+    raise EdgetlError(f"{p}: neither a run (recipe.yaml) nor a bundle (manifest.json)")
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+def _accuracy(predict_arrays, data: BenchData, batch: int = 64) -> dict:
+    outs: dict[str, list] = {}
+    for start in range(0, data.n, batch):
+        idx = np.arange(start, min(start + batch, data.n))
+        for k, v in predict_arrays(data.batch(idx)).items():
+            outs.setdefault(k, []).append(np.asarray(v, dtype=np.float32))
+    outputs = {k: np.concatenate(v) for k, v in outs.items()}
+    return all_task_metrics(outputs, data.targets, data.kinds, data.labels)
+
+
+def bench_artifact(bundle: Path, name: str, data: BenchData | None, *, batch_sizes, budget_s: float,
+                   threads: int | None, providers=None) -> dict:
+    from edgetl.runtime import Predictor
+
+    entry = read_manifest(bundle).artifacts[name]
+    row = {"artifact": name, "backend": "onnxruntime" if entry.format == "onnx" else entry.format,
+           "precision": entry.precision, "file": entry.file,
+           "size_mb": round((bundle / entry.file).stat().st_size / 1e6, 3), "kind": "measured"}
+    try:
+        pred = Predictor.load(bundle, artifact=name, providers=providers, intra_op_threads=threads)
+    except EdgetlError as e:
+        return {**row, "status": f"load failed: {e}"}
+    row["providers"] = list(getattr(pred.backend, "providers", ()) or ())
+    if data is None:
+        return {**row, "status": "no bench data: latency only"} | _latency_rows(pred, None, batch_sizes, budget_s)
+    row.update(_latency_rows(pred, data, batch_sizes, budget_s))
+    row["metrics"] = _accuracy(pred.predict_arrays, data)
+    row["status"] = "passed"
+    return row
+
+
+def _latency_rows(pred, data: BenchData | None, batch_sizes, budget_s) -> dict:
+    if data is not None:
+        one = data.batch(np.arange(1))
+    elif pred.input_kind == "image":
+        h, w = pred.manifest.input.image_size
+        one = np.zeros((1, h, w, 3), dtype=np.uint8)
+    else:
+        one = ["a short example sentence for timing"]
+    feeds = pred.preprocess(one)
+    e2e = measure_latency(lambda: pred.predict_arrays(one), warmup_s=0.5, budget_s=budget_s)
+    compute = measure_latency(lambda: pred.backend.run(feeds), warmup_s=0.3, budget_s=budget_s)
+
+    def for_batch(b):
+        if data is not None:
+            xb = data.batch(np.arange(b) % data.n)
+        else:
+            xb = np.repeat(one, b, axis=0) if isinstance(one, np.ndarray) else one * b
+        f = pred.preprocess(xb)
+        return lambda: pred.backend.run(f)
+
+    tp = measure_throughput(for_batch, list(batch_sizes), budget_s=budget_s)
+    return {"latency_ms": e2e.to_dict(), "compute_latency_ms": compute.to_dict(),
+            "throughput": [p.to_dict() for p in tp]}
+
+
+def bench_pytorch(run_dir: Path, data: BenchData, *, budget_s: float, threads: int | None) -> dict:
+    """The eager PyTorch row: the trained checkpoint, pre-processing in torch, CPU."""
+    import torch
+
+    from edgetl.evaluate.torch_eval import call_model
+    from edgetl.export.loaded import load_run
+
+    if threads:
+        torch.set_num_threads(threads)
+    loaded = load_run(run_dir, with_data=False)
+    model, prep = loaded.model.eval(), loaded.prep
+
+    @torch.no_grad()
+    def predict_arrays(x):
+        y = call_model(model, prep(x))
+        return {k: v.numpy() for k, v in y.items()}
+
+    one = data.batch(np.arange(1))
+    lat = measure_latency(lambda: predict_arrays(one), warmup_s=0.5, budget_s=budget_s)
+    ck = loaded.run.checkpoint("best")
+    return {"artifact": "pytorch", "backend": "pytorch-eager", "precision": "fp32", "file": str(ck),
+            "size_mb": round(ck.stat().st_size / 1e6, 3), "kind": "measured", "latency_ms": lat.to_dict(),
+            "metrics": _accuracy(predict_arrays, data), "status": "passed"}
+
+
+def estimate_rows(bundle: Path, device: str) -> list[dict]:
+    from edgetl.bench.estimate import estimate_latency
+
+    rows = []
+    for name, entry in read_manifest(bundle).artifacts.items():
+        if entry.format != "onnx":
+            continue
+        est = estimate_latency(bundle / entry.file, device)
+        rows.append({"artifact": name, "backend": f"estimate:{device}", "precision": est.precision,
+                     "file": entry.file, "kind": "estimated", "estimate": est.to_dict(),
+                     "latency_ms": {"p50_ms": est.total_ms}, "status": "estimated"})
+    return rows
+
+
+def _add_comparisons(rows: list[dict], kinds: dict[str, str]) -> None:
+    base = next((r for r in rows if r["artifact"] == "fp32" and r["kind"] == "measured" and "metrics" in r), None)
+    for r in rows:
+        if base is None or r["kind"] != "measured" or "latency_ms" not in r:
+            continue
+        r["speedup_vs_fp32"] = base["latency_ms"]["p50_ms"] / r["latency_ms"]["p50_ms"]
+        if "metrics" in r:
+            r["drop_vs_fp32"] = {t: (primary_score(kinds[t], base["metrics"][t]) - primary_score(kinds[t], r["metrics"][t]))
+                                 * (100 if kinds[t] != "regression" else 1) for t in kinds}
+        if r["artifact"] != "fp32" and r["speedup_vs_fp32"] < 1.0 and r.get("precision") in ("int8", "fp16"):
+            r["warning"] = f"slower than FP32 on this device ({r['speedup_vs_fp32']:.2f}x)"
+
+
+def bench(target: str | Path, device: str = "cpu", *, estimate: bool | None = None, artifacts: list[str] | None = None,
+          batch_sizes=(1, 8, 32), budget_s: float = 3.0, threads: int | None = None, pytorch: bool = True,
+          out: Path | None = None, data_path: Path | None = None, providers=None, progress=None) -> dict:
+    """Benchmark a run or bundle; writes bench.json (+ bench.md, bench.png) and returns the report dict."""
+    from edgetl.bench.devices import get_device_profile
+    from edgetl.bench.sysinfo import collect_system_info, detect_local_device
+
+    bundle, run_dir, data_file = locate(target)
+    local = detect_local_device()
+    if device in ("cpu", "auto", "local"):
+        profile, on_device = get_device_profile(local), True
+    else:
+        profile = get_device_profile(device)
+        on_device = profile.name == local
+    if estimate is None:
+        estimate = not on_device
+    if not estimate and not on_device:
+        raise EdgetlError(f"--device {profile.name}: this machine is {local}; measure there, use --host, or --estimate")
+    manifest = read_manifest(bundle)
+    kinds = {t.name: t.kind for t in manifest.tasks}
+    names = artifacts or list(manifest.artifacts)
+    unknown = [a for a in names if a not in manifest.artifacts and a != "pytorch"]
+    if unknown:
+        raise EdgetlError(f"--artifact {unknown[0]!r} not in the bundle; available: {', '.join(manifest.artifacts)}")
+    data = None
+    if data_path or data_file:
+        data = BenchData(Path(data_path or data_file))
+    elif run_dir is not None:
+        from edgetl.export.loaded import load_run
+
+        path = run_dir / BENCH_DATA
+        if not path.is_file():
+            write_bench_data(load_run(run_dir), path)
+        data = BenchData(path)
+    threads = threads or int(os.environ.get("EDGETL_THREADS", 0)) or None
+    rows: list[dict] = []
+    if estimate:
+        rows += [r for r in estimate_rows(bundle, profile.name) if r["artifact"] in names]
+    else:
+        if pytorch and run_dir is not None and data is not None and (artifacts is None or "pytorch" in artifacts):
+            try:
+                rows.append(bench_pytorch(run_dir, data, budget_s=budget_s, threads=threads))
+            except ImportError:
+                rows.append({"artifact": "pytorch", "kind": "measured", "status": "skipped: torch not installed"})
+        for name in names:
+            if name == "pytorch":
+                continue
+            if progress:
+                progress(f"benchmarking {name}")
+            rows.append(bench_artifact(bundle, name, data, batch_sizes=batch_sizes, budget_s=budget_s,
+                                       threads=threads, providers=providers))
+        _add_comparisons(rows, kinds)
+    report = {"schema": "edgetl-bench/1", "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "bundle": str(bundle), "device": profile.name, "device_display": profile.display_name,
+              "mode": "estimated" if estimate else "measured", "threads": threads,
+              "split": data.split if data else None, "n_eval": data.n if data else 0,
+              "system": collect_system_info(), "tasks": kinds, "rows": rows}
+    out_dir = Path(out) if out else (run_dir or bundle)
+    write_report(report, out_dir)
+    return report
+
+
+def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
+    from edgetl.bench.report import render_markdown, render_pareto_png
+    from edgetl.runtime.atomic import atomic_write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "bench" if report["mode"] == "measured" else f"bench.estimate.{report['device']}"
+    paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md"}
+    atomic_write_text(paths["json"], json.dumps(report, indent=2, default=float) + "\n")
+    atomic_write_text(paths["md"], render_markdown(report))
+    png = render_pareto_png(report, out_dir / f"{stem}.png")
+    if png:
+        paths["png"] = png
+    report["files"] = {k: str(v) for k, v in paths.items()}
+    return paths

@@ -1,0 +1,285 @@
+"""The `edgetl` command line: thin Typer wrappers over the library (every verb is one library call).
+
+User mistakes (EdgetlError) are caught once, in `main()`: one line on stderr and a non-zero exit;
+`--debug` shows the traceback. Heavy imports happen inside commands so `edgetl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgetl.errors import EdgetlError
+
+app = typer.Typer(
+    name="edgetl",
+    help="Transfer learning to the edge: train -> export (ONNX, INT8, FP16, TensorRT) -> bench -> deploy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+_STATE = {"debug": False}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for programs) instead of a table.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False):
+    _STATE["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+# --------------------------------------------------------------------------------------------------- train
+@app.command(epilog="Example: edgetl train recipes/quickstart.yaml train.epochs=3 --name qs")
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. train.epochs=3")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name (default: the recipe's name); runs/<name>[-N].")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    resume: Annotated[Optional[str], typer.Option(help="Continue a run: its directory, or 'last' for the newest run of this recipe.")] = None,
+    quiet: QuietOpt = False,
+):
+    """Fine-tune a pretrained backbone into a multi-task model (writes runs/<name>/)."""
+    from edgetl.recipe import load_recipe
+    from edgetl.train.loop import train as train_fn
+    from edgetl.train.run import latest_run, open_run
+
+    rec = load_recipe(recipe, overrides or [])
+    run = None
+    if resume:
+        run = latest_run(name or rec.name, runs_dir) if resume == "last" else open_run(resume)
+        if run is None:
+            raise EdgetlError(f"--resume last: no earlier run of {name or rec.name!r} in {runs_dir}")
+        if overrides:
+            raise EdgetlError("--resume continues a run with its own recipe; overrides are not allowed")
+    result = train_fn(rec, name=name, runs_dir=runs_dir, resume=run, progress=not quiet)
+    info = result.info()
+    typer.echo(f"run: {result.dir}  best epoch {info.get('best_epoch')}  score {info.get('best_score', float('nan')):.4f}")
+
+
+# -------------------------------------------------------------------------------------------------- export
+@app.command(epilog="Example: edgetl export runs/quickstart --int8 --max-drop 0.5")
+def export(
+    run: Annotated[str, typer.Argument(help="Run directory (runs/<name>).")],
+    int8: Annotated[bool, typer.Option("--int8", help="Also build an INT8 Q/DQ model (calibrated on the training split).")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also build an FP16 model (GPU / TensorRT).")] = False,
+    engine: Annotated[bool, typer.Option("--engine", help="Also build TensorRT engines (needs TensorRT + NVIDIA GPU).")] = False,
+    target: Annotated[str, typer.Option(help="INT8 target: auto | cpu (ONNX Runtime) | tensorrt (modelopt) | all.")] = "auto",
+    max_drop: Annotated[Optional[float], typer.Option(help="Accuracy budget per task, in points (default: recipe's export.max_drop).")] = None,
+    calibration: Annotated[Optional[str], typer.Option(help="Calibration method: minmax | entropy | percentile.")] = None,
+    calibration_size: Annotated[Optional[int], typer.Option(help="Calibration images (stratified sample of the training split).")] = None,
+    no_gate: Annotated[bool, typer.Option("--no-gate", help="Skip the accuracy-gate search (report the drop only).")] = False,
+    allow_mismatch: Annotated[bool, typer.Option("--allow-mismatch", help="Ship even if ONNX vs PyTorch verification fails.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Bundle directory (default: <run>/export).")] = None,
+    quiet: QuietOpt = False,
+):
+    """Export to ONNX (verified against PyTorch), quantize (INT8 / FP16) and write the deploy bundle."""
+    from edgetl.export.pipeline import ExportOptions, export_run
+
+    if calibration is not None and calibration not in ("minmax", "entropy", "percentile"):
+        raise EdgetlError(f"--calibration {calibration!r}: allowed minmax, entropy, percentile")
+    bundle = export_run(run, ExportOptions(int8=int8, fp16=fp16, target=target, out_dir=out, max_drop=max_drop,
+                                           calibration_method=calibration, calibration_size=calibration_size,
+                                           gate=not no_gate, allow_mismatch=allow_mismatch, progress=not quiet))
+    if engine:
+        from edgetl.compile.bundle import build_bundle_engines
+
+        build_bundle_engines(bundle, fp16=fp16, int8=int8)
+    _print_manifest_summary(bundle)
+
+
+def _print_manifest_summary(bundle: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    m = json.loads((bundle / "manifest.json").read_text())
+    t = Table(title=f"bundle {bundle}")
+    for h in ("artifact", "precision", "target", "size MB", *[f"{x['name']} acc" for x in m["tasks"]], "notes"):
+        t.add_column(h)
+    for name, a in m["artifacts"].items():
+        gate = (a.get("quantization") or {}).get("gate") or {}
+        note = ""
+        if gate:
+            note = ("gate passed" if gate.get("passed", True) else "gate FAILED") + (
+                f", {len(gate.get('excluded_nodes', []))} layers kept in float" if gate.get("excluded_nodes") else "")
+        t.add_row(name, a["precision"], a["target"], f"{a['size_bytes'] / 1e6:.2f}",
+                  *[f"{100 * a['accuracy'][x['name']]:.2f}" if x["kind"] != "regression" else f"{a['accuracy'][x['name']]:.3f}"
+                    for x in m["tasks"]], note)
+    Console().print(t)
+
+
+# --------------------------------------------------------------------------------------------------- bench
+@app.command(epilog="Examples: edgetl bench runs/quickstart --device cpu | edgetl bench runs/quickstart --device jetson-orin-nano --estimate")
+def bench(
+    target: Annotated[str, typer.Argument(help="Run directory or bundle directory.")],
+    device: Annotated[str, typer.Option(help="Device profile name (see `edgetl devices`), or cpu/auto for this machine.")] = "cpu",
+    estimate: Annotated[Optional[bool], typer.Option("--estimate/--measure", help="Roofline estimate from the device profile instead of measuring (default: estimate when not on the device).")] = None,
+    host: Annotated[Optional[list[str]], typer.Option(help="Run on a remote device over SSH: user@addr[:port] (repeatable).")] = None,
+    artifact: Annotated[Optional[list[str]], typer.Option(help="Only these artifacts (repeatable).")] = None,
+    batch: Annotated[str, typer.Option(help="Batch sizes for the throughput sweep, comma-separated.")] = "1,8,32",
+    budget: Annotated[float, typer.Option(help="Timed seconds per measurement.")] = 3.0,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for inference (default: all).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="bench_data.npz with held-out inputs + labels (bundles only).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where bench.json/md/png go (default: the run dir).")] = None,
+    as_json: JsonOpt = False,
+):
+    """Latency (p50/p90/p99, throughput) and per-task accuracy of every artifact, measured or estimated."""
+    from edgetl.bench.harness import bench as bench_fn
+    from edgetl.bench.report import print_table
+
+    try:
+        sizes = [int(b) for b in batch.split(",") if b.strip()]
+    except ValueError:
+        raise EdgetlError(f"--batch {batch!r}: expected comma-separated integers, e.g. 1,8,32") from None
+    if host:
+        from edgetl.bench.remote import bench_remote
+
+        report = bench_remote(target, host, device=device, artifacts=artifact, batch_sizes=sizes, budget_s=budget, out=out)
+    else:
+        report = bench_fn(target, device, estimate=estimate, artifacts=artifact, batch_sizes=sizes, budget_s=budget,
+                          threads=threads, out=out, data_path=data, progress=lambda m: _console().print(f"[cyan]bench[/] {m}"))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=float))
+    else:
+        print_table(report)
+        typer.echo(f"wrote {', '.join(report.get('files', {}).values())}")
+
+
+# ---------------------------------------------------------------------------------------------------- eval
+@app.command("eval", epilog="Example: edgetl eval runs/quickstart --artifact int8-ort")
+def eval_cmd(
+    run: Annotated[str, typer.Argument(help="Run directory.")],
+    artifact: Annotated[str, typer.Option(help="pytorch (the checkpoint) or an exported artifact (fp32, int8-ort, ...).")] = "pytorch",
+    split: Annotated[str, typer.Option(help="test | val | train")] = "test",
+    as_json: JsonOpt = False,
+):
+    """Per-task metrics (accuracy, macro-F1, per-class P/R, confusion matrix; MAE/RMSE) -> eval.json."""
+    from edgetl.evaluate.run_eval import evaluate_run, print_eval
+
+    result = evaluate_run(run, artifact=artifact, split=split)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=float))
+    else:
+        print_eval(result)
+
+
+# ------------------------------------------------------------------------------------------------- predict
+@app.command(epilog="Example: edgetl predict runs/quickstart/export shoe.png shirt.png")
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory (with manifest.json).")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files, or texts for a text bundle (use - to read lines from stdin).")],
+    artifact: Annotated[Optional[str], typer.Option(help="Artifact to run (default: the bundle's default).")] = None,
+    as_json: JsonOpt = False,
+):
+    """Run a deploy bundle on inputs with the device runtime (no torch needed)."""
+    from edgetl.runtime import Predictor
+
+    pred = Predictor.load(bundle, artifact=artifact)
+    items = [line.rstrip("\n") for line in sys.stdin] if inputs == ["-"] else list(inputs)
+    if pred.input_kind == "image":
+        for p in items:
+            if not Path(p).is_file():
+                raise EdgetlError(f"input image not found: {p}")
+    results = pred.predict(items)
+    out = [{"input": i, **{t: r.to_dict() for t, r in res.items()}} for i, res in zip(items, results)]
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    for row in out:
+        parts = []
+        for t in pred.tasks:
+            r = row[t.name]
+            parts.append(f"{t.name}={r.get('label', r.get('labels', r.get('value')))}"
+                         + (f" ({r['score']:.3f})" if "score" in r else ""))
+        typer.echo(f"{row['input']}: " + "  ".join(parts))
+
+
+# ------------------------------------------------------------------------------------------------- devices
+@app.command(epilog="Example: edgetl devices")
+def devices(as_json: JsonOpt = False):
+    """List device profiles (peak INT8/FP16, bandwidth, memory, DLA, TensorRT) and this machine's match."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgetl.bench.devices import list_device_profiles
+    from edgetl.bench.sysinfo import detect_local_device
+
+    profiles = list_device_profiles()
+    local = detect_local_device()
+    if as_json:
+        typer.echo(json.dumps([p.model_dump(mode="json") for p in profiles], indent=2))
+        return
+    t = Table(title=f"device profiles (this machine: {local})")
+    for h in ("name", "device", "kind", "INT8 TOPS", "FP16 TFLOPS", "GB/s", "mem GB", "DLA", "TensorRT"):
+        t.add_column(h)
+    for p in profiles:
+        d = p.model_dump()
+        t.add_row(p.name + (" *" if p.name == local else ""), p.display_name, p.kind,
+                  _fmt(d.get("peak_int8_tops")), _fmt(d.get("peak_fp16_tflops")), _fmt(d.get("memory_bandwidth_gbs")),
+                  _fmt(d.get("memory_gb")), str(d.get("dla_count", 0)), str(d.get("tensorrt") or d.get("tensorrt_versions") or "-"))
+    Console().print(t)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+# ----------------------------------------------------------------------------------------------- backbones
+@app.command(epilog="Example: edgetl backbones")
+def backbones(as_json: JsonOpt = False):
+    """List registered backbones and which have offline weights."""
+    from edgetl.models.registry import list_backbones
+
+    rows = [{"name": e.name, "family": e.family, "kind": e.kind, "offline_weights": e.offline, "description": e.description}
+            for e in list_backbones()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['name']:<22} {r['family']:<12} {r['kind']:<6} {'offline' if r['offline_weights'] else 'online ':<8} {r['description']}")
+    typer.echo("also: timm:<any timm model> (online), hf:<any Hugging Face encoder or local dir>")
+
+
+def main() -> None:
+    """Console entry point: run the app; user errors become one line + exit code."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1") if os.environ.get("EDGETL_OFFLINE") == "1" else None
+    try:
+        app(standalone_mode=False)
+    except EdgetlError as e:
+        if _STATE["debug"]:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is intact; resume with --resume", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
