@@ -1,0 +1,457 @@
+"""The bundle manifest (docs/bundle.md): read, validate, verify file hashes, write atomically.
+
+This is the only contract between the export side and a device: the runtime trusts nothing else in the
+bundle directory. Validation is by hand (no pydantic on devices) and every problem is one line that names
+the manifest, the field and the value at fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from edgetl.errors import EdgetlError
+from edgetl.runtime.atomic import atomic_write_text
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "MANIFEST_NAME",
+    "Artifact",
+    "ImageInput",
+    "Manifest",
+    "Task",
+    "TextInput",
+    "bundle_file_hashes",
+    "parse_manifest",
+    "read_manifest",
+    "resolve_in_bundle",
+    "sha256_file",
+    "verify_files",
+    "write_manifest",
+]
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+TASK_KINDS = ("classification", "multilabel", "regression")
+TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """How to turn pixels into the model's NCHW float input (the training side's pre-processing)."""
+
+    name: str
+    image_size: tuple[int, int]  # (height, width)
+    channels: int
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: str = "bilinear"
+    layout: str = "NCHW"
+    dtype: str = "float32"
+    kind: str = "image"
+
+
+@dataclass(frozen=True)
+class TextInput:
+    """How to turn strings into token arrays: tokenizer file, model input names, truncation, padding."""
+
+    names: tuple[str, ...]
+    tokenizer: str  # path relative to the bundle
+    max_length: int
+    padding: str = "longest"
+    dtype: str = "int64"
+    kind: str = "text"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One model head: its ONNX output and how to read it."""
+
+    name: str
+    kind: str  # classification | multilabel | regression
+    labels: tuple[str, ...]
+    output: str
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One model file in the bundle; `raw` keeps the informational fields (accuracy, quantization...)."""
+
+    name: str
+    file: str
+    format: str  # onnx | tensorrt
+    precision: str | None = None
+    target: str | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest.json; `raw` is the parsed JSON for the fields the runtime does not need."""
+
+    schema_version: int
+    input: ImageInput | TextInput
+    tasks: tuple[Task, ...]
+    artifacts: Mapping[str, Artifact]
+    files: Mapping[str, str]
+    default_artifact: str | None = None
+    backbone: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+# ------------------------------------------------------------------------------------------ hashing
+
+
+def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (model files can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundle_file_hashes(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """`files` for a manifest: every file under the bundle but manifest.json and hidden temp files."""
+    root = Path(bundle_dir)
+    out: dict[str, str] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel == MANIFEST_NAME or any(part.startswith(".") for part in PurePosixPath(rel).parts):
+            continue
+        out[rel] = sha256_file(path)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- paths
+
+
+def resolve_in_bundle(bundle_dir: str | os.PathLike[str], rel: object, what: str) -> Path:
+    """Join a manifest path onto the bundle, refusing anything that would leave it (`..`, absolute, links)."""
+    where = Path(bundle_dir) / MANIFEST_NAME
+    if not isinstance(rel, str) or not rel.strip():
+        raise EdgetlError(f"{where}: {what} must be a non-empty relative path, got {_short(rel)}")
+    posix = PurePosixPath(rel)
+    if (
+        "\\" in rel
+        or posix.is_absolute()
+        or re.match(r"^[A-Za-z]:", rel)
+        or ".." in posix.parts
+    ):
+        raise EdgetlError(
+            f"{where}: {what} {rel!r} must stay inside the bundle (relative, '/'-separated, no '..', not absolute)"
+        )
+    root = Path(bundle_dir).resolve()
+    path = (root / posix).resolve()
+    if path != root and root not in path.parents:
+        raise EdgetlError(f"{where}: {what} {rel!r} resolves outside the bundle (symbolic link?)")
+    return path
+
+
+def verify_files(
+    bundle_dir: str | os.PathLike[str],
+    manifest: Manifest | Mapping[str, Any],
+    names: Iterable[str] | None = None,
+) -> dict[str, str]:
+    """Check the sha256 of `names` (default: every file the manifest lists); return {name: sha256}.
+
+    Refuses, with one line naming the file: a path leaving the bundle, a name the manifest does not list,
+    a missing file, a hash mismatch.
+    """
+    files = manifest.files if isinstance(manifest, Manifest) else manifest.get("files")
+    where = Path(bundle_dir) / MANIFEST_NAME
+    if not isinstance(files, Mapping):
+        raise EdgetlError(f"{where}: field 'files' must be an object of path -> sha256, got {_short(files)}")
+    checked: dict[str, str] = {}
+    for name in list(files) if names is None else list(names):
+        path = resolve_in_bundle(bundle_dir, name, "file")
+        expected = files.get(name)
+        if expected is None:
+            raise EdgetlError(f"{path}: not listed in {where} 'files', so it cannot be verified")
+        if not path.is_file():
+            raise EdgetlError(f"{path}: listed in {MANIFEST_NAME} but missing from the bundle")
+        actual = sha256_file(path)
+        if actual != str(expected).lower():
+            raise EdgetlError(
+                f"{path}: sha256 mismatch (manifest {str(expected)[:12]}..., file {actual[:12]}...); "
+                "the file was modified or corrupted"
+            )
+        checked[name] = actual
+    return checked
+
+
+# ---------------------------------------------------------------------------------- read and write
+
+
+def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
+    """Read and validate `<bundle_dir>/manifest.json`."""
+    path = Path(bundle_dir) / MANIFEST_NAME
+    if not Path(bundle_dir).is_dir():
+        what = "is a file" if Path(bundle_dir).exists() else "not found"
+        raise EdgetlError(f"{bundle_dir}: {what}; pass the bundle directory that holds {MANIFEST_NAME}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EdgetlError(f"{path}: not found; is {bundle_dir} a deploy bundle?") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgetlError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EdgetlError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    return parse_manifest(data, source=str(path), bundle_dir=bundle_dir)
+
+
+def write_manifest(bundle_dir: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
+    """Validate `data` as a manifest and write `<bundle_dir>/manifest.json` atomically.
+
+    `schema_version` defaults to this runtime's; an invalid manifest is refused before anything is written,
+    so a bundle never carries one the runtime would reject.
+    """
+    data = {"schema_version": SCHEMA_VERSION, **dict(data)}
+    path = Path(bundle_dir) / MANIFEST_NAME
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise EdgetlError(
+            f"{path}: refusing to write schema_version {_short(data['schema_version'])}; "
+            f"this edgetl writes {SCHEMA_VERSION}"
+        )
+    parse_manifest(data, source=str(path), bundle_dir=bundle_dir)
+    try:
+        text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise EdgetlError(f"{path}: manifest data holds NaN or Infinity; write null instead") from None
+    except TypeError as exc:
+        raise EdgetlError(f"{path}: manifest data is not JSON-serialisable: {exc}") from None
+    return atomic_write_text(path, text + "\n")
+
+
+# -------------------------------------------------------------------------------------- validation
+
+
+def parse_manifest(
+    data: object, source: str = MANIFEST_NAME, bundle_dir: str | os.PathLike[str] | None = None
+) -> Manifest:
+    """Validate parsed manifest JSON. Paths are checked against `bundle_dir` when given."""
+    v = _Validator(source)
+    top = v.obj(data, "")
+    version = v.req(top, "schema_version", int, "an integer")
+    if version > SCHEMA_VERSION:
+        raise EdgetlError(
+            f"{source} schema_version {version} is newer than this edgetl ({SCHEMA_VERSION}); upgrade edgetl"
+        )
+    if version < 1:
+        raise EdgetlError(f"{source}: field 'schema_version' must be >= 1, got {version}")
+
+    inp = v.obj(v.req(top, "input", dict, "an object"), "input")
+    kind = v.choice(inp, "kind", ("image", "text"), "input")
+    spec = _image_input(v, inp) if kind == "image" else _text_input(v, inp)
+
+    tasks_raw = v.req(top, "tasks", list, "a non-empty list")
+    if not tasks_raw:
+        v.fail("tasks", "a non-empty list", tasks_raw)
+    tasks = tuple(_task(v, t, f"tasks[{i}]") for i, t in enumerate(tasks_raw))
+    for attr in ("name", "output"):
+        seen = [getattr(t, attr) for t in tasks]
+        dup = next((x for x in seen if seen.count(x) > 1), None)
+        if dup is not None:
+            raise EdgetlError(f"{source}: two tasks share the {attr} {dup!r}")
+
+    arts_raw = v.obj(v.req(top, "artifacts", dict, "a non-empty object"), "artifacts")
+    if not arts_raw:
+        v.fail("artifacts", "a non-empty object", arts_raw)
+    artifacts = {name: _artifact(v, name, a) for name, a in arts_raw.items()}
+
+    files_raw = v.obj(v.req(top, "files", dict, "an object of path -> sha256"), "files")
+    files: dict[str, str] = {}
+    for rel, digest in files_raw.items():
+        if not isinstance(digest, str) or not _SHA256.match(digest.lower()):
+            v.fail(f"files.{rel}", "a hex sha256 (64 characters)", digest)
+        files[rel] = digest.lower()
+
+    default = v.opt(top, "default_artifact", str, "an artifact name")
+    if default is not None and default not in artifacts:
+        raise EdgetlError(
+            f"{source}: default_artifact {default!r} is not among the artifacts ({', '.join(artifacts)})"
+        )
+
+    if bundle_dir is not None:
+        for rel in files:
+            resolve_in_bundle(bundle_dir, rel, "files entry")
+        for art in artifacts.values():
+            resolve_in_bundle(bundle_dir, art.file, f"artifacts.{art.name}.file")
+        if isinstance(spec, TextInput):
+            resolve_in_bundle(bundle_dir, spec.tokenizer, "input.tokenizer")
+
+    return Manifest(
+        schema_version=version,
+        input=spec,
+        tasks=tasks,
+        artifacts=artifacts,
+        files=files,
+        default_artifact=default,
+        backbone=v.opt(top, "backbone", str, "a string"),
+        raw=top,
+    )
+
+
+def _image_input(v: _Validator, inp: dict) -> ImageInput:
+    channels = v.req(inp, "channels", int, "1 or 3", "input")
+    if channels not in (1, 3):
+        v.fail("input.channels", "1 or 3", channels)
+    size = v.req(inp, "image_size", list, "[height, width]", "input")
+    if len(size) != 2 or not all(_is_int(s) and s > 0 for s in size):
+        v.fail("input.image_size", "[height, width] of positive integers", size)
+    scale = v.req(inp, "scale", float, "a positive number", "input")
+    if not scale > 0:
+        v.fail("input.scale", "a positive number", scale)
+    mean = _numbers(v, inp, "mean", channels)
+    std = _numbers(v, inp, "std", channels)
+    if not all(s > 0 for s in std):
+        v.fail("input.std", "positive numbers", std)
+    resize = v.choice(inp, "resize", ("bilinear",), "input", default="bilinear")
+    layout = v.choice(inp, "layout", ("NCHW",), "input", default="NCHW")
+    dtype = v.choice(inp, "dtype", ("float32", "float16"), "input", default="float32")
+    return ImageInput(
+        name=v.req(inp, "name", str, "the ONNX input name", "input"),
+        image_size=(int(size[0]), int(size[1])),
+        channels=channels,
+        scale=float(scale),
+        mean=mean,
+        std=std,
+        resize=resize,
+        layout=layout,
+        dtype=dtype,
+    )
+
+
+def _text_input(v: _Validator, inp: dict) -> TextInput:
+    names = v.req(inp, "names", list, "a non-empty list of input names", "input")
+    if not names or not all(n in TEXT_INPUT_NAMES for n in names) or len(set(names)) != len(names):
+        v.fail("input.names", f"distinct names among {', '.join(TEXT_INPUT_NAMES)}", names)
+    if "input_ids" not in names:
+        v.fail("input.names", "a list that includes 'input_ids'", names)
+    max_length = v.req(inp, "max_length", int, "a positive integer", "input")
+    if max_length < 2:
+        v.fail("input.max_length", "an integer >= 2", max_length)
+    return TextInput(
+        names=tuple(names),
+        tokenizer=v.req(inp, "tokenizer", str, "a path inside the bundle", "input"),
+        max_length=max_length,
+        padding=v.choice(inp, "padding", ("longest", "max_length"), "input", default="longest"),
+        dtype=v.choice(inp, "dtype", ("int64",), "input", default="int64"),
+    )
+
+
+def _task(v: _Validator, raw: object, where: str) -> Task:
+    t = v.obj(raw, where)
+    kind = v.choice(t, "kind", TASK_KINDS, where)
+    labels = v.req(t, "labels", list, "a list of strings", where)
+    if not all(isinstance(x, str) for x in labels):
+        v.fail(f"{where}.labels", "a list of strings", labels)
+    if kind != "regression" and not labels:
+        v.fail(f"{where}.labels", f"a non-empty list of strings for a {kind} task", labels)
+    name = v.req(t, "name", str, "a task name", where)
+    output = v.req(t, "output", str, "the ONNX output name", where)
+    return Task(name=name, kind=kind, labels=tuple(labels), output=output)
+
+
+def _artifact(v: _Validator, name: str, raw: object) -> Artifact:
+    where = f"artifacts.{name}"
+    a = v.obj(raw, where)
+    digest = v.opt(a, "sha256", str, "a hex sha256", where)
+    if digest is not None and not _SHA256.match(digest.lower()):
+        v.fail(f"{where}.sha256", "a hex sha256 (64 characters)", digest)
+    size = v.opt(a, "size_bytes", int, "a non-negative integer", where)
+    return Artifact(
+        name=name,
+        file=v.req(a, "file", str, "a path inside the bundle", where),
+        format=v.req(a, "format", str, "'onnx' or 'tensorrt'", where),
+        precision=v.opt(a, "precision", str, "a string", where),
+        target=v.opt(a, "target", str, "a string", where),
+        sha256=digest.lower() if digest else None,
+        size_bytes=size,
+        raw=a,
+    )
+
+
+def _numbers(v: _Validator, inp: dict, key: str, n: int) -> tuple[float, ...]:
+    vals = v.req(inp, key, list, f"a list of {n} numbers", "input")
+    if len(vals) != n or not all(_is_number(x) for x in vals):
+        v.fail(f"input.{key}", f"a list of {n} numbers (one per channel)", vals)
+    return tuple(float(x) for x in vals)
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: object) -> bool:
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(x)
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Validator:
+    """Typed field access on parsed JSON; every failure is one line naming the source and the field path."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, path: str, expected: str, got: object) -> None:
+        raise EdgetlError(f"{self.source}: field '{path}' must be {expected}, got {_short(got)}")
+
+    def obj(self, value: object, path: str) -> dict:
+        if not isinstance(value, dict):
+            if not path:
+                raise EdgetlError(f"{self.source}: must hold a JSON object, got {type(value).__name__}")
+            self.fail(path, "an object", value)
+        return value  # type: ignore[return-value]
+
+    def _check(self, value: object, typ: type, expected: str, path: str) -> Any:
+        if typ is int:
+            ok = _is_int(value)
+        elif typ is float:
+            ok = _is_number(value)
+        else:
+            ok = isinstance(value, typ)
+        if not ok:
+            self.fail(path, expected, value)
+        return value
+
+    def req(self, obj: dict, key: str, typ: type, expected: str, parent: str = "") -> Any:
+        path = f"{parent}.{key}" if parent else key
+        if key not in obj:
+            raise EdgetlError(f"{self.source}: field '{path}' is missing")
+        return self._check(obj[key], typ, expected, path)
+
+    def opt(self, obj: dict, key: str, typ: type, expected: str, parent: str = "") -> Any:
+        if obj.get(key) is None:
+            return None
+        return self._check(obj[key], typ, expected, f"{parent}.{key}" if parent else key)
+
+    def choice(self, obj: dict, key: str, choices: tuple[str, ...], parent: str, default: str | None = None) -> str:
+        path = f"{parent}.{key}"
+        if key not in obj and default is not None:
+            return default
+        value = self.req(obj, key, str, f"one of {', '.join(choices)}", parent)
+        if value not in choices:
+            self.fail(path, f"one of {', '.join(choices)}", value)
+        return value

@@ -1,0 +1,232 @@
+"""`Predictor`: a deploy bundle in, per-task predictions out; what device applications embed.
+
+It reads the manifest, verifies the files it loads, rebuilds the training pre-processing from the manifest
+alone and turns raw outputs into labels and scores. numpy + onnxruntime only (tokenizers/pillow when the
+input needs them), so it runs where torch does not.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgetl.errors import EdgetlError
+from edgetl.runtime.backends import Backend, ProviderSpec, create_backend
+from edgetl.runtime.manifest import MANIFEST_NAME, ImageInput, Manifest, Task, read_manifest, verify_files
+from edgetl.runtime.preprocess import ImagePreprocessor, TextEncoder
+
+__all__ = ["Predictor", "TaskPrediction", "default_artifact_name"]
+
+DEFAULT_ARTIFACT_ORDER = ("int8-ort", "fp32")  # after the manifest's own "default_artifact"
+
+
+@dataclass(frozen=True)
+class TaskPrediction:
+    """One task's prediction for one input; fields that do not apply to the task's kind are None.
+
+    classification: label, index, score (softmax probability of the label), scores (all probabilities).
+    multilabel: labels (sigmoid > 0.5), scores (all sigmoid probabilities).
+    regression: value (a float, or a list for several targets).
+    """
+
+    task: str
+    kind: str
+    label: str | None = None
+    index: int | None = None
+    score: float | None = None
+    scores: list[float] | None = None
+    labels: list[str] | None = None
+    value: float | list[float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that apply, JSON-ready."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def default_artifact_name(manifest: Manifest) -> str:
+    """The manifest's `default_artifact`, else int8-ort, else fp32."""
+    if manifest.default_artifact is not None:
+        return manifest.default_artifact
+    for name in DEFAULT_ARTIFACT_ORDER:
+        if name in manifest.artifacts:
+            return name
+    raise EdgetlError(
+        f"{MANIFEST_NAME}: no default artifact (no 'default_artifact', 'int8-ort' or 'fp32'); "
+        f"pick one of: {', '.join(manifest.artifacts)}"
+    )
+
+
+class Predictor:
+    """Runs one artifact of a bundle. Build it with `Predictor.load(bundle_dir)`."""
+
+    def __init__(self, manifest: Manifest, backend: Backend, bundle_dir: str | os.PathLike[str], artifact: str):
+        self.manifest = manifest
+        self.backend = backend
+        self.bundle_dir = Path(bundle_dir)
+        self.artifact = artifact
+        self.tasks: tuple[Task, ...] = manifest.tasks
+        spec = manifest.input
+        where = f"{self.bundle_dir / manifest.artifacts[artifact].file}"
+        model_inputs = set(backend.input_names)
+        if isinstance(spec, ImageInput):
+            self.input_kind = "image"
+            self._image = ImagePreprocessor.from_spec(spec)
+            self._text: TextEncoder | None = None
+            if model_inputs != {spec.name}:
+                raise EdgetlError(
+                    f"{where}: model inputs {sorted(model_inputs)} do not match manifest input.name {spec.name!r}"
+                )
+        else:
+            self.input_kind = "text"
+            self._text = TextEncoder.from_spec(spec, self.bundle_dir)
+            if not model_inputs <= set(spec.names):
+                raise EdgetlError(
+                    f"{where}: model inputs {sorted(model_inputs)} are not all among manifest input.names "
+                    f"{list(spec.names)}"
+                )
+            self._text_feed = tuple(n for n in spec.names if n in model_inputs)
+        missing = [t.output for t in self.tasks if t.output not in backend.output_names]
+        if missing:
+            raise EdgetlError(
+                f"{where}: model has no output {missing[0]!r} (task outputs in the manifest); "
+                f"model outputs: {', '.join(backend.output_names)}"
+            )
+
+    # ------------------------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(
+        cls,
+        bundle_dir: str | os.PathLike[str],
+        artifact: str | None = None,
+        providers: Sequence[ProviderSpec] | None = None,
+        verify: bool = True,
+        intra_op_threads: int | None = None,
+    ) -> Predictor:
+        """Load a bundle's artifact (default: manifest's default_artifact, else int8-ort, else fp32).
+
+        With `verify`, the sha256 of every file it loads (model, engine manifest, tokenizer) is checked
+        against manifest.json first. `providers` are ONNX Runtime execution providers (default CPU).
+        """
+        bundle_dir = Path(bundle_dir)
+        manifest = read_manifest(bundle_dir)
+        name = artifact if artifact is not None else default_artifact_name(manifest)
+        if name not in manifest.artifacts:
+            raise EdgetlError(
+                f"{bundle_dir / MANIFEST_NAME}: no artifact {name!r}; available: {', '.join(manifest.artifacts)}"
+            )
+        entry = manifest.artifacts[name]
+        if verify:
+            names = [entry.file]
+            sidecar = f"{entry.file}.json"  # TensorRT engine manifest
+            if sidecar in manifest.files:
+                names.append(sidecar)
+            if manifest.input.kind == "text":
+                names.append(manifest.input.tokenizer)  # type: ignore[union-attr]
+            digests = verify_files(bundle_dir, manifest, names)
+            if entry.sha256 is not None and digests[entry.file] != entry.sha256:
+                raise EdgetlError(
+                    f"{bundle_dir / entry.file}: sha256 differs from artifacts.{name}.sha256 in {MANIFEST_NAME}"
+                )
+        backend = create_backend(entry, bundle_dir, providers, intra_op_threads=intra_op_threads)
+        return cls(manifest, backend, bundle_dir, name)
+
+    # ------------------------------------------------------------------------------------ running
+
+    def is_batch(self, x: object) -> bool:
+        """Whether `predict(x)` returns a list (a list/tuple of inputs, or a 4-D NHWC array)."""
+        if self._text is not None:
+            return isinstance(x, (list, tuple))
+        return ImagePreprocessor.is_batch(x)
+
+    def preprocess(self, x: object) -> dict[str, np.ndarray]:
+        """Model feeds for `x` (always batched): {input name: array}."""
+        if self._text is not None:
+            encoded = self._text(x)  # type: ignore[arg-type]
+            return {n: encoded[n] for n in self._text_feed}
+        return {self.manifest.input.name: self._image(x)}  # type: ignore[union-attr]
+
+    def predict_arrays(self, x: object) -> dict[str, np.ndarray]:
+        """Raw model outputs for `x`, batched (a single input gives a batch of 1): {output name: array}."""
+        return self._run(self.preprocess(x))
+
+    def predict(self, x: object) -> dict[str, TaskPrediction] | list[dict[str, TaskPrediction]]:
+        """{task name: TaskPrediction} for one input; a list of those for a list of inputs."""
+        outputs = self.predict_arrays(x)
+        results = self.postprocess(outputs)
+        return results if self.is_batch(x) else results[0]
+
+    def postprocess(self, outputs: dict[str, np.ndarray]) -> list[dict[str, TaskPrediction]]:
+        """Raw batched outputs -> one {task: TaskPrediction} per input."""
+        per_task = [self._task_predictions(t, outputs[t.output]) for t in self.tasks]
+        n = len(per_task[0])
+        return [{t.name: preds[i] for t, preds in zip(self.tasks, per_task)} for i in range(n)]
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(next(iter(feeds.values())))
+        fixed = getattr(self.backend, "batch_size", None)
+        if fixed is None or fixed == n:
+            return self.backend.run(feeds)
+        # The model was exported with a fixed batch size: run in chunks, padding the last one.
+        parts: list[dict[str, np.ndarray]] = []
+        for start in range(0, n, fixed):
+            chunk = {}
+            for name, arr in feeds.items():
+                part = arr[start : start + fixed]
+                if len(part) < fixed:
+                    part = np.concatenate([part, np.repeat(part[-1:], fixed - len(part), axis=0)])
+                chunk[name] = part
+            parts.append(self.backend.run(chunk))
+        return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
+
+    def _task_predictions(self, task: Task, out: np.ndarray) -> list[TaskPrediction]:
+        out = np.asarray(out, dtype=np.float32)
+        n = out.shape[0] if out.ndim else 1
+        out = out.reshape(n, -1)
+        if task.kind == "regression":
+            return [
+                TaskPrediction(task.name, task.kind, value=row[0] if len(row) == 1 else row)
+                for row in out.tolist()
+            ]
+        if out.shape[1] != len(task.labels):
+            raise EdgetlError(
+                f"task {task.name!r}: the model gives {out.shape[1]} scores but {MANIFEST_NAME} lists "
+                f"{len(task.labels)} labels"
+            )
+        labels = task.labels
+        if task.kind == "classification":
+            z = out - out.max(axis=1, keepdims=True)
+            np.exp(z, out=z)
+            z /= z.sum(axis=1, keepdims=True)
+            best = z.argmax(axis=1).tolist()
+            return [
+                TaskPrediction(task.name, task.kind, label=labels[i], index=i, score=row[i], scores=row)
+                for i, row in zip(best, z.tolist())
+            ]
+        probs = 0.5 + 0.5 * np.tanh(0.5 * out)  # multilabel: sigmoid, without exp overflow warnings
+        return [
+            TaskPrediction(
+                task.name, task.kind, labels=[labels[j] for j, p in enumerate(row) if p > 0.5], scores=row
+            )
+            for row in probs.tolist()
+        ]
+
+    # -------------------------------------------------------------------------------- description
+
+    def labels(self, task: str) -> tuple[str, ...]:
+        """Label names of one task."""
+        for t in self.tasks:
+            if t.name == task:
+                return t.labels
+        raise EdgetlError(f"no task {task!r}; tasks: {', '.join(t.name for t in self.tasks)}")
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor({str(self.bundle_dir)!r}, artifact={self.artifact!r}, "
+            f"tasks={[t.name for t in self.tasks]}, backend={self.backend!r})"
+        )
