@@ -1,0 +1,1 @@
+"""Compile exported ONNX into device engines (TensorRT). Importing this package never imports TensorRT."""
