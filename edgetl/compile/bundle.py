@@ -52,7 +52,7 @@ def build_bundle_engines(
     *,
     fp16: bool = False,
     int8: bool = False,
-    max_batch: int = 8,
+    max_batch: int = 32,  # covers `edgetl bench`'s default batch sweep (1, 8, 32); opt stays 1
     evaluate: bool = True,
     say: Callable[[str], None] | None = None,
 ) -> list[str]:
