@@ -254,6 +254,17 @@ def backbones(as_json: JsonOpt = False):
     typer.echo("also: timm:<any timm model> (online), hf:<any Hugging Face encoder or local dir>")
 
 
+def _examples_in_short_help() -> None:
+    """`edgetl --help` shows each verb's one-line description followed by its example (from the epilog)."""
+    for info in app.registered_commands:
+        first = (info.callback.__doc__ or "").strip().splitlines()[0]
+        example = (info.epilog or "").replace("Examples: ", "").replace("Example: ", "").split(" | ")[0]
+        info.short_help = f"{first}  [dim]e.g.[/] [green]{example}[/]" if example else first
+
+
+_examples_in_short_help()
+
+
 def main() -> None:
     """Console entry point: run the app; user errors become one line + exit code."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1") if os.environ.get("EDGETL_OFFLINE") == "1" else None

@@ -238,7 +238,7 @@ class Trainer:
                     self.scaler.update()
                     state.global_step += 1
                     state.step_in_epoch = step + 1
-                    running += float(loss) * len(idx)
+                    running += float(loss.detach()) * len(idx)
                     seen += len(idx)
                     progress.update(task, advance=1, info=f"loss {running / seen:.4f}")
                     if r.checkpoint_every_steps and state.global_step % r.checkpoint_every_steps == 0 \
