@@ -16,20 +16,22 @@ def _acc(row: dict, task: str, kind: str) -> str:
 
 
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per artifact: latency at batch 1 (end to end), best throughput, speed-up and accuracy per task."""
     tasks = report["tasks"]
-    header = ["artifact", "backend", "prec", "size MB", "p50 ms", "p90 ms", "p99 ms", "mean ms", "compute p50",
-              "best thru (/s)", "x fp32"] + [f"{t} acc" for t in tasks] + ["status"]
+    header = ["artifact", "prec", "MB", "p50 ms", "p90 ms", "p99 ms", "compute p50", "thru /s", "x fp32"] + \
+        [f"{t} acc" for t in tasks] + ["status"]
     rows = []
     for r in report["rows"]:
         lat = r.get("latency_ms", {})
         est = r.get("kind") == "estimated"
         thr = max((p["items_per_s"] for p in r.get("throughput", [])), default=None)
+        plain = est or r.get("backend", "onnxruntime") in ("onnxruntime", "pytorch-eager")
+        name = r["artifact"] if plain else f"{r['artifact']} ({r['backend']})"
         rows.append([
-            r["artifact"], r.get("backend", "-"), r.get("precision", "-"), f"{r.get('size_mb', 0):.2f}" if "size_mb" in r else "-",
-            (f"~{lat['p50_ms']:.2f} (est.)" if est else f"{lat['p50_ms']:.2f}") if "p50_ms" in lat else "-",
+            name, r.get("precision", "-"), f"{r['size_mb']:.1f}" if "size_mb" in r else "-",
+            (f"~{lat['p50_ms']:.2f}" if est else f"{lat['p50_ms']:.2f}") if "p50_ms" in lat else "-",
             f"{lat['p90_ms']:.2f}" if "p90_ms" in lat else "-",
             f"{lat['p99_ms']:.2f}" if "p99_ms" in lat else "-",
-            f"{lat['mean_ms']:.2f}" if "mean_ms" in lat else "-",
             f"{r['compute_latency_ms']['p50_ms']:.2f}" if "compute_latency_ms" in r else "-",
             f"{thr:.0f}" if thr else "-",
             f"{r['speedup_vs_fp32']:.2f}" if "speedup_vs_fp32" in r else "-",
@@ -43,7 +45,7 @@ def print_table(report: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or Console(width=max(Console().width, 120))
     header, rows = table_rows(report)
     mode = report["mode"].upper()
     t = Table(title=f"edgetl bench — {report['device_display']} ({mode}) — {report.get('n_eval', 0)} {report.get('split') or ''} examples")
