@@ -80,3 +80,20 @@ def verify_onnx(loaded, onnx_path: Path, atol: float, samples: int) -> dict:
         if diff > atol or report["top1_agreement"].get(t, 1.0) < 1.0:
             report["passed"] = False
     return report
+
+
+def embed_metadata(path: Path, meta: dict[str, str]) -> None:
+    """Write edgetl's description into the ONNX file's metadata_props (what Netron and friends show)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    keep = [p for p in model.metadata_props if p.key not in meta]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for k, v in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    model.producer_name, model.producer_version = "edgetl", meta.get("edgetl.version", "")
+    tmp = Path(path).with_suffix(".meta.tmp.onnx")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)

@@ -20,7 +20,7 @@ from edgetl.errors import EdgetlError
 from edgetl.evaluate.metrics import primary_score
 from edgetl.evaluate.onnx_eval import evaluate_onnx, feeds_for
 from edgetl.export.loaded import LoadedRun, load_run
-from edgetl.export.onnx_export import export_onnx, verify_onnx
+from edgetl.export.onnx_export import embed_metadata, export_onnx, verify_onnx
 from edgetl.runtime.atomic import atomic_write_text
 from edgetl.runtime.manifest import bundle_file_hashes, sha256_file, write_manifest
 
@@ -113,10 +113,12 @@ def export_run(run_path, opts: ExportOptions | None = None) -> Path:
         raise EdgetlError(f"ONNX verification failed: max|diff| {max(verification['max_abs_diff'].values()):.2e} > "
                           f"atol {recipe.export.atol} or top-1 disagreement (see {fp32}); --allow-mismatch to ship anyway")
 
+    input_spec = _save_tokenizer(loaded, out) if loaded.model.backbone.kind == "text" else loaded.prep.manifest("input")
+    onnx_meta = onnx_metadata(loaded, input_spec)
     artifacts: dict[str, dict] = {}
     fp32_val = evaluate_onnx(fp32, loaded, "val")
     fp32_test = evaluate_onnx(fp32, loaded, "test")
-    artifacts["fp32"] = _entry("fp32", out, fp32_test, fp32_val, verification=verification)
+    artifacts["fp32"] = _entry("fp32", out, fp32_test, fp32_val, verification=verification, metadata=onnx_meta)
 
     # ---- INT8
     if opts.int8:
@@ -145,7 +147,7 @@ def export_run(run_path, opts: ExportOptions | None = None) -> Path:
                     "note": "accuracy measured on ONNX Runtime CPU: a proxy until measured on a TensorRT engine"}}
             settings = {**result["settings"], "calibration": {**calib_info, "method": method}, "gate": result["gate"]}
             test = evaluate_onnx(out / ARTIFACTS[name][0], loaded, "test")
-            artifacts[name] = _entry(name, out, test, result["val"], quantization=settings)
+            artifacts[name] = _entry(name, out, test, result["val"], quantization=settings, metadata=onnx_meta)
             d = drops(fp32_test, test, kinds)
             say(f"{name}: " + ", ".join(f"{t} {100 * primary_score(kinds[t], test[t]) if kinds[t] != 'regression' else primary_score(kinds[t], test[t]):.2f}"
                                         f" (drop {d[t]:+.2f})" for t in kinds))
@@ -157,16 +159,13 @@ def export_run(run_path, opts: ExportOptions | None = None) -> Path:
         say("FP16 ONNX (for GPUs / TensorRT; slower on ONNX Runtime CPU)")
         settings = convert_fp16(fp32, out / ARTIFACTS["fp16"][0], keep_io_types=opts.keep_io_fp32)
         artifacts["fp16"] = _entry("fp16", out, evaluate_onnx(out / ARTIFACTS["fp16"][0], loaded, "test"),
-                                   evaluate_onnx(out / ARTIFACTS["fp16"][0], loaded, "val"), quantization=settings)
+                                   evaluate_onnx(out / ARTIFACTS["fp16"][0], loaded, "val"), quantization=settings,
+                                   metadata=onnx_meta)
 
     # ---- labels, tokenizer, manifest
     for t in recipe.tasks:
         if kinds[t.name] != "regression":
             atomic_write_text(out / "labels" / f"{t.name}.txt", "\n".join(loaded.splits.labels[t.name]) + "\n")
-    if loaded.model.backbone.kind == "text":
-        input_spec = _save_tokenizer(loaded, out)
-    else:
-        input_spec = loaded.prep.manifest("input")
     default = next((a for a in ("int8-ort",) if a in artifacts and artifacts[a]["quantization"]["gate"].get("passed", True)),
                    "fp32")
     manifest = {
@@ -187,9 +186,25 @@ def export_run(run_path, opts: ExportOptions | None = None) -> Path:
     return out
 
 
+def onnx_metadata(loaded: LoadedRun, input_spec: dict) -> dict[str, str]:
+    import json
+
+    recipe = loaded.recipe
+    return {
+        "edgetl.version": __version__,
+        "edgetl.backbone": recipe.backbone.name,
+        "edgetl.recipe": recipe.name,
+        "edgetl.tasks": json.dumps([{"name": t.name, "kind": t.kind, "output": t.name} for t in recipe.tasks]),
+        "edgetl.labels": json.dumps(loaded.splits.labels),
+        "edgetl.preprocessing": json.dumps(input_spec),
+    }
+
+
 def _entry(name: str, out: Path, test: dict, val: dict, **extra) -> dict:
     fname, precision, target = ARTIFACTS[name]
     path = out / fname
+    if extra.get("metadata"):
+        embed_metadata(path, {**extra["metadata"], "edgetl.artifact": name, "edgetl.precision": precision})
     kinds_acc = {t: (m.get("accuracy", m.get("micro_f1", m.get("mae")))) for t, m in test.items()}
     return {"file": fname, "format": "onnx", "precision": precision, "target": target,
             "sha256": sha256_file(path), "size_bytes": path.stat().st_size,
