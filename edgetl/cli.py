@@ -85,6 +85,7 @@ def export(
     no_gate: Annotated[bool, typer.Option("--no-gate", help="Skip the accuracy-gate search (report the drop only).")] = False,
     allow_mismatch: Annotated[bool, typer.Option("--allow-mismatch", help="Ship even if ONNX vs PyTorch verification fails.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Bundle directory (default: <run>/export).")] = None,
+    deepstream: Annotated[bool, typer.Option("--deepstream", help="Also write a DeepStream nvinfer config (deepstream/config_infer.txt).")] = False,
     quiet: QuietOpt = False,
 ):
     """Export to ONNX (verified against PyTorch), quantize (INT8 / FP16) and write the deploy bundle."""
@@ -99,6 +100,10 @@ def export(
         from edgetl.compile.bundle import build_bundle_engines
 
         build_bundle_engines(bundle, fp16=fp16, int8=int8)
+    if deepstream:
+        from edgetl.export.deepstream import write_deepstream
+
+        typer.echo(f"DeepStream config: {write_deepstream(bundle)}")
     _print_manifest_summary(bundle)
 
 

@@ -1,0 +1,75 @@
+"""A DeepStream `nvinfer` configuration beside the bundle, so a Jetson GStreamer pipeline can load the model
+without hand-editing.
+
+nvinfer normalises as y = net-scale-factor * (x - offsets[c]) with ONE scale for all channels. edgetl's
+pre-processing is y = (x * scale - mean[c]) / std[c]; the two agree exactly when std is the same for every
+channel. Otherwise the config uses the mean std and says so (with the worst-case relative error) in a comment.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgetl.errors import EdgetlError
+from edgetl.runtime.atomic import atomic_write_text
+
+NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
+
+
+def deepstream_config(bundle: Path, artifact: str | None = None, batch_size: int = 1, gie_id: int = 1,
+                      secondary: bool = False) -> dict[str, str]:
+    """The [property] keys for nvinfer (strings, as they appear in the file)."""
+    m = json.loads((Path(bundle) / "manifest.json").read_text())
+    inp = m["input"]
+    if inp["kind"] != "image":
+        raise EdgetlError(f"{bundle}: DeepStream nvinfer configs are for image models (this bundle is {inp['kind']})")
+    arts = m["artifacts"]
+    name = artifact or next((a for a in ("trt-int8", "trt-fp16", "trt-fp32") if a in arts), "fp32")
+    if name not in arts:
+        raise EdgetlError(f"--artifact {name!r}: not in the bundle ({', '.join(arts)})")
+    entry = arts[name]
+    onnx_entry = arts[name] if entry["format"] == "onnx" else arts.get(entry.get("source_artifact", "fp32"), arts["fp32"])
+    std = inp["std"]
+    mean_std = sum(std) / len(std)
+    h, w = inp["image_size"]
+    props = {
+        "gpu-id": "0",
+        "net-scale-factor": repr(inp["scale"] / mean_std),
+        "offsets": ";".join(repr(mu / inp["scale"]) for mu in inp["mean"]),
+        "model-color-format": "0",  # RGB
+        "onnx-file": f"../{onnx_entry['file']}",
+        "labelfile-path": "labels.txt",
+        "infer-dims": f"{inp['channels']};{h};{w}",
+        "network-input-order": "0",  # NCHW
+        "batch-size": str(batch_size),
+        "network-mode": str(NETWORK_MODE[entry["precision"]]),
+        "network-type": "1",  # classifier
+        "process-mode": "2" if secondary else "1",
+        "gie-unique-id": str(gie_id),
+        "output-blob-names": ";".join(t["output"] for t in m["tasks"]),
+        "classifier-threshold": "0.0",
+        "maintain-aspect-ratio": "0",
+        "symmetric-padding": "0",
+    }
+    if entry["format"] == "tensorrt":
+        props["model-engine-file"] = f"../{entry['file']}"
+    return props
+
+
+def write_deepstream(bundle: Path, artifact: str | None = None, batch_size: int = 1) -> Path:
+    bundle = Path(bundle)
+    m = json.loads((bundle / "manifest.json").read_text())
+    props = deepstream_config(bundle, artifact, batch_size)
+    std = m["input"]["std"]
+    mean_std = sum(std) / len(std)
+    worst = max(abs(s / mean_std - 1) for s in std)
+    lines = ["# DeepStream nvinfer config written by edgetl from manifest.json", f"# bundle: {bundle}"]
+    if worst > 1e-6:
+        lines.append(f"# note: per-channel std {std} approximated by one net-scale-factor (max relative error {worst:.1%})")
+    lines += ["[property]"] + [f"{k}={v}" for k, v in props.items()]
+    ds = bundle / "deepstream"
+    atomic_write_text(ds / "config_infer.txt", "\n".join(lines) + "\n")
+    # nvinfer classifier label file: one line per output layer, labels separated by ';'
+    atomic_write_text(ds / "labels.txt", "\n".join(";".join(t["labels"]) for t in m["tasks"]) + "\n")
+    return ds / "config_infer.txt"
