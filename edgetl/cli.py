@@ -51,6 +51,7 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Run name (default: the recipe's name); runs/<name>[-N].")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
     resume: Annotated[Optional[str], typer.Option(help="Continue a run: its directory, or 'last' for the newest run of this recipe.")] = None,
+    logger: Annotated[str, typer.Option(help="Also log to: tensorboard | none | auto (tensorboard when installed).")] = "auto",
     quiet: QuietOpt = False,
 ):
     """Fine-tune a pretrained backbone into a multi-task model (writes runs/<name>/)."""
@@ -66,7 +67,9 @@ def train(
             raise EdgetlError(f"--resume last: no earlier run of {name or rec.name!r} in {runs_dir}")
         if overrides:
             raise EdgetlError("--resume continues a run with its own recipe; overrides are not allowed")
-    result = train_fn(rec, name=name, runs_dir=runs_dir, resume=run, progress=not quiet)
+    if logger not in ("tensorboard", "none", "auto"):
+        raise EdgetlError(f"--logger {logger!r}: allowed tensorboard, none, auto")
+    result = train_fn(rec, name=name, runs_dir=runs_dir, resume=run, progress=not quiet, logger=logger)
     info = result.info()
     typer.echo(f"run: {result.dir}  best epoch {info.get('best_epoch')}  score {info.get('best_score', float('nan')):.4f}")
 

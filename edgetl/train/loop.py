@@ -27,6 +27,7 @@ from edgetl.recipe import Recipe
 from edgetl.train import checkpoint as ckpt
 from edgetl.train.cache import build_cache, cache_key, cache_usable
 from edgetl.train.freezing import apply_freeze, frozen_prefix, lr_factor, make_optimizer, param_groups, set_train_mode
+from edgetl.train.loggers import NullLogger, make_logger
 from edgetl.train.losses import kd_loss, task_loss
 from edgetl.train.run import DEFAULT_RUNS_DIR, Run, new_run_dir, write_json
 
@@ -96,6 +97,7 @@ class Trainer:
         self.teacher = None
         self.teacher_logits: dict[str, torch.Tensor] | None = None
         self.stats = {"cache_build_s": 0.0}
+        self.logger = NullLogger()
 
     # ------------------------------------------------------------------------------------ freezing + cache
     def set_freeze(self, k: int, progress=None) -> None:
@@ -137,7 +139,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate(self, split: str = "val") -> tuple[dict, float]:
+    def evaluate(self, split: str = "val", full: bool = False) -> tuple[dict, float]:
         self.model.eval()
         ex = getattr(self.splits, split)
         bs = max(self.recipe.train.batch_size, 128)
@@ -153,7 +155,7 @@ class Trainer:
             for k, v in y.items():
                 outs.setdefault(k, []).append(v.float().cpu().numpy())
         outputs = {k: np.concatenate(v) for k, v in outs.items()}
-        metrics = all_task_metrics(outputs, ex.targets, self.kinds, self.splits.labels)
+        metrics = all_task_metrics(outputs, ex.targets, self.kinds, self.splits.labels, full)
         return metrics, loss_sum / max(n, 1)
 
     def batch_loss(self, y: dict[str, torch.Tensor], ex, idx, teacher: dict | None = None):
@@ -260,6 +262,7 @@ class Trainer:
                 state.history.append(row)
                 state.epoch, state.step_in_epoch = epoch + 1, 0
                 write_json_lines(self.run.dir / "metrics.jsonl", state.history)
+                self.logger.log_epoch(row)
                 self.save(state, best=is_best)
                 progress.update(task, info=f"loss {row['train_loss']:.4f} val {_short(metrics)}")
         return state
@@ -286,7 +289,7 @@ def write_json_lines(path: Path, rows: list[dict]) -> None:
 
 
 def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_RUNS_DIR, resume: Run | None = None,
-          progress: bool = True, stop_after_steps: int | None = None) -> Run:
+          progress: bool = True, stop_after_steps: int | None = None, logger: str = "none") -> Run:
     """Train a recipe into a new run dir (or continue `resume`); returns the Run."""
     if resume is not None:
         run = resume
@@ -313,7 +316,14 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
     run.write_info(status="running", recipe=recipe.name, backbone=recipe.backbone.name, started_utc=_now(),
                    versions=library_versions())
     t0 = time.perf_counter()
+    trainer.logger = make_logger(logger, run.dir)
     state = trainer.fit(state, stop_after_steps=stop_after_steps)
+    if type(trainer.logger) is not NullLogger:
+        full, _ = trainer.evaluate("val", full=True)
+        for task, m in full.items():
+            if "confusion_matrix" in m:
+                trainer.logger.log_confusion(task, np.array(m["confusion_matrix"]), splits.labels[task], state.epoch)
+    trainer.logger.close()
     done = state.epoch >= recipe.train.epochs
     run.write_info(status="completed" if done else "stopped", best_epoch=state.best_epoch + 1,
                    best_score=state.best_score, epochs_done=state.epoch, train_seconds=time.perf_counter() - t0,
