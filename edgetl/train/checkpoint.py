@@ -1,7 +1,9 @@
 """Checkpoints as safetensors, written atomically, with everything needed to resume exactly.
 
 <name>.safetensors        model weights (what export and eval read)
-<name>.state.safetensors  optimizer tensors + RNG state; JSON metadata: epoch, step, param groups, best score
+<name>.state.safetensors  everything a resume needs, in ONE file (one atomic rename = one consistent commit):
+                          model weights, optimizer tensors, RNG states (torch, CUDA, named generators such as
+                          the augmentation one); JSON metadata: epoch, step, param groups, best score, history
 Nothing is pickled: optimizer state is flattened to named tensors and rebuilt on load.
 """
 
@@ -43,6 +45,11 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 def load_model(model: torch.nn.Module, path: Path) -> dict:
     tensors, meta = _read(path)
+    _load_weights(model, tensors, path)
+    return {k: json.loads(v) for k, v in meta.items() if k != "format"}
+
+
+def _load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
@@ -52,10 +59,14 @@ def load_model(model: torch.nn.Module, path: Path) -> dict:
                 if wrong else f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}")
         raise EdgetlError(f"{path} does not match the recipe's model: {what}")
     model.load_state_dict(tensors)
-    return {k: json.loads(v) for k, v in meta.items() if k != "format"}
 
 
-def save_training_state(path: Path, optimizer: torch.optim.Optimizer, scaler, meta: dict) -> None:
+def save_training_state(path: Path, optimizer: torch.optim.Optimizer, scaler, meta: dict, *,
+                        model: torch.nn.Module | None = None,
+                        modules: dict[str, torch.nn.Module | None] | None = None,
+                        generators: dict[str, torch.Generator | None] | None = None) -> None:
+    """Optimizer + scaler + RNG (+ model weights, named training-only modules and named generators) + `meta`,
+    atomically, in one file."""
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict] = {}
@@ -66,30 +77,88 @@ def save_training_state(path: Path, optimizer: torch.optim.Optimizer, scaler, me
             else:
                 scalars.setdefault(str(pid), {})[k] = v
     tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = st
+    for name, gen in (generators or {}).items():
+        if gen is not None:
+            tensors[f"rng.gen.{name}"] = gen.get_state()
+    if model is not None:
+        for k, v in model.state_dict().items():
+            tensors[f"model.{k}"] = v.detach().cpu().contiguous()
+    for name, mod in (modules or {}).items():
+        if mod is not None:
+            for k, v in mod.state_dict().items():
+                tensors[f"mod.{name}.{k}"] = v.detach().cpu().contiguous()
     groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
     full_meta = {"param_groups": groups, "opt_scalars": scalars, "meta": meta,
                  "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None}
     atomic_write_bytes(path, st_save(tensors, metadata={"format": "edgetl-train-state", "json": json.dumps(full_meta)}))
 
 
-def load_training_state(path: Path, optimizer: torch.optim.Optimizer, scaler=None) -> dict:
+def read_training_meta(path: Path) -> dict:
+    """The JSON `meta` of a training-state file (epoch, step, frozen stages...), without applying anything."""
+    return _read_state(path)[1]["meta"]
+
+
+def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     tensors, meta = _read(path)
     if meta.get("format") != "edgetl-train-state":
         raise EdgetlError(f"{path}: not an edgetl training-state file")
-    info = json.loads(meta["json"])
+    try:
+        info = json.loads(meta["json"])
+        if not isinstance(info, dict) or not isinstance(info.get("meta"), dict):
+            raise ValueError("no meta")
+    except (KeyError, ValueError) as e:
+        raise EdgetlError(f"{path}: corrupt training-state metadata ({e})") from None
+    return tensors, info
+
+
+def load_training_state(path: Path, optimizer: torch.optim.Optimizer | None, scaler=None, *,
+                        model: torch.nn.Module | None = None,
+                        modules: dict[str, torch.nn.Module | None] | None = None,
+                        generators: dict[str, torch.Generator] | None = None) -> dict:
+    """Restore what `save_training_state` wrote; returns its `meta`.
+
+    `model` and each of `modules` are loaded from the file's own weights (error if it has none). With
+    `optimizer=None` only weights are loaded (the optimizer's groups may depend on them); otherwise optimizer,
+    scaler and RNG states are restored too, and each generator in `generators` gets its saved state, if one
+    was saved."""
+    tensors, info = _read_state(path)
+    if model is not None:
+        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        if not weights:
+            raise EdgetlError(f"{path}: holds no model weights (written by an older edgetl)")
+        _load_weights(model, weights, path)
+    for name, mod in (modules or {}).items():
+        if mod is None:
+            continue
+        prefix = f"mod.{name}."
+        weights = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if not weights:
+            raise EdgetlError(f"{path}: holds no weights for {name!r} (written by an older edgetl)")
+        _load_weights(mod, weights, path)
+    if optimizer is None:
+        return info["meta"]
     state: dict[int, dict] = {}
     for key, v in tensors.items():
         if key.startswith("opt."):
             _, pid, k = key.split(".", 2)
             state.setdefault(int(pid), {})[k] = v
-    for pid, sc in info["opt_scalars"].items():
-        state.setdefault(int(pid), {}).update(sc)
     try:
+        for pid, sc in info["opt_scalars"].items():
+            state.setdefault(int(pid), {}).update(sc)
         optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise EdgetlError(f"{path}: optimizer state does not match the model ({e})") from None
     if scaler is not None and info.get("scaler"):
         scaler.load_state_dict(info["scaler"])
     if "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = [tensors[f"rng.cuda.{i}"] for i in range(len(tensors)) if f"rng.cuda.{i}" in tensors]
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+    for name, gen in (generators or {}).items():
+        if f"rng.gen.{name}" in tensors:
+            gen.set_state(tensors[f"rng.gen.{name}"])
     return info["meta"]
