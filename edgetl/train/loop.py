@@ -29,6 +29,7 @@ from edgetl.train.cache import build_cache, cache_key, cache_usable
 from edgetl.train.freezing import apply_freeze, frozen_prefix, lr_factor, make_optimizer, param_groups, set_train_mode
 from edgetl.train.loggers import NullLogger, make_logger
 from edgetl.train.losses import kd_loss, task_loss
+from edgetl.runtime.atomic import atomic_write_text
 from edgetl.train.run import DEFAULT_RUNS_DIR, Run, new_run_dir, write_json
 
 log = logging.getLogger("edgetl")
@@ -76,6 +77,8 @@ class TrainState:
     best_score: float = -math.inf
     best_epoch: int = -1
     history: list = field(default_factory=list)
+    epoch_loss_sum: float = 0.0  # running train loss of the current epoch (a mid-epoch resume reports it whole)
+    epoch_seen: int = 0
 
 
 class Trainer:
@@ -97,6 +100,8 @@ class Trainer:
         self.teacher = None
         self.teacher_logits: dict[str, torch.Tensor] | None = None
         self.stats = {"cache_build_s": 0.0}
+        self.aug_gen: torch.Generator | None = None
+        self._resume_aug: torch.Generator | None = None  # augmentation RNG of a mid-epoch checkpoint
         self.logger = NullLogger()
 
     # ------------------------------------------------------------------------------------ freezing + cache
@@ -176,28 +181,51 @@ class Trainer:
         return total, parts
 
     # ------------------------------------------------------------------------------------------ checkpoints
+    @property
+    def state_path(self) -> Path:
+        return self.run.checkpoints / "last.state.safetensors"
+
     def save(self, state: TrainState, *, best: bool) -> None:
+        """best, then last, then the training state. The state file holds its own copy of every weight (model and
+        training-only modules) and is the commit point of a resume: a kill between any two writes leaves the
+        last commit whole, and best.safetensors never lags behind the best score the state records."""
+        bad = next((n for n, p in self.model.state_dict().items()
+                    if p.is_floating_point() and not torch.isfinite(p).all()), None)
+        if bad is not None:
+            last = self.run.checkpoint("last")
+            where = (f"epoch {state.epoch + 1} step {state.step_in_epoch}" if state.step_in_epoch
+                     else f"the end of epoch {state.epoch}")
+            raise EdgetlError(f"weights became non-finite ({bad}) by {where} (global step {state.global_step}): "
+                              f"training stopped; last good checkpoint: {last if last.is_file() else 'none yet'} "
+                              "(lower train.lr?)")
         meta = {"epoch": state.epoch, "global_step": state.global_step, "recipe": self.recipe.name}
-        ckpt.save_model(self.model, self.run.checkpoint("last"), meta)
-        ckpt.save_training_state(self.run.checkpoints / "last.state.safetensors", self.optimizer, self.scaler,
-                                 {**state.__dict__, "k": self.k})
         if best:
             ckpt.save_model(self.model, self.run.checkpoint("best"), meta)
+        ckpt.save_model(self.model, self.run.checkpoint("last"), meta)
+        ckpt.save_training_state(self.state_path, self.optimizer, self.scaler, {**state.__dict__, "k": self.k},
+                                 model=self.model,
+                                 generators={"aug": self.aug_gen})
 
     def restore(self) -> TrainState:
-        meta = ckpt.load_model(self.model, self.run.checkpoint("last"))
-        st_path = self.run.checkpoints / "last.state.safetensors"
-        # The optimizer must have the right groups before loading: freeze as the saved state had it.
-        import json as _json
-        from safetensors import safe_open
-
-        with safe_open(str(st_path), "pt") as f:
-            saved = _json.loads(f.metadata()["json"])["meta"]
-        self.set_freeze(int(saved["k"]))
-        info = ckpt.load_training_state(st_path, self.optimizer, self.scaler)
+        """Model, frozen stages (optimizer groups + feature cache), optimizer, scaler, RNG and counters of the
+        last committed checkpoint (last.state.safetensors)."""
+        st_path = self.state_path
+        saved = ckpt.read_training_meta(st_path)
+        try:  # weights first: the feature cache of the frozen prefix is computed from them
+            ckpt.load_training_state(st_path, None, model=self.model)
+            own_weights = True
+        except EdgetlError as e:
+            if "holds no model weights" not in str(e):
+                raise
+            ckpt.load_model(self.model, self.run.checkpoint("last"))  # state file of an older edgetl
+            own_weights = False
+        self.set_freeze(int(saved["k"]))  # the optimizer needs the saved groups before loading its state
+        self._resume_aug = torch.Generator()
+        info = ckpt.load_training_state(st_path, self.optimizer, self.scaler,
+                                        generators={"aug": self._resume_aug})
         info.pop("k", None)
-        del meta
-        return TrainState(**info)
+        known = TrainState.__dataclass_fields__
+        return TrainState(**{k: v for k, v in info.items() if k in known})
 
     # ---------------------------------------------------------------------------------------------- fit
     def fit(self, state: TrainState | None = None, stop_after_steps: int | None = None) -> TrainState:
@@ -216,11 +244,16 @@ class Trainer:
                 self.set_freeze(frozen_prefix(r.freeze, self.model.backbone.num_stages, epoch), progress)
                 set_train_mode(self.model, self.k, r.freeze.freeze_bn)
                 self.aug_gen = torch.Generator().manual_seed(r.seed * 100_003 + epoch)
+                if self._resume_aug is not None:  # mid-epoch resume: the flips continue where they stopped
+                    if state.step_in_epoch > 0:
+                        self.aug_gen = self._resume_aug
+                    self._resume_aug = None
                 order = epoch_order(r.seed, epoch, n)
                 task = progress.add_task(f"epoch {epoch + 1}/{r.epochs}", total=steps_per_epoch,
                                          completed=state.step_in_epoch, info="")
                 t0 = time.perf_counter()
-                running, seen = 0.0, 0
+                if state.step_in_epoch == 0:
+                    state.epoch_loss_sum, state.epoch_seen = 0.0, 0
                 for step in range(state.step_in_epoch, steps_per_epoch):
                     idx = order[step * r.batch_size:(step + 1) * r.batch_size]
                     for g in self.optimizer.param_groups:
@@ -232,7 +265,7 @@ class Trainer:
                     if not torch.isfinite(loss):
                         last = self.run.checkpoint("last")
                         raise EdgetlError(
-                            f"loss is {float(loss)} at epoch {epoch + 1} step {step + 1}: training stopped; "
+                            f"loss is {float(loss.detach())} at epoch {epoch + 1} step {step + 1}: training stopped; "
                             f"last good checkpoint: {last if last.is_file() else 'none yet'} (lower train.lr?)")
                     self.optimizer.zero_grad(set_to_none=True)
                     self.scaler.scale(loss).backward()
@@ -240,9 +273,9 @@ class Trainer:
                     self.scaler.update()
                     state.global_step += 1
                     state.step_in_epoch = step + 1
-                    running += float(loss.detach()) * len(idx)
-                    seen += len(idx)
-                    progress.update(task, advance=1, info=f"loss {running / seen:.4f}")
+                    state.epoch_loss_sum += float(loss.detach()) * len(idx)
+                    state.epoch_seen += len(idx)
+                    progress.update(task, advance=1, info=f"loss {state.epoch_loss_sum / state.epoch_seen:.4f}")
                     if r.checkpoint_every_steps and state.global_step % r.checkpoint_every_steps == 0 \
                             and state.step_in_epoch < steps_per_epoch:
                         self.save(state, best=False)
@@ -255,7 +288,8 @@ class Trainer:
                 is_best = score > state.best_score
                 if is_best:
                     state.best_score, state.best_epoch = score, epoch
-                row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss,
+                row = {"epoch": epoch + 1, "train_loss": state.epoch_loss_sum / max(state.epoch_seen, 1),
+                       "val_loss": val_loss,
                        "score": score, "lr": [g["lr"] for g in self.optimizer.param_groups],
                        "frozen_stages": self.k, "epoch_seconds": train_s, "cached": bool(self.cache),
                        "val": metrics}
@@ -294,10 +328,12 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
     if resume is not None:
         run = resume
         recipe = run.recipe()
-        split_def = run.splits()
+        # killed before splits.json was written: the split is a pure function of the recipe, rebuild it
+        split_def = run.splits() if (run.dir / "splits.json").is_file() else None
+        _remove_stale_temp_files(run)
     else:
         run = Run(new_run_dir(name or recipe.name, Path(runs_dir)))
-        (run.dir / "recipe.yaml").write_text(recipe.to_yaml())
+        atomic_write_text(run.dir / "recipe.yaml", recipe.to_yaml())
         split_def = None
     setup_determinism(recipe)
     splits = load_splits(recipe, split_def["indices"] if split_def else None)
@@ -310,9 +346,9 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
 
         trainer.teacher = Teacher.from_spec(recipe, splits, trainer.device)
     state = None
-    if resume is not None and (run.checkpoints / "last.state.safetensors").is_file():
+    if resume is not None and trainer.state_path.is_file():
         state = trainer.restore()
-        setup_rng_after_restore = True  # noqa: F841  (RNG restored inside load_training_state)
+        run.write_info(resumed_from_step=state.global_step, resumes=int(run.info().get("resumes", 0)) + 1)
     run.write_info(status="running", recipe=recipe.name, backbone=recipe.backbone.name, started_utc=_now(),
                    versions=library_versions())
     t0 = time.perf_counter()
@@ -329,6 +365,17 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
                    best_score=state.best_score, epochs_done=state.epoch, train_seconds=time.perf_counter() - t0,
                    cache_build_seconds=trainer.stats["cache_build_s"], finished_utc=_now())
     return run
+
+
+def _remove_stale_temp_files(run: Run) -> None:
+    """Temporary files of atomic writes that a kill interrupted (`.<name>.<random>.tmp`): never read, remove."""
+    for d in (run.dir, run.checkpoints):
+        if d.is_dir():
+            for p in d.glob(".*.tmp"):
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
 
 
 def _now() -> str:
