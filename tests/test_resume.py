@@ -1,0 +1,188 @@
+"""Resume is exact (in-process, fast): a run stopped mid-epoch and resumed ends with the metrics and weights
+of an uninterrupted one; non-finite training stops with the step and the last good checkpoint; broken
+checkpoints are one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+
+from edgetl.errors import EdgetlError
+from edgetl.recipe import recipe_from_dict
+from edgetl.train import checkpoint as ckpt
+from edgetl.train.loop import train
+from edgetl.train.run import Run
+
+from conftest import tiny_recipe_dict
+
+SMALL = {"data.split.limit_train": 64, "data.split.limit_val": 40, "data.split.limit_test": 40,
+         "train.batch_size": 16, "train.num_threads": 1, "train.epochs": 2}
+ATOL = 1e-6  # observed: bit-identical on CPU with train.deterministic (the default)
+
+
+def _recipe(**over):
+    return recipe_from_dict(tiny_recipe_dict(**{**SMALL, **over}))
+
+
+def _numbers(rows):
+    return [(r["train_loss"], r["val_loss"], r["score"]) for r in rows]
+
+
+def _assert_same_run(a: Run, b: Run):
+    ma, mb = a.metrics(), b.metrics()
+    assert len(ma) == len(mb) == 2
+    np.testing.assert_allclose(_numbers(ma), _numbers(mb), rtol=0, atol=ATOL)
+    for which in ("last", "best"):
+        wa, wb = load_file(str(a.checkpoint(which))), load_file(str(b.checkpoint(which)))
+        assert wa.keys() == wb.keys()
+        for k in wa:
+            np.testing.assert_allclose(wa[k], wb[k], rtol=0, atol=ATOL, err_msg=f"{which}:{k}")
+    assert a.info()["best_epoch"] == b.info()["best_epoch"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Uninterrupted runs, one per configuration, shared by the tests below."""
+    root = tmp_path_factory.mktemp("ref")
+    cache = {}
+
+    def get(key, **over):
+        if key not in cache:
+            cache[key] = train(_recipe(**over), name=key, runs_dir=root, progress=False)
+        return cache[key]
+    return get
+
+
+HFLIP = {"data.augment": "hflip", "train.checkpoint_every_steps": 1}
+
+
+def test_mid_epoch_resume_with_hflip_is_exact(reference, tmp_path):
+    """The augmentation generator is re-seeded per epoch; a mid-epoch resume must continue its draws, and the
+    epoch's train loss must include the batches done before the stop."""
+    ref = reference("hflip", **HFLIP)
+    stopped = train(_recipe(**HFLIP), name="b", runs_dir=tmp_path, progress=False, stop_after_steps=6)
+    meta = ckpt.read_training_meta(stopped.checkpoints / "last.state.safetensors")
+    assert meta["epoch"] == 1 and meta["step_in_epoch"] == 2  # 4 steps per epoch: stopped inside epoch 2
+    resumed = train(_recipe(), resume=Run(stopped.dir), progress=False)  # the run's own recipe is used
+    _assert_same_run(ref, resumed)
+    assert resumed.info()["resumes"] == 1 and resumed.info()["resumed_from_step"] == 6
+
+
+def test_resume_across_gradual_unfreeze_with_feature_cache_is_exact(reference, tmp_path):
+    """Gradual unfreezing changes the optimizer's groups and the cached prefix between epochs."""
+    over = {"train.freeze.policy": "gradual", "train.freeze.stages": 5, "train.checkpoint_every_steps": 1}
+    ref = reference("gradual", **over)
+    assert ref.metrics()[0]["cached"] and ref.metrics()[0]["frozen_stages"] == 5
+    assert ref.metrics()[1]["frozen_stages"] == 4
+    stopped = train(_recipe(**over), name="g", runs_dir=tmp_path, progress=False, stop_after_steps=5)
+    assert ckpt.read_training_meta(stopped.checkpoints / "last.state.safetensors")["k"] == 4
+    resumed = train(_recipe(), resume=Run(stopped.dir), progress=False)
+    _assert_same_run(ref, resumed)
+
+
+def test_resume_at_epoch_boundary_and_from_a_state_file_only(reference, tmp_path):
+    """The state file alone is enough (it holds its own weights): a stale last.safetensors cannot leak in."""
+    ref = reference("plain")
+    # no mid-epoch checkpoints: the last commit is the end of epoch 1 (4 steps per epoch)
+    stopped = train(_recipe(), name="p", runs_dir=tmp_path, progress=False, stop_after_steps=6)
+    meta = ckpt.read_training_meta(stopped.checkpoints / "last.state.safetensors")
+    assert (meta["epoch"], meta["step_in_epoch"], meta["global_step"]) == (1, 0, 4)
+    # as if killed after last.safetensors of a later step was renamed but before its state commit
+    from safetensors.numpy import save_file
+
+    w = load_file(str(stopped.checkpoint("last")))
+    save_file({k: v + 1 if v.dtype.kind == "f" else v for k, v in w.items()}, str(stopped.checkpoint("last")))
+    resumed = train(_recipe(), resume=Run(stopped.dir), progress=False)
+    _assert_same_run(ref, resumed)
+
+
+def test_resume_when_killed_before_splits_and_first_checkpoint(reference, tmp_path):
+    """A kill right after the run dir was created: no splits.json, no checkpoint, stale temp files."""
+    ref = reference("plain")
+    stopped = train(_recipe(), name="s", runs_dir=tmp_path, progress=False, stop_after_steps=1)
+    for p in stopped.checkpoints.iterdir():
+        p.unlink()
+    (stopped.dir / "splits.json").unlink()
+    (stopped.dir / "metrics.jsonl").unlink(missing_ok=True)
+    stale = stopped.checkpoints / ".last.state.safetensors.x1y2.tmp"
+    stale.write_bytes(b"\0" * 100)
+    resumed = train(_recipe(), resume=Run(stopped.dir), progress=False)
+    assert not stale.exists()
+    assert resumed.splits()["indices"] == ref.splits()["indices"]
+    _assert_same_run(ref, resumed)
+
+
+def test_nan_loss_stops_with_step_and_last_good_checkpoint(tmp_path, monkeypatch):
+    import edgetl.train.loop as loop
+
+    calls = {"n": 0}
+    real = loop.task_loss
+
+    def poisoned(kind, y, target, smoothing):
+        calls["n"] += 1
+        loss = real(kind, y, target, smoothing)
+        return loss * float("nan") if calls["n"] == 3 else loss  # 3rd training batch
+    monkeypatch.setattr(loop, "task_loss", poisoned)
+    with pytest.raises(EdgetlError) as e:
+        train(_recipe(**{"train.checkpoint_every_steps": 1}), name="nan", runs_dir=tmp_path, progress=False)
+    msg = str(e.value)
+    assert "loss is nan at epoch 1 step 3" in msg and "training stopped" in msg
+    last = tmp_path / "nan" / "checkpoints" / "last.safetensors"
+    assert f"last good checkpoint: {last}" in msg and "\n" not in msg
+    meta = ckpt.read_training_meta(last.with_name("last.state.safetensors"))
+    assert meta["global_step"] == 2  # the checkpoint named holds the last finite step
+    assert all(np.isfinite(v).all() for v in load_file(str(last)).values())
+
+
+def test_nan_before_any_checkpoint_says_none_yet(tmp_path, monkeypatch):
+    import edgetl.train.loop as loop
+
+    monkeypatch.setattr(loop, "task_loss", lambda kind, y, target, smoothing: y.sum() * float("inf"))
+    with pytest.raises(EdgetlError, match=r"loss is -?(nan|inf) at epoch 1 step 1: .*last good checkpoint: none yet"):
+        train(_recipe(), name="inf", runs_dir=tmp_path, progress=False)
+
+
+def test_diverging_weights_are_never_checkpointed(tmp_path):
+    """lr=10 with SGD blows BatchNorm statistics up while the loss can stay finite: the save refuses them."""
+    rec = _recipe(**{"train.lr": 10, "train.optimizer": "sgd", "train.checkpoint_every_steps": 1})
+    with pytest.raises(EdgetlError, match=r"(loss is (nan|inf)|weights became non-finite).*last good checkpoint"):
+        train(rec, name="lr", runs_dir=tmp_path, progress=False)
+    for p in (tmp_path / "lr" / "checkpoints").glob("*.safetensors"):
+        assert all(np.isfinite(v).all() for v in load_file(str(p)).values() if v.dtype.kind == "f"), p.name
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    return train(_recipe(**{"train.epochs": 1}), name="d", runs_dir=tmp_path_factory.mktemp("dmg"), progress=False)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "not_state", "bad_json", "wrong_model"])
+def test_damaged_state_file_is_one_line_error(finished_run, tmp_path, damage):
+    run = Run(tmp_path / "d")
+    shutil.copytree(finished_run.dir, run.dir)
+    st = run.checkpoints / "last.state.safetensors"
+    if damage == "truncate":
+        st.write_bytes(st.read_bytes()[:1000])
+    elif damage == "garbage":
+        st.write_bytes(b"\xff" * 64)
+    elif damage == "not_state":
+        shutil.copy(run.checkpoint("last"), st)
+    elif damage == "bad_json":
+        from safetensors.torch import save_file
+
+        save_file({"x": torch.zeros(1)}, str(st), metadata={"format": "edgetl-train-state", "json": "{nope"})
+    else:  # the run's recipe edited to another head count
+        text = run.recipe_path.read_text()
+        assert text.count("column: label") == 1
+        run.recipe_path.write_text(text.replace("column: label", "column: parity"))  # 10 -> 2 classes
+    with pytest.raises(EdgetlError) as e:
+        train(_recipe(), resume=run, progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "last.state.safetensors" in msg, msg
+    if damage == "wrong_model":
+        assert "does not match the recipe's model: shape of heads.digit" in msg and "(2, " in msg, msg
