@@ -7,7 +7,6 @@ figures go into the manifest, so the bundle describes itself.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from edgetl.evaluate.metrics import primary_score
 from edgetl.evaluate.onnx_eval import evaluate_onnx, feeds_for
 from edgetl.export.loaded import LoadedRun, load_run
 from edgetl.export.onnx_export import embed_metadata, export_onnx, verify_onnx
-from edgetl.runtime.atomic import atomic_write_text
+from edgetl.runtime.atomic import atomic_write_bytes, atomic_write_text
 from edgetl.runtime.manifest import bundle_file_hashes, sha256_file, write_manifest
 
 log = logging.getLogger("edgetl")
@@ -218,9 +217,9 @@ def _save_tokenizer(loaded: LoadedRun, out: Path) -> dict:
     tdir.mkdir(exist_ok=True)
     src = Path(getattr(tok, "name_or_path", "")) / "tokenizer.json"
     if src.is_file():
-        shutil.copyfile(src, tdir / "tokenizer.json")
+        atomic_write_bytes(tdir / "tokenizer.json", src.read_bytes())
     else:
-        tok.backend_tokenizer.save(str(tdir / "tokenizer.json"))
+        atomic_write_text(tdir / "tokenizer.json", tok.backend_tokenizer.to_str(pretty=True))
     return loaded.prep.manifest("tokenizer/tokenizer.json")
 
 
