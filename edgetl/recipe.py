@@ -230,10 +230,17 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     elif e["type"] == "literal_error":
         msg = msg.replace("Input should be", "must be one of:")
     got = e.get("input")
-    got_s = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+    got_s = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {_repr(got)})"
     if len(got_s) > 80:
         got_s = got_s[:77] + "...)"
     return f"{source}: {loc or '<top>'}: {msg}{got_s}"
+
+
+def _repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except ValueError:  # an integer too long to print (over 4300 digits)
+        return f"<{type(value).__name__} too large to show>"
 
 
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
@@ -273,8 +280,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise EdgetlError(f"override {text!r} has an empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError, RecursionError):
+        value = raw  # not YAML (or a bad !!tag): the text itself
     return key.split("."), value
 
 
@@ -295,9 +302,13 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def _index(part: str) -> bool:
+    return part.isascii() and part.isdigit()  # not str.isdigit alone: '²' is a digit that int() refuses
+
+
 def _child(cur, part, text):
     if isinstance(cur, list):
-        if not part.isdigit() or int(part) >= len(cur):
+        if not _index(part) or int(part) >= len(cur):
             raise EdgetlError(f"override {text!r}: index {part!r} out of range (0..{len(cur) - 1})")
         return cur[int(part)]
     return cur.get(part)
@@ -305,7 +316,7 @@ def _child(cur, part, text):
 
 def _set(cur, part, value, text):
     if isinstance(cur, list):
-        if not part.isdigit() or int(part) >= len(cur):
+        if not _index(part) or int(part) >= len(cur):
             raise EdgetlError(f"override {text!r}: index {part!r} out of range (0..{len(cur) - 1})")
         cur[int(part)] = value
     else:
@@ -336,12 +347,39 @@ def read_yaml(path: str | Path) -> Any:
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise EdgetlError(f"{p}:{where} invalid YAML: {problem}") from None
+    except RecursionError:
+        raise EdgetlError(f"{p}: invalid YAML: nested too deeply") from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as e:  # e.g. `!!int xyz`, `!!timestamp x`
+        raise EdgetlError(f"{p}: invalid YAML: a tagged value cannot be read ({type(e).__name__}: {e})") from None
+
+
+_MAX_VALUES = 100_000
+
+
+def plain_data(data: Any, source: str) -> Any:
+    """Parsed YAML -> plain JSON types (dates, bytes, sets become strings). Refuses, in one line, non-scalar or
+    odd keys, self-referencing anchors and alias bombs (more than 100k values once anchors are expanded)."""
+    stack, count = [data], 0
+    while stack:
+        cur = stack.pop()
+        count += 1
+        if count > _MAX_VALUES:
+            raise EdgetlError(f"{source}: more than {_MAX_VALUES} values once YAML anchors are expanded "
+                              "(self-referencing or exponential aliases?)")
+        if isinstance(cur, dict):
+            stack.extend(cur.values())
+        elif isinstance(cur, list):
+            stack.extend(cur)
+    try:
+        return json.loads(json.dumps(data, default=str))
+    except (TypeError, ValueError, RecursionError) as e:
+        raise EdgetlError(f"{source}: not a plain YAML document ({e})") from None
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override and validate a recipe file (relative data paths are relative to the working directory)."""
     data = read_yaml(path)
     if isinstance(data, dict):
-        data = json.loads(json.dumps(data, default=str))  # plain types only (dates etc. become strings)
+        data = plain_data(data, str(path))  # plain types only (dates etc. become strings)
         apply_overrides(data, list(overrides or []))
     return recipe_from_dict(data, str(path))

@@ -81,10 +81,19 @@ def _read_rows(path: Path, fmt: str) -> list[dict]:
     rows: list[dict] = []
     try:
         if fmt == "csv":
-            with path.open(newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
+            # utf-8-sig: spreadsheet exports start with a byte-order mark that would otherwise prefix the first column
+            with path.open(newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                for row in reader:
+                    if None in row or None in row.values():  # more or fewer fields than the header
+                        width = len(reader.fieldnames or [])
+                        got = width + len(row.get(None) or []) - sum(v is None for v in row.values())
+                        hint = "quote fields that contain commas" if got > width else "fields are missing"
+                        raise EdgetlError(f"{path}: line {reader.line_num} has {got} fields but the header "
+                                          f"has {width} ({hint})")
+                    rows.append(row)
         else:
-            with path.open(encoding="utf-8") as f:
+            with path.open(encoding="utf-8-sig") as f:
                 for n, line in enumerate(f, 1):
                     if not line.strip():
                         continue
@@ -92,8 +101,15 @@ def _read_rows(path: Path, fmt: str) -> list[dict]:
                         row = json.loads(line)
                     except json.JSONDecodeError as e:
                         raise EdgetlError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+                    except (ValueError, RecursionError) as e:  # an integer over 4300 digits, absurd nesting
+                        raise EdgetlError(f"{path}:{n}: invalid JSON ({str(e).split(';')[0]})") from None
                     if not isinstance(row, dict):
                         raise EdgetlError(f"{path}:{n}: each line must be a JSON object")
+                    try:  # JSON can escape lone surrogates (\ud800) that no UTF-8 text may hold
+                        json.dumps(row, ensure_ascii=False).encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise EdgetlError(f"{path}:{n}: invalid Unicode (a lone surrogate escape such as "
+                                          "\\ud800)") from None
                     rows.append(row)
     except UnicodeDecodeError as e:
         raise EdgetlError(f"{path}: not UTF-8 text ({e.reason})") from None

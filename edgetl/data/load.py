@@ -52,8 +52,9 @@ def encode_task(task: TaskSpec, values: list, labels: list[str]) -> np.ndarray:
                 continue
             try:
                 out[i] = float(v)
-            except (TypeError, ValueError):
-                raise EdgetlError(f"task {task.name!r}: value {v!r} in column {task.label_column!r} is not a number") from None
+            except (TypeError, ValueError, OverflowError):
+                raise EdgetlError(f"task {task.name!r}: value {str(v)[:40]!r} in column {task.label_column!r} "
+                                  "is not a number (or is beyond float range)") from None
         return out
     pos = {lab: i for i, lab in enumerate(labels)}
     if task.kind == "classification":

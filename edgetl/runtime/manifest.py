@@ -146,6 +146,10 @@ def resolve_in_bundle(bundle_dir: str | os.PathLike[str], rel: object, what: str
     where = Path(bundle_dir) / MANIFEST_NAME
     if not isinstance(rel, str) or not rel.strip():
         raise EdgetlError(f"{where}: {what} must be a non-empty relative path, got {_short(rel)}")
+    if any(ord(ch) < 32 or ch == "\x7f" for ch in rel):
+        raise EdgetlError(f"{where}: {what} {_short(rel)} contains control characters")
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in rel.split("/")):
+        raise EdgetlError(f"{where}: {what} {_short(rel)} has a name longer than 255 bytes")
     posix = PurePosixPath(rel)
     if (
         "\\" in rel
@@ -156,8 +160,11 @@ def resolve_in_bundle(bundle_dir: str | os.PathLike[str], rel: object, what: str
         raise EdgetlError(
             f"{where}: {what} {rel!r} must stay inside the bundle (relative, '/'-separated, no '..', not absolute)"
         )
-    root = Path(bundle_dir).resolve()
-    path = (root / posix).resolve()
+    try:
+        root = Path(bundle_dir).resolve()
+        path = (root / posix).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # name too long, symlink loop...
+        raise EdgetlError(f"{where}: {what} {_short(rel)} cannot be resolved ({exc})") from None
     if path != root and root not in path.parents:
         raise EdgetlError(f"{where}: {what} {rel!r} resolves outside the bundle (symbolic link?)")
     return path
@@ -214,6 +221,8 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise EdgetlError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4300 digits, absurd nesting
+        raise EdgetlError(f"{path}: invalid JSON: {str(exc).split(';')[0]}") from None
     return parse_manifest(data, source=str(path), bundle_dir=bundle_dir)
 
 
@@ -401,11 +410,19 @@ def _is_int(x: object) -> bool:
 
 
 def _is_number(x: object) -> bool:
-    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(x)
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an integer beyond float range
+        return False
 
 
 def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print (over 4300 digits)
+        return f"<{type(value).__name__} too large to show>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
