@@ -136,7 +136,7 @@ def load_manifest_file(path: str | Path, fmt: str, kind: str, path_column: str, 
     split = None
     if split_column:
         split = np.array([str(r[split_column]).strip().lower() for r in rows])
-        bad = sorted(set(split) - {"train", "val", "test"})
+        bad = sorted(set(split.tolist()) - {"train", "val", "test"})  # str, not np.str_ in the message
         if bad:
             raise EdgetlError(f"{path}: column {split_column!r} has {bad[0]!r}; allowed: train, val, test")
     if kind == "text":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgetl.data import DataSplits, load_splits
+from edgetl.errors import EdgetlError
 from edgetl.models import MultiTaskModel, build_model
 from edgetl.recipe import Recipe
 from edgetl.train.checkpoint import load_model
@@ -31,7 +32,13 @@ def load_run(path, which: str = "best", with_data: bool = True) -> LoadedRun:
     run = path if isinstance(path, Run) else open_run(path)
     recipe = run.recipe()
     split_def = run.splits()
-    labels = split_def["labels"]
+    labels = split_def.get("labels") if isinstance(split_def, dict) else None
+    if not isinstance(labels, dict):
+        raise EdgetlError(f"{run.dir / 'splits.json'}: no 'labels' (not written by edgetl train?)")
+    unknown = [t.name for t in recipe.tasks if t.name not in labels]
+    if unknown:
+        raise EdgetlError(f"{run.recipe_path}: task {unknown[0]!r} was not trained in this run (its splits.json "
+                          f"has {', '.join(labels) or 'no tasks'}); was recipe.yaml edited after training?")
     arch = recipe.model_copy(update={"backbone": recipe.backbone.model_copy(
         update={"weights": "none" if recipe.backbone.weights != "offline" or recipe.input.kind == "image" else "offline"})})
     model = build_model(arch, labels)
