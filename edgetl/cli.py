@@ -131,40 +131,132 @@ def _print_manifest_summary(bundle: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- bench
-@app.command(epilog="Examples: edgetl bench runs/quickstart --device cpu | edgetl bench runs/quickstart --device jetson-orin-nano --estimate")
+@app.command(epilog="Examples: edgetl bench runs/quickstart --device cpu | edgetl bench runs/quickstart --device jetson-orin-nano --estimate | edgetl bench runs/quickstart --host nvidia@orin-nano --host nvidia@orin-nx")
 def bench(
     target: Annotated[str, typer.Argument(help="Run directory or bundle directory.")],
     device: Annotated[str, typer.Option(help="Device profile name (see `edgetl devices`), or cpu/auto for this machine.")] = "cpu",
     estimate: Annotated[Optional[bool], typer.Option("--estimate/--measure", help="Roofline estimate from the device profile instead of measuring (default: estimate when not on the device).")] = None,
-    host: Annotated[Optional[list[str]], typer.Option(help="Run on a remote device over SSH: user@addr[:port] (repeatable).")] = None,
-    artifact: Annotated[Optional[list[str]], typer.Option(help="Only these artifacts (repeatable).")] = None,
+    host: Annotated[Optional[list[str]], typer.Option(help="Run on a remote device over SSH: user@addr[:port] (repeatable: several hosts run concurrently).", rich_help_panel="Remote devices (SSH)")] = None,
+    hosts_file: Annotated[Optional[Path], typer.Option(help="File with one user@addr[:port] per line (# comments).", rich_help_panel="Remote devices (SSH)")] = None,
+    remote_python: Annotated[str, typer.Option(help="Python on the device that has edgetl (light install).", rich_help_panel="Remote devices (SSH)")] = "python3",
+    remote_dir: Annotated[str, typer.Option(help="Where the bundle is copied on the device (a job directory inside it, removed afterwards).", rich_help_panel="Remote devices (SSH)")] = "~/.cache/edgetl/bench",
+    identity: Annotated[Optional[Path], typer.Option(help="ssh private key (ssh -i).", rich_help_panel="Remote devices (SSH)")] = None,
+    ssh_config: Annotated[Optional[Path], typer.Option(help="ssh client config file (ssh -F; default ~/.ssh/config).", rich_help_panel="Remote devices (SSH)")] = None,
+    ssh_option: Annotated[Optional[list[str]], typer.Option(help="Extra ssh option Key=Value (ssh -o; repeatable).", rich_help_panel="Remote devices (SSH)")] = None,
+    connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for an ssh connection.", rich_help_panel="Remote devices (SSH)")] = 10.0,
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds the remote bench may take per host (default: from artifacts, batches and budget).", rich_help_panel="Remote devices (SSH)")] = None,
+    remote_bundle: Annotated[Optional[str], typer.Option(help="Bench a bundle already on the device (e.g. with engines `edgetl build` made there) instead of copying TARGET's; TARGET still supplies the bench data.", rich_help_panel="Remote devices (SSH)")] = None,
+    keep_remote: Annotated[bool, typer.Option("--keep-remote", help="Leave the job directory on the device.", rich_help_panel="Remote devices (SSH)")] = False,
+    artifact: Annotated[Optional[list[str]], typer.Option(help="Only these artifacts (repeatable), e.g. fp32, int8-ort, trt-fp16.")] = None,
+    provider: Annotated[Optional[list[str]], typer.Option(help="ONNX Runtime execution providers for ONNX artifacts, in order (repeatable), e.g. TensorrtExecutionProvider, CUDAExecutionProvider.")] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes for the throughput sweep, comma-separated.")] = "1,8,32",
     budget: Annotated[float, typer.Option(help="Timed seconds per measurement.")] = 3.0,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for inference (default: all).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="bench_data.npz with held-out inputs + labels (bundles only).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Where bench.json/md/png go (default: the run dir).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where bench.json/md/png go (default: the run dir; <run>/bench-remote with --host).")] = None,
     as_json: JsonOpt = False,
 ):
     """Latency (p50/p90/p99, throughput) and per-task accuracy of every artifact, measured or estimated."""
     from edgetl.bench.harness import bench as bench_fn
-    from edgetl.bench.report import print_table
+    from edgetl.bench.report import load_failures, print_table
 
     try:
         sizes = [int(b) for b in batch.split(",") if b.strip()]
     except ValueError:
         raise EdgetlError(f"--batch {batch!r}: expected comma-separated integers, e.g. 1,8,32") from None
-    if host:
+    say = lambda m: _console().print(f"[cyan]bench[/] {m}")  # noqa: E731
+    hosts = list(host or [])
+    if hosts_file:
+        from edgetl.bench.remote import read_hosts_file
+
+        hosts += read_hosts_file(hosts_file)
+    if hosts:
         from edgetl.bench.remote import bench_remote
 
-        report = bench_remote(target, host, device=device, artifacts=artifact, batch_sizes=sizes, budget_s=budget, out=out)
+        if estimate:
+            raise EdgetlError("--estimate is computed here from the device profile; drop --host (or --estimate)")
+        report = bench_remote(target, hosts, device=device, artifacts=artifact, batch_sizes=sizes, budget_s=budget, out=out,
+                              threads=threads, providers=provider, python=remote_python, remote_dir=remote_dir,
+                              identity=identity, ssh_config=ssh_config, ssh_options=ssh_option or (), connect_timeout_s=connect_timeout,
+                              timeout_s=timeout, keep_remote=keep_remote, data_path=data, remote_bundle=remote_bundle,
+                              progress=say)
     else:
         report = bench_fn(target, device, estimate=estimate, artifacts=artifact, batch_sizes=sizes, budget_s=budget,
-                          threads=threads, out=out, data_path=data, progress=lambda m: _console().print(f"[cyan]bench[/] {m}"))
+                          threads=threads, out=out, data_path=data, providers=provider, progress=say)
+    if report.get("schema") == "edgetl-bench-compare/1":  # several hosts: the merged comparison
+        from edgetl.bench.merge import print_comparison
+
+        if as_json:
+            typer.echo(json.dumps(report, indent=2, default=float))
+        else:
+            print_comparison(report)
+            typer.echo(f"wrote {', '.join(report.get('files', {}).values())}")
+        failed = [d for d in report["devices"] if d["status"] != "ok"]
+        if failed:
+            print(f"warning: {len(failed)} of {len(report['devices'])} hosts failed: "
+                  + "; ".join(str(d.get("error")) for d in failed), file=sys.stderr)
+            raise typer.Exit(1)
+        return
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=float))
     else:
         print_table(report)
         typer.echo(f"wrote {', '.join(report.get('files', {}).values())}")
+    failures, ok = load_failures(report)
+    for msg in failures:
+        print(f"warning: {msg}", file=sys.stderr)
+    if failures and not ok:
+        raise EdgetlError(failures[0])
+
+
+# ------------------------------------------------------------------------------------------------- compare
+@app.command("bench-merge", epilog="Example: edgetl bench-merge orin/bench.json x86/bench.json --out compare/")
+def bench_merge(
+    reports: Annotated[list[Path], typer.Argument(help="bench.json files from several devices (or runs).")],
+    out: Annotated[Path, typer.Option(help="Directory for compare.json / compare.md / compare.png.")] = Path("bench-compare"),
+    as_json: JsonOpt = False,
+):
+    """Merge bench reports from several devices into one device x artifact comparison (table, JSON, PNG)."""
+    from edgetl.bench.merge import load_report, merge_reports, print_comparison, write_comparison
+
+    merged = merge_reports([load_report(p) for p in reports])
+    write_comparison(merged, out)
+    if as_json:
+        typer.echo(json.dumps(merged, indent=2, default=float))
+    else:
+        print_comparison(merged)
+        typer.echo(f"wrote {', '.join(merged['files'].values())}")
+
+
+# --------------------------------------------------------------------------------------------------- build
+@app.command(epilog="Example: edgetl build runs/quickstart/export --fp16 --int8")
+def build(
+    bundle: Annotated[str, typer.Argument(help="Bundle directory (or run directory) to add TensorRT engines to.")],
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also build an FP16 engine (trt-fp16).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also build an INT8 engine from the modelopt Q/DQ ONNX (trt-int8).")] = False,
+    max_batch: Annotated[int, typer.Option(help="Largest batch the engines accept (profile 1..max, opt 1).")] = 32,
+    evaluate: Annotated[Optional[bool], typer.Option("--evaluate/--no-evaluate", help="Score each engine on the source run's test split (default: when the run is on this machine).")] = None,
+    quiet: QuietOpt = False,
+):
+    """Build TensorRT engines (fp32, + fp16 / int8) for this machine's GPU into a bundle (needs TensorRT)."""
+    from edgetl.bench.harness import locate
+    from edgetl.compile.bundle import build_bundle_engines
+    from edgetl.compile.tensorrt import trt_available
+    from edgetl.errors import UnverifiedError
+
+    path, _, _ = locate(bundle)
+    if max_batch < 1:
+        raise EdgetlError(f"--max-batch {max_batch}: must be >= 1")
+    ok, reason = trt_available()
+    if not ok:
+        raise UnverifiedError(f"edgetl build: {reason}")
+    if evaluate is None:
+        source = json.loads((path / "manifest.json").read_text()).get("source_run")
+        evaluate = bool(source) and Path(source).is_dir()
+    built = build_bundle_engines(path, fp16=fp16, int8=int8, max_batch=max_batch, evaluate=evaluate,
+                                 say=None if quiet else (lambda m: _console().print(f"[cyan]build[/] {m}")))
+    typer.echo(f"built {', '.join(built)} into {path}")
+    _print_manifest_summary(path)
 
 
 # ---------------------------------------------------------------------------------------------------- eval
@@ -183,6 +275,25 @@ def eval_cmd(
         typer.echo(json.dumps(result, indent=2, default=float))
     else:
         print_eval(result)
+
+
+# -------------------------------------------------------------------------------------------------- report
+@app.command(epilog="Example: edgetl report runs/ft runs/probe runs/scratch --out reports/transfer")
+def report(
+    runs: Annotated[list[str], typer.Argument(help="Run directories of the same task(s): fine-tuned, linear probe, scratch, ...")],
+    out: Annotated[Path, typer.Option(help="Where report.md, report.json and report.png go.")] = Path("report"),
+    split: Annotated[str, typer.Option(help="test | val")] = "test",
+    as_json: JsonOpt = False,
+):
+    """Transfer report: gain over scratch, linear probe, multi- vs single-task, distillation, export precision."""
+    from edgetl.evaluate.report import transfer_report
+
+    result = transfer_report(runs, out, split=split)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=float))
+    else:
+        typer.echo(Path(result["files"]["markdown"]).read_text())
+        typer.echo(f"wrote {', '.join(result['files'].values())}")
 
 
 # ------------------------------------------------------------------------------------------------- predict
@@ -277,7 +388,9 @@ def main() -> None:
     """Console entry point: run the app; user errors become one line + exit code."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1") if os.environ.get("EDGETL_OFFLINE") == "1" else None
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # a command's `raise typer.Exit(n)` comes back as the return value here
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except EdgetlError as e:
         if _STATE["debug"]:
             raise

@@ -99,23 +99,52 @@ def _accuracy(predict_arrays, data: BenchData, batch: int = 64) -> dict:
     return all_task_metrics(outputs, data.targets, data.kinds, data.labels)
 
 
+ENGINE_PREFIX = "trt-"  # bundle engine artifacts: trt-fp32 / trt-fp16 / trt-int8 (edgetl.compile.bundle)
+
+
+def missing_artifact_message(name: str, bundle: Path, manifest) -> str:
+    """One line for an --artifact the bundle lacks; a missing TensorRT engine says how to build it."""
+    available = ", ".join(manifest.artifacts)
+    if name.startswith(ENGINE_PREFIX):
+        prec = name[len(ENGINE_PREFIX):]
+        flag = {"fp16": " --fp16", "int8": " --int8"}.get(prec, "")
+        engines = [a for a, e in manifest.artifacts.items() if e.format == "tensorrt"]
+        have = f"it has {', '.join(engines)}" if engines else "it has no TensorRT engines"
+        return (f"--artifact {name}: {bundle} has no TensorRT {prec} engine ({have}); build it on the device with "
+                f"`edgetl build {bundle}{flag}`")
+    return f"--artifact {name!r} not in the bundle; available: {available}"
+
+
 def bench_artifact(bundle: Path, name: str, data: BenchData | None, *, batch_sizes, budget_s: float,
                    threads: int | None, providers=None) -> dict:
     from edgetl.runtime import Predictor
 
     entry = read_manifest(bundle).artifacts[name]
+    path = bundle / entry.file
     row = {"artifact": name, "backend": "onnxruntime" if entry.format == "onnx" else entry.format,
            "precision": entry.precision, "file": entry.file,
-           "size_mb": round((bundle / entry.file).stat().st_size / 1e6, 3), "kind": "measured"}
+           "size_mb": round(path.stat().st_size / 1e6, 3) if path.is_file() else None, "kind": "measured"}
+    if entry.format != "onnx":  # ORT providers and threads do not apply to a TensorRT engine
+        providers, threads = None, None
     try:
         pred = Predictor.load(bundle, artifact=name, providers=providers, intra_op_threads=threads)
     except EdgetlError as e:
         return {**row, "status": f"load failed: {e}"}
     row["providers"] = list(getattr(pred.backend, "providers", ()) or ())
+    asked = [p[0] if isinstance(p, (tuple, list)) else p for p in providers or ()]
+    dropped = [p for p in asked if p not in row["providers"]]
+    if dropped:  # ONNX Runtime falls back to CPU silently when a GPU provider cannot start: say so, measure nothing
+        return {**row, "status": f"load failed: execution provider {dropped[0]} did not start on this machine "
+                                 f"(ONNX Runtime fell back to {', '.join(row['providers'])}); check its CUDA / cuDNN / "
+                                 f"TensorRT libraries or drop --provider"}
+    score_batch = 64
+    if entry.format == "tensorrt":
+        batch_sizes = _engine_batch_sizes(pred.backend, batch_sizes, row)
+        score_batch = min(score_batch, _engine_batch_range(pred.backend)[1] or score_batch)
     if data is None:
         return {**row, "status": "no bench data: latency only"} | _latency_rows(pred, None, batch_sizes, budget_s)
     row.update(_latency_rows(pred, data, batch_sizes, budget_s))
-    row["metrics"] = _accuracy(pred.predict_arrays, data)
+    row["metrics"] = _accuracy(pred.predict_arrays, data, batch=score_batch)
     row["status"] = "passed"
     return row
 
@@ -130,7 +159,11 @@ def _latency_rows(pred, data: BenchData | None, batch_sizes, budget_s) -> dict:
         one = ["a short example sentence for timing"]
     feeds = pred.preprocess(one)
     e2e = measure_latency(lambda: pred.predict_arrays(one), warmup_s=0.5, budget_s=budget_s)
-    compute = measure_latency(lambda: pred.backend.run(feeds), warmup_s=0.3, budget_s=budget_s)
+    timer = "perf_counter"
+    if callable(getattr(pred.backend, "time_compute", None)):  # TensorRT: CUDA events around execute, no copies
+        compute, timer = _engine_compute_latency(pred.backend, feeds, budget_s), "cuda-events"
+    else:
+        compute = measure_latency(lambda: pred.backend.run(feeds), warmup_s=0.3, budget_s=budget_s)
 
     def for_batch(b):
         if data is not None:
@@ -141,8 +174,43 @@ def _latency_rows(pred, data: BenchData | None, batch_sizes, budget_s) -> dict:
         return lambda: pred.backend.run(f)
 
     tp = measure_throughput(for_batch, list(batch_sizes), budget_s=budget_s)
-    return {"latency_ms": e2e.to_dict(), "compute_latency_ms": compute.to_dict(),
+    return {"latency_ms": e2e.to_dict(), "compute_latency_ms": compute.to_dict(), "compute_timer": timer,
             "throughput": [p.to_dict() for p in tp]}
+
+
+def _engine_compute_latency(backend, feeds, budget_s: float):
+    """Compute-only latency of a TensorRT engine from `time_compute` (ms per iteration, CUDA events):
+    a short probe sizes the run to the time budget (10..10000 iterations)."""
+    from edgetl.bench.latency import stats_from_samples
+
+    probe = np.asarray(backend.time_compute(feeds, iters=10, warmup=10), dtype=np.float64)
+    per = max(float(np.median(probe)), 1e-3)
+    iters = int(min(10000, max(10, budget_s * 1e3 / per)))
+    ms = np.asarray(backend.time_compute(feeds, iters=iters, warmup=10), dtype=np.float64)
+    return stats_from_samples([int(round(v * 1e6)) for v in ms], warmup_iters=10, total_s=float(ms.sum()) / 1e3)
+
+
+def _engine_batch_range(backend) -> tuple[int | None, int | None]:
+    """(min, max) batch of an engine's optimization profile, from its engine manifest; (None, None) if unknown."""
+    manifest = getattr(backend, "manifest", None)
+    profiles = getattr(manifest, "profiles", None) or {}
+    first = next(iter(getattr(backend, "input_names", ()) or ()), None)
+    prof = profiles.get(first) if first else None
+    if not prof or not prof.get("max") or not prof.get("min"):
+        return None, None
+    return int(prof["min"][0]), int(prof["max"][0])
+
+
+def _engine_batch_sizes(backend, batch_sizes, row: dict) -> list[int]:
+    """The sweep's batch sizes an engine's optimization profile accepts (the others are noted in the row)."""
+    lo, hi = _engine_batch_range(backend)
+    if hi is None:
+        return list(batch_sizes)
+    keep = [b for b in batch_sizes if lo <= b <= hi]
+    if len(keep) < len(list(batch_sizes)):
+        row["skipped_batches"] = [b for b in batch_sizes if b not in keep]
+        row["note"] = f"engine profile takes batch {lo}..{hi}"
+    return keep or [lo]
 
 
 def bench_pytorch(run_dir: Path, data: BenchData, *, budget_s: float, threads: int | None) -> dict:
@@ -204,31 +272,40 @@ def bench(target: str | Path, device: str = "cpu", *, estimate: bool | None = No
     from edgetl.bench.devices import get_device_profile
     from edgetl.bench.sysinfo import collect_system_info, detect_local_device
 
-    bundle, run_dir, data_file = locate(target)
     local = detect_local_device()
     if device in ("cpu", "auto", "local"):
-        profile, on_device = get_device_profile(local), True
+        try:
+            profile = get_device_profile(local)
+        except EdgetlError:  # a device with the light install has no profiles directory: measure, name only
+            profile = None
+        on_device = True
     else:
-        profile = get_device_profile(device)
+        profile = get_device_profile(device)  # unknown names fail here, listing the known ones
         on_device = profile.name == local
     if estimate is None:
         estimate = not on_device
     if not estimate and not on_device:
         raise EdgetlError(f"--device {profile.name}: this machine is {local}; measure there, use --host, or --estimate")
+    if estimate and profile is None:
+        raise EdgetlError(f"--estimate: no device profile for this machine ({local}); set EDGETL_DEVICES_DIR")
+    bundle, run_dir, data_file = locate(target)
     manifest = read_manifest(bundle)
     kinds = {t.name: t.kind for t in manifest.tasks}
     names = artifacts or list(manifest.artifacts)
     unknown = [a for a in names if a not in manifest.artifacts and a != "pytorch"]
     if unknown:
-        raise EdgetlError(f"--artifact {unknown[0]!r} not in the bundle; available: {', '.join(manifest.artifacts)}")
+        raise EdgetlError(missing_artifact_message(unknown[0], bundle, manifest))
     data = None
     if data_path or data_file:
         data = BenchData(Path(data_path or data_file))
     elif run_dir is not None:
-        from edgetl.export.loaded import load_run
-
         path = run_dir / BENCH_DATA
         if not path.is_file():
+            try:
+                from edgetl.export.loaded import load_run
+            except ImportError as e:  # a device with the light install: it gets bench_data.npz with the bundle
+                raise EdgetlError(f"{run_dir}: writing {BENCH_DATA} from a run needs the training install ({e}); "
+                                  f"bench the bundle {bundle} with its {BENCH_DATA} instead, or use --host") from None
             write_bench_data(load_run(run_dir), path)
         data = BenchData(path)
     threads = threads or int(os.environ.get("EDGETL_THREADS", 0)) or None
@@ -250,7 +327,8 @@ def bench(target: str | Path, device: str = "cpu", *, estimate: bool | None = No
                                        threads=threads, providers=providers))
         _add_comparisons(rows, kinds)
     report = {"schema": "edgetl-bench/1", "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "bundle": str(bundle), "device": profile.name, "device_display": profile.display_name,
+              "bundle": str(bundle), "device": profile.name if profile else local,
+              "device_display": profile.display_name if profile else local,
               "mode": "estimated" if estimate else "measured", "threads": threads,
               "split": data.split if data else None, "n_eval": data.n if data else 0,
               "system": collect_system_info(), "tasks": kinds, "rows": rows}

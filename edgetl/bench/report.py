@@ -41,6 +41,14 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def load_failures(report: dict) -> tuple[list[str], int]:
+    """(one line per artifact that could not be loaded, number of rows that did measure something)."""
+    failures = [f"{r['artifact']}: {r['status']}" for r in report.get("rows", [])
+                if str(r.get("status", "")).startswith("load failed")]
+    ok = sum(1 for r in report.get("rows", []) if "latency_ms" in r)
+    return failures, ok
+
+
 def print_table(report: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -48,7 +56,8 @@ def print_table(report: dict, console=None) -> None:
     console = console or Console(width=max(Console().width, 120))
     header, rows = table_rows(report)
     mode = report["mode"].upper()
-    t = Table(title=f"edgetl bench — {report['device_display']} ({mode}) — {report.get('n_eval', 0)} {report.get('split') or ''} examples")
+    where = f" on {report['host']}" if report.get("host") else ""
+    t = Table(title=f"edgetl bench — {report['device_display']}{where} ({mode}) — {report.get('n_eval', 0)} {report.get('split') or ''} examples")
     for h in header:
         t.add_column(h, justify="left" if h in ("artifact", "backend", "prec", "status") else "right")
     for row in rows:
@@ -58,12 +67,45 @@ def print_table(report: dict, console=None) -> None:
         console.print("[yellow]estimated from the device profile (roofline over the ONNX graph), not measured[/]")
 
 
+def system_lines(report: dict) -> list[str]:
+    """Markdown bullets for the machine a report was measured on: host, CPU, GPUs + driver, library versions,
+    Jetson board / JetPack / power mode / clocks (from `edgetl.bench.sysinfo`, collected on the device)."""
+    sysinfo = report.get("system") or {}
+    cpu = sysinfo.get("cpu") if isinstance(sysinfo.get("cpu"), dict) else {}
+    lines = []
+    if report.get("host"):
+        lines.append(f"- host: `{report['host']}` (over ssh)")
+    threads = f", {report['threads']} inference threads" if report.get("threads") else ""
+    lines.append(f"- CPU: {cpu.get('model') or sysinfo.get('cpu_model') or '?'} ({sysinfo.get('arch') or '?'}, "
+                 f"{cpu.get('threads') or '?'} threads{threads}); memory {sysinfo.get('memory_gb') or '?'} GB")
+    for g in sysinfo.get("gpus") or []:
+        lines.append(f"- GPU: {g.get('name')} (driver {g.get('driver') or '?'}, compute {g.get('compute_capability') or '?'}, "
+                     f"{g.get('memory_mb') or '?'} MB)")
+    jet = sysinfo.get("jetson")
+    if jet:
+        pm = jet.get("power_mode") or {}
+        mode = f"{pm.get('name') or '?'}" + (f" (nvpmodel {pm['id']})" if pm.get("id") is not None else "")
+        lines.append(f"- Jetson: {jet.get('model') or '?'}, JetPack {jet.get('jetpack') or '?'} "
+                     f"(L4T {jet.get('l4t') or '?'}), power mode {mode}")
+        if jet.get("clocks"):
+            first = [ln.strip() for ln in str(jet["clocks"]).splitlines() if ln.strip()][:6]
+            lines.append("- clocks (`jetson_clocks --show`): " + "; ".join(first))
+    vers = {k: v for k, v in (sysinfo.get("versions") or {}).items() if v}
+    if vers:
+        lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()) +
+                     (f", python {sysinfo['python']}" if sysinfo.get("python") else ""))
+    os_ = sysinfo.get("os") or {}
+    if os_.get("distribution") or os_.get("release"):
+        lines.append(f"- OS: {os_.get('distribution') or os_.get('system') or '?'} (kernel {os_.get('release') or '?'})")
+    for w in report.get("warnings") or []:
+        lines.append(f"- warning: {w}")
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     header, rows = table_rows(report)
-    sysinfo = report.get("system", {})
     lines = [f"# edgetl bench: {report['device_display']} ({report['mode']})", "",
-             f"- bundle: `{report['bundle']}`", f"- created: {report['created_utc']}",
-             f"- CPU: {sysinfo.get('cpu', {}).get('model', '?') if isinstance(sysinfo.get('cpu'), dict) else sysinfo.get('cpu_model', '?')}",
+             f"- bundle: `{report['bundle']}`", f"- created: {report['created_utc']}", *system_lines(report),
              f"- evaluation: {report.get('n_eval', 0)} examples of the {report.get('split')} split", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
