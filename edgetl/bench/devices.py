@@ -240,7 +240,11 @@ def load_profile_file(path: str | os.PathLike) -> DeviceProfile:
 def default_profile_dirs() -> list[Path]:
     """`EDGETL_DEVICES_DIR` entries first, then the shipped `devices/` directory (if present)."""
     dirs = [Path(d) for d in os.environ.get(ENV_DIR, "").split(os.pathsep) if d.strip()]
-    shipped = Path(__file__).resolve().parents[2] / "devices"
+    shipped = Path(__file__).resolve().parents[2] / "devices"  # a source checkout
+    if not shipped.is_dir():  # a wheel install: pyproject's data-files put them under <prefix>/share/edgetl/devices
+        import sys
+
+        shipped = Path(sys.prefix) / "share" / "edgetl" / "devices"
     if shipped not in dirs:
         dirs.append(shipped)
     return dirs
