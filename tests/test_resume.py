@@ -186,3 +186,46 @@ def test_damaged_state_file_is_one_line_error(finished_run, tmp_path, damage):
     assert "last.state.safetensors" in msg, msg
     if damage == "wrong_model":
         assert "does not match the recipe's model: shape of heads.digit" in msg and "(2, " in msg, msg
+
+
+# --------------------------------------------------------------------------------------------- the CLI
+def _cli(monkeypatch, capsys, *args):
+    import sys
+
+    from edgetl import cli
+
+    monkeypatch.setattr(sys, "argv", ["edgetl", *args])
+    monkeypatch.setitem(cli._STATE, "debug", False)
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_resume_last_continues_the_newest_run(reference, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    ref = reference("plain")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict(**SMALL)))
+    runs = tmp_path / "runs"
+    code, _, err = _cli(monkeypatch, capsys, "train", str(recipe), "--runs-dir", str(runs), "--resume", "last")
+    assert code == 2 and err.strip() == f"error: --resume last: no earlier run of 'tiny' in {runs}", err
+    stopped = train(_recipe(), runs_dir=runs, progress=False, stop_after_steps=6)
+    assert stopped.dir == runs / "tiny"
+    code, _, err = _cli(monkeypatch, capsys, "train", str(recipe), "train.epochs=5", "--runs-dir", str(runs),
+                        "--resume", "last")
+    assert code == 2 and "overrides are not allowed" in err and len(err.strip().splitlines()) == 1, err
+    code, _, err = _cli(monkeypatch, capsys, "train", str(recipe), "--runs-dir", str(runs), "--resume",
+                        str(tmp_path / "nope"))
+    assert code == 2 and "run directory not found" in err, err
+    code, out, err = _cli(monkeypatch, capsys, "train", str(recipe), "--runs-dir", str(runs), "--resume", "last",
+                          "--quiet")
+    assert code == 0, err
+    assert sorted(p.name for p in runs.iterdir()) == ["tiny"]  # continued in place, no tiny-2
+    resumed = Run(runs / "tiny")
+    assert resumed.info()["status"] == "completed" and resumed.info()["resumes"] == 1
+    _assert_same_run(ref, resumed)
