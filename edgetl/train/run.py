@@ -4,7 +4,8 @@ runs/<name>/
   recipe.yaml        resolved recipe (overrides applied)
   splits.json        row indices of train/val/test in the source dataset + label lists
   metrics.jsonl      one JSON object per epoch (per-task metrics, losses, learning rates)
-  checkpoints/       best.safetensors, last.safetensors, last.state.safetensors (optimizer/RNG, for resume)
+  checkpoints/       best.safetensors, last.safetensors (weights: what export/eval read),
+                     last.state.safetensors (the resume commit: its own weights + optimizer + RNG + counters)
   run.json           status, versions, best epoch and score
   export/            the deploy bundle (edgetl export)
 """
