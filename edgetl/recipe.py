@@ -106,6 +106,9 @@ class DataSpec(_Strict):
     split: SplitSpec = SplitSpec()
     download: bool = False  # allow torchvision's online downloader when local files are missing
     augment: Literal["none", "hflip"] = "none"
+    # Multi-dataset recipes: this source's share of each training epoch, relative to the other sources'
+    # (set it on every source or on none; none: proportional to the sources' training-split sizes).
+    ratio: Annotated[float, Field(gt=0)] | None = None
 
     @field_validator("source")
     @classmethod

@@ -42,6 +42,7 @@ class Examples:
     image_list: list[np.ndarray] | None = None
     texts: list[str] | None = None
     index: np.ndarray | None = None  # rows of the RawDataset these came from
+    dataset: np.ndarray | None = None  # multi-dataset recipes: per-row source id (0 = data, 1.. = extra_data in order)
 
     def __len__(self) -> int:
         if self.images is not None:
@@ -59,6 +60,7 @@ class Examples:
             image_list=None if self.image_list is None else [self.image_list[i] for i in idx],
             texts=None if self.texts is None else [self.texts[i] for i in idx],
             index=None if self.index is None else self.index[idx],
+            dataset=None if self.dataset is None else self.dataset[idx],
         )
 
     def inputs(self, idx) -> np.ndarray | list:

@@ -21,7 +21,7 @@ from edgetl.recipe import BUILTIN_DATASETS, DataSpec, Recipe, TaskSpec
 log = logging.getLogger("edgetl")
 
 
-def load_raw(spec: DataSpec, kind: str, label_columns: list[str]) -> RawDataset:
+def load_raw(spec: DataSpec, kind: str, label_columns: list[str], where: str = "data") -> RawDataset:
     if spec.source in BUILTIN_DATASETS:
         raw = load_builtin(spec.source, download=spec.download)
     elif spec.source == "imagefolder":
@@ -30,10 +30,10 @@ def load_raw(spec: DataSpec, kind: str, label_columns: list[str]) -> RawDataset:
         raw = load_manifest_file(spec.path, spec.source, kind, spec.path_column, spec.text_column,
                                  label_columns, spec.split_column)
     if raw.kind != kind:
-        raise EdgetlError(f"data.source {spec.source!r} holds {raw.kind} examples but input.kind is {kind!r}")
+        raise EdgetlError(f"{where}.source {spec.source!r} holds {raw.kind} examples but input.kind is {kind!r}")
     for col in label_columns:
         if col not in raw.columns:
-            raise EdgetlError(f"data: {spec.source} has no label column {col!r} "
+            raise EdgetlError(f"{where}: {spec.source} has no label column {col!r} "
                               f"(available: {', '.join(raw.columns) or 'none'})")
     return raw
 
@@ -130,10 +130,12 @@ def _content_hash(raw: RawDataset, i: int) -> str:
     return hashlib.sha1(arr.tobytes()).hexdigest()
 
 
-def make_split_indices(raw: RawDataset, recipe: Recipe) -> dict[str, np.ndarray]:
-    s = recipe.data.split
+def make_split_indices(raw: RawDataset, recipe: Recipe, spec: DataSpec | None = None,
+                       tasks: list[TaskSpec] | None = None) -> dict[str, np.ndarray]:
+    """Row indices of train/val/test for one source (`spec` and its `tasks`; default: the recipe's `data`)."""
+    s = (spec or recipe.data).split
     rng = np.random.default_rng(recipe.train.seed)
-    first = next((t for t in recipe.tasks if t.kind == "classification"), None)
+    first = next((t for t in (tasks if tasks is not None else recipe.tasks) if t.kind == "classification"), None)
     strata_all = _strata(first, raw.columns[first.label_column] if first else None, len(raw))
     if raw.split is not None:
         parts = {k: np.flatnonzero(raw.split == k) for k in ("train", "val", "test")}
@@ -156,16 +158,21 @@ def make_split_indices(raw: RawDataset, recipe: Recipe) -> dict[str, np.ndarray]
 
 def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = None) -> DataSplits:
     """Load the recipe's data; `split_indices` (from a run's splits.json) reproduces an earlier split exactly."""
-    label_columns = sorted({t.label_column for t in recipe.tasks})
-    raw = load_raw(recipe.data, recipe.input.kind, label_columns)
-    if len(raw) == 0:
-        raise EdgetlError(f"data: {recipe.data.source} has no examples")
+    if recipe.extra_data:
+        raw, tasks, dataset_ids, sources, auto_parts = combine_sources(recipe, split_indices is None)
+    else:
+        label_columns = sorted({t.label_column for t in recipe.tasks})
+        raw = load_raw(recipe.data, recipe.input.kind, label_columns)
+        if len(raw) == 0:
+            raise EdgetlError(f"data: {recipe.data.source} has no examples")
+        tasks, dataset_ids, sources = list(recipe.tasks), None, None
+        auto_parts = make_split_indices(raw, recipe) if split_indices is None else None
     if split_indices is not None:
         parts = {k: np.asarray(split_indices[k], dtype=np.int64) for k in ("train", "val", "test")}
         if any(len(v) and v.max() >= len(raw) for v in parts.values()):
             raise EdgetlError("splits.json does not match the dataset (row index out of range): the data changed")
     else:
-        parts = make_split_indices(raw, recipe)
+        parts = auto_parts
     for name in ("train", "val"):
         if len(parts[name]) == 0:
             raise EdgetlError(f"data: the {name} split is empty ({len(raw)} examples; check data.split)")
@@ -175,7 +182,7 @@ def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = Non
     warnings: list[str] = []
     labels: dict[str, list[str]] = {}
     targets: dict[str, np.ndarray] = {}
-    for task in recipe.tasks:
+    for task in tasks:
         labels[task.name] = _labels_for(task, raw, parts["train"])
         if task.kind != "regression" and not labels[task.name]:
             raise EdgetlError(f"task {task.name!r}: no labels found in column {task.label_column!r}")
@@ -210,19 +217,98 @@ def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = Non
             image_list=None if raw.image_list is None else [raw.image_list[i] for i in rows],
             texts=None if raw.texts is None else [raw.texts[i] for i in rows],
             index=rows,
+            dataset=None if dataset_ids is None else dataset_ids[rows],
         )
+
+    first = tasks[0]
 
     info = {
         "source": recipe.data.source,
         "dataset": raw.name,
         "seed": recipe.train.seed,
         "sizes": {k: int(len(v)) for k, v in parts.items()},
-        "class_counts": {k: dict(Counter(raw.columns[recipe.tasks[0].label_column][i] for i in v))
-                         for k, v in parts.items()} if recipe.tasks[0].kind == "classification" else {},
+        "class_counts": {k: dict(Counter(str(raw.columns[first.label_column][i]).strip() for i in v
+                                         if not _is_missing(raw.columns[first.label_column][i])))
+                         for k, v in parts.items()} if first.kind == "classification" else {},
         "indices": {k: v.tolist() for k, v in parts.items()},
         "warnings": warnings,
     }
+    if sources is not None:
+        info["datasets"] = sources
+        info["sizes_per_dataset"] = {k: np.bincount(dataset_ids[v], minlength=len(sources)).tolist()
+                                     for k, v in parts.items()}
     return DataSplits(make(parts["train"]), make(parts["val"]), make(parts["test"]), labels, info)
+
+
+def tasks_by_dataset(recipe: Recipe) -> list[tuple[str, DataSpec, list[TaskSpec]]]:
+    """(where, spec, tasks) per source, the primary `data` first, then `extra_data` in recipe order."""
+    out = [("data", recipe.data, [t for t in recipe.tasks if t.dataset is None])]
+    for name, spec in recipe.extra_data.items():
+        out.append((f"extra_data.{name}", spec, [t for t in recipe.tasks if t.dataset == name]))
+    for where, _, tasks in out:
+        if not tasks:
+            hint = ("every task sets task.dataset; leave it unset for the tasks of data" if where == "data"
+                    else f"set dataset: {where.split('.', 1)[1]} on the tasks it labels")
+            raise EdgetlError(f"{where}: no task uses this dataset ({hint})")
+    return out
+
+
+def combine_sources(recipe: Recipe, make_parts: bool = True):
+    """Several datasets with one input type -> one RawDataset, rows of `data` first, then each `extra_data`.
+
+    Each source is split on its own (its own split spec, stratified by its first classification task); the
+    combined indices are offsets into the concatenation, so splits.json reproduces them exactly. Label columns
+    are re-keyed by task name (two sources may both call their column `label`); a row carries the labels of
+    its own source's tasks and None (missing, masked out of losses and metrics) for every other task.
+    Returns (raw, tasks re-pointed at the task-named columns, per-row dataset id, source summaries, parts).
+    """
+    groups = tasks_by_dataset(recipe)
+    raws: list[RawDataset] = []
+    for where, spec, tasks in groups:
+        raw = load_raw(spec, recipe.input.kind, sorted({t.label_column for t in tasks}), where)
+        if len(raw) == 0:
+            raise EdgetlError(f"{where}: {spec.source} has no examples")
+        raws.append(raw)
+    sizes = [len(r) for r in raws]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    n = int(offsets[-1])
+    columns: dict[str, list] = {}
+    class_names: dict[str, list[str]] = {}
+    new_tasks: dict[str, TaskSpec] = {}
+    for gi, ((where, spec, tasks), raw) in enumerate(zip(groups, raws)):
+        for t in tasks:
+            col = [None] * n
+            col[offsets[gi]:offsets[gi + 1]] = list(raw.columns[t.label_column])
+            columns[t.name] = col
+            if raw.class_names.get(t.label_column):
+                class_names[t.name] = list(raw.class_names[t.label_column])
+            new_tasks[t.name] = t.model_copy(update={"column": t.name})
+    kind = raws[0].kind
+    if kind == "text":
+        combined = RawDataset(kind, "+".join(r.name for r in raws), texts=[x for r in raws for x in r.texts],
+                              columns=columns, class_names=class_names)
+    elif all(r.images is not None for r in raws) and len({r.images.shape[1:] for r in raws}) == 1:
+        combined = RawDataset(kind, "+".join(r.name for r in raws), images=np.concatenate([r.images for r in raws]),
+                              columns=columns, class_names=class_names)
+    else:
+        images = [im for r in raws for im in (r.images if r.images is not None else r.image_list)]
+        combined = RawDataset(kind, "+".join(r.name for r in raws), image_list=images, columns=columns,
+                              class_names=class_names)
+    dataset_ids = np.repeat(np.arange(len(raws)), sizes)
+    parts = None
+    if make_parts:
+        parts = {"train": [], "val": [], "test": []}
+        for gi, ((where, spec, tasks), raw) in enumerate(zip(groups, raws)):
+            p = make_split_indices(raw, recipe, spec, tasks)
+            if len(p["test"]) == 0:  # a source without test rows evaluates on its validation rows
+                p["test"] = p["val"]
+            for k in parts:
+                parts[k].append(p[k] + offsets[gi])
+        parts = {k: np.concatenate(v).astype(np.int64) for k, v in parts.items()}
+    sources = [{"name": where, "source": spec.source, "rows": [int(offsets[i]), int(offsets[i + 1])],
+                "tasks": [t.name for t in tasks], "ratio": spec.ratio}
+               for i, (where, spec, tasks) in enumerate(groups)]
+    return combined, [new_tasks[t.name] for t in recipe.tasks], dataset_ids, sources, parts
 
 
 def calibration_indices(examples: Examples, task_name: str | None, size: int, seed: int) -> np.ndarray:

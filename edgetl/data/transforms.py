@@ -49,16 +49,35 @@ class ImagePreprocess:
     def __call__(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
         if isinstance(images, np.ndarray):
             return self._one_size(torch.from_numpy(np.ascontiguousarray(images)))
-        return torch.cat([self._one_size(torch.from_numpy(np.ascontiguousarray(im))[None]) for im in images])
+        # Images of several sizes (image folders, mixed datasets): one batched call per distinct shape,
+        # results put back in input order. Identical to processing them one by one.
+        by_shape: dict[tuple, list[int]] = {}
+        for i, im in enumerate(images):
+            by_shape.setdefault(tuple(im.shape), []).append(i)
+        if len(by_shape) == 1:
+            return self._one_size(torch.from_numpy(np.ascontiguousarray(np.stack(images))))
+        out = torch.empty((len(images), self.channels, *self.image_size), dtype=torch.float32)
+        for rows in by_shape.values():
+            batch = np.ascontiguousarray(np.stack([images[i] for i in rows]))
+            out[torch.tensor(rows)] = self._one_size(torch.from_numpy(batch))
+        return out
 
 
-def hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip per example (the only augmentation: cheap, label-preserving for most tasks)."""
-    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+def hflip(x: torch.Tensor, generator: torch.Generator | None = None, flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Random horizontal flip per example (the only augmentation: cheap, label-preserving for most tasks).
+
+    `flip` (bool per example) applies a given draw, so a distillation teacher sees the same flipped images.
+    """
+    if flip is None:
+        flip = flip_mask(x.shape[0], generator)
     if flip.any():
         x = x.clone()
         x[flip] = x[flip].flip(-1)
     return x
+
+
+def flip_mask(n: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=generator) < 0.5
 
 
 class TextPreprocess:

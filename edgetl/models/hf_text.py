@@ -36,7 +36,9 @@ class TextBackbone(nn.Module):
         self.cfg = cfg
         self.feature_dim = int(model.config.hidden_size)
         layers = self._layers()
-        self.stages = nn.ModuleList([model.embeddings, *layers])
+        # A plain list, not a ModuleList: the stages are views into `model`, and registering them again
+        # would put every tensor twice in the state dict (safetensors refuses shared tensors).
+        self.stages = [model.embeddings, *layers]
         self.stage_names = ["embeddings"] + [f"encoder.layer.{i}" for i in range(len(layers))]
         self.input_names = ["input_ids", "attention_mask"] + (
             ["token_type_ids"] if getattr(model.config, "type_vocab_size", 0) > 1 else [])
@@ -57,10 +59,47 @@ class TextBackbone(nn.Module):
         if token_type_ids is not None:
             kw["token_type_ids"] = token_type_ids
         hidden = self.model(**kw).last_hidden_state
+        return self._pool(hidden, attention_mask)
+
+    def _pool(self, hidden, attention_mask):
         if self.pooling == "cls":
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-6)
+
+    # -------------------------------------------------- frozen prefixes (feature cache of partially frozen encoders)
+    def _layer_mask(self, attention_mask, hidden):
+        try:
+            from transformers.masking_utils import create_bidirectional_mask
+        except ImportError:  # transformers 4.x
+            return self.model.get_extended_attention_mask(attention_mask, attention_mask.shape)
+        return create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden, attention_mask=attention_mask)
+
+    def _run_layers(self, h, attention_mask, layers):
+        if not layers:
+            return h
+        m = self._layer_mask(attention_mask, h)
+        for layer in layers:
+            out = layer(h, m)
+            h = out[0] if isinstance(out, tuple) else out
+        return h
+
+    def forward_prefix(self, x: dict, k: int) -> torch.Tensor:
+        """Embeddings + encoder layers [0, k-1) -> [B, L, H+1]: the hidden states with the attention mask appended
+        as a last channel, so one tensor carries both (what the feature cache stores)."""
+        mask = x["attention_mask"]
+        h = self.model.embeddings(input_ids=x["input_ids"], token_type_ids=x.get("token_type_ids"))
+        h = self._run_layers(h, mask, list(self.stages[1:k]))
+        return torch.cat([h, mask.unsqueeze(-1).to(h.dtype)], dim=-1)
+
+    def forward_suffix(self, h: torch.Tensor, k: int) -> torch.Tensor:
+        """The rest of the encoder + pooling on `forward_prefix` output (right padding beyond the longest row of
+        the batch is dropped first: cached rows are padded to max_length)."""
+        mask = h[..., -1] > 0.5
+        longest = int(mask.sum(1).max()) if mask.numel() else 0
+        h, mask = h[:, :max(longest, 1), :-1], mask[:, :max(longest, 1)].long()
+        h = self._run_layers(h, mask, list(self.stages[k:]))
+        return self._pool(h, mask)
 
 
 def load_tokenizer(path_or_name: str):
@@ -87,6 +126,12 @@ def build_hf(spec: BackboneSpec, default_dir: str | None = None) -> TextBackbone
         src = w
     if w != "none" and not Path(src).exists():
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr for every model build
+    except ImportError:
+        pass
     try:
         if w == "none":
             model = AutoModel.from_config(AutoConfig.from_pretrained(src))

@@ -31,18 +31,24 @@ def frozen_prefix(spec: FreezeSpec, num_stages: int, epoch: int) -> int:
 
 
 def apply_freeze(backbone: nn.Module, k: int) -> None:
+    """Stages [0, k) frozen, the rest trainable. Parameters outside every stage (e.g. a pooler) train only
+    while the last stage does, whatever the earlier k was (gradual unfreezing calls this every epoch)."""
+    in_stage = set()
     for i, stage in enumerate(backbone.stages):
         for p in stage.parameters():
             p.requires_grad_(i >= k)
-    if k >= backbone.num_stages:  # parameters outside stages (e.g. pooler) follow the whole backbone
-        for p in backbone.parameters():
-            p.requires_grad_(False)
+            in_stage.add(id(p))
+    for p in backbone.parameters():
+        if id(p) not in in_stage:
+            p.requires_grad_(k < backbone.num_stages)
 
 
 def set_train_mode(model: nn.Module, k: int, freeze_bn: bool) -> None:
     """model.train(), but frozen stages' BatchNorm (and dropout) stay in eval mode."""
     model.train()
     if freeze_bn:
+        if k >= model.backbone.num_stages:
+            model.backbone.eval()
         for stage in list(model.backbone.stages)[:k]:
             stage.eval()
 

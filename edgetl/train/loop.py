@@ -18,7 +18,8 @@ import torch
 
 from edgetl.data import load_splits
 from edgetl.data.examples import DataSplits
-from edgetl.data.transforms import ImagePreprocess, TextPreprocess, hflip
+from edgetl.data.mixing import train_order
+from edgetl.data.transforms import ImagePreprocess, TextPreprocess, flip_mask, hflip
 from edgetl.errors import EdgetlError
 from edgetl.evaluate.metrics import all_task_metrics, summary_score
 from edgetl.evaluate.torch_eval import call_model, model_inputs
@@ -28,7 +29,9 @@ from edgetl.train import checkpoint as ckpt
 from edgetl.train.cache import build_cache, cache_key, cache_usable
 from edgetl.train.freezing import apply_freeze, frozen_prefix, lr_factor, make_optimizer, param_groups, set_train_mode
 from edgetl.train.loggers import NullLogger, make_logger
-from edgetl.train.losses import kd_loss, task_loss
+from edgetl.train.checks import check_model, check_recipe
+from edgetl.train.distill import FEATURES, make_projection
+from edgetl.train.losses import feature_loss, kd_loss, task_loss
 from edgetl.runtime.atomic import atomic_write_text
 from edgetl.train.run import DEFAULT_RUNS_DIR, Run, new_run_dir, write_json
 
@@ -88,6 +91,7 @@ class Trainer:
         self.recipe, self.run, self.splits = recipe, run, splits
         self.device = resolve_device(recipe.train.device)
         self.model: MultiTaskModel = build_model(recipe, splits.labels).to(self.device)
+        check_model(recipe, self.model)
         self.prep = make_preprocess(recipe, self.model.backbone)
         self.kinds = {t.name: t.kind for t in recipe.tasks}
         self.weights = {t.name: t.weight for t in recipe.tasks}
@@ -99,6 +103,7 @@ class Trainer:
         self.cache: dict[str, torch.Tensor] = {}
         self.teacher = None
         self.teacher_logits: dict[str, torch.Tensor] | None = None
+        self.projection: torch.nn.Module | None = None  # feature distillation only; never exported
         self.stats = {"cache_build_s": 0.0}
         self.aug_gen: torch.Generator | None = None
         self._resume_aug: torch.Generator | None = None  # augmentation RNG of a mid-epoch checkpoint
@@ -111,6 +116,13 @@ class Trainer:
         apply_freeze(self.model.backbone, k)
         old = self.optimizer
         groups = param_groups(self.model, self.recipe.train, k)
+        if self.feature_distill:
+            if self.projection is None:
+                self.projection = make_projection(self.model.backbone.feature_dim, self.teacher.feature_dim,
+                                                  self.recipe.train.seed).to(self.device)
+            lr = self.recipe.train.head_lr or self.recipe.train.lr
+            groups.append({"params": list(self.projection.parameters()), "lr": lr, "name": "distill.projection",
+                           "lr_scale": lr / self.recipe.train.lr})
         self.optimizer = make_optimizer(groups, self.recipe.train)
         if old is not None:  # keep moment estimates of parameters that were already training
             for p, st in old.state.items():
@@ -127,20 +139,30 @@ class Trainer:
                 self.cache[split] = build_cache(
                     self.model, self.prep, ex, k, batch_size=max(self.recipe.train.batch_size, 64),
                     device=self.device, mode=self.recipe.train.feature_cache, cache_dir=self.run.dir / "cache",
-                    key=cache_key(self.recipe, k, ex, split), progress=progress)
+                    key=cache_key(self.recipe, k, ex, split, self.model, self.prep), progress=progress)
             self.stats["cache_build_s"] += time.perf_counter() - t0
 
-    def forward_rows(self, split: str, idx: np.ndarray, augment: bool = False) -> dict[str, torch.Tensor]:
-        """Model outputs for rows `idx` of a split, through the feature cache when there is one."""
+    @property
+    def feature_distill(self) -> bool:
+        return self.teacher is not None and self.recipe.distill.feature != "none"
+
+    def forward_rows(self, split: str, idx: np.ndarray, augment: bool = False, flip: torch.Tensor | None = None,
+                     with_features: bool = False):
+        """Model outputs for rows `idx` of a split, through the feature cache when there is one.
+
+        `flip`: the hflip draw for these rows (augmentation); `with_features`: also return pooled features.
+        """
         if split in self.cache:
             h = self.cache[split][torch.from_numpy(idx)].to(self.device)
             bb = self.model.backbone
             feats = h if self.k >= bb.num_stages else bb.forward_suffix(h, self.k)
-            return self.model.forward_heads(feats)
-        x = model_inputs(self.prep, getattr(self.splits, split), idx, self.device)
-        if augment and self.recipe.data.augment == "hflip" and not isinstance(x, dict):
-            x = hflip(x, self.aug_gen)
-        return call_model(self.model, x)
+        else:
+            x = model_inputs(self.prep, getattr(self.splits, split), idx, self.device)
+            if augment and self.recipe.data.augment == "hflip" and not isinstance(x, dict):
+                x = hflip(x, self.aug_gen, flip=flip)
+            feats = self.model.backbone(**x) if isinstance(x, dict) else self.model.backbone(x)
+        y = self.model.forward_heads(feats)
+        return (y, feats) if with_features else y
 
     # ------------------------------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -163,14 +185,19 @@ class Trainer:
         metrics = all_task_metrics(outputs, ex.targets, self.kinds, self.splits.labels, full)
         return metrics, loss_sum / max(n, 1)
 
-    def batch_loss(self, y: dict[str, torch.Tensor], ex, idx, teacher: dict | None = None):
-        total = torch.zeros((), device=self.device)
+    def batch_loss(self, y: dict[str, torch.Tensor], ex, idx, teacher: dict | None = None, feats=None):
+        # 0 * outputs: a graph even when no row of the batch carries any label (every task masked out)
+        total = sum(v.float().sum() for v in y.values()) * 0.0
         parts = {}
         d = self.recipe.distill
+        if teacher is not None and feats is not None and self.projection is not None and FEATURES in teacher:
+            fl = feature_loss(d.feature, self.projection(feats), teacher[FEATURES])
+            parts["feature_kd"] = float(fl.detach())
+            total = total + d.feature_weight * fl
         for name, kind in self.kinds.items():
             target = torch.from_numpy(ex.targets[name][idx]).to(self.device)
             loss = task_loss(kind, y[name], target, self.recipe.train.label_smoothing)
-            if teacher is not None:
+            if teacher is not None and name in teacher:
                 kd = kd_loss(kind, y[name], teacher[name], d.temperature)
                 parts[f"{name}/kd"] = float(kd.detach())
                 loss = kd if loss is None else (1 - d.alpha) * loss + d.alpha * kd
@@ -201,9 +228,11 @@ class Trainer:
         meta = {"epoch": state.epoch, "global_step": state.global_step, "recipe": self.recipe.name}
         if best:
             ckpt.save_model(self.model, self.run.checkpoint("best"), meta)
+        if self.projection is not None:  # training-only module: kept beside the checkpoint for resume
+            ckpt.save_model(self.projection, self.run.checkpoints / "last.distill.safetensors", meta)
         ckpt.save_model(self.model, self.run.checkpoint("last"), meta)
         ckpt.save_training_state(self.state_path, self.optimizer, self.scaler, {**state.__dict__, "k": self.k},
-                                 model=self.model,
+                                 model=self.model, modules={"distill": self.projection},
                                  generators={"aug": self.aug_gen})
 
     def restore(self) -> TrainState:
@@ -220,8 +249,11 @@ class Trainer:
             ckpt.load_model(self.model, self.run.checkpoint("last"))  # state file of an older edgetl
             own_weights = False
         self.set_freeze(int(saved["k"]))  # the optimizer needs the saved groups before loading its state
+        if self.projection is not None and not own_weights:
+            ckpt.load_model(self.projection, self.run.checkpoints / "last.distill.safetensors")
         self._resume_aug = torch.Generator()
         info = ckpt.load_training_state(st_path, self.optimizer, self.scaler,
+                                        modules={"distill": self.projection if own_weights else None},
                                         generators={"aug": self._resume_aug})
         info.pop("k", None)
         known = TrainState.__dataclass_fields__
@@ -239,7 +271,7 @@ class Trainer:
                    TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
         with Progress(*columns, disable=not self.show_progress, transient=False) as progress:
             if self.teacher is not None and self.teacher_logits is None and self.recipe.data.augment == "none":
-                self.teacher_logits = self.teacher.logits_for(self.splits.train, progress)
+                self.teacher_logits = self.teacher.outputs_for(self.splits.train, progress)
             for epoch in range(state.epoch, r.epochs):
                 self.set_freeze(frozen_prefix(r.freeze, self.model.backbone.num_stages, epoch), progress)
                 set_train_mode(self.model, self.k, r.freeze.freeze_bn)
@@ -248,7 +280,7 @@ class Trainer:
                     if state.step_in_epoch > 0:
                         self.aug_gen = self._resume_aug
                     self._resume_aug = None
-                order = epoch_order(r.seed, epoch, n)
+                order = train_order(self.recipe, self.splits.train, epoch)  # == epoch_order() for one dataset
                 task = progress.add_task(f"epoch {epoch + 1}/{r.epochs}", total=steps_per_epoch,
                                          completed=state.step_in_epoch, info="")
                 t0 = time.perf_counter()
@@ -258,10 +290,12 @@ class Trainer:
                     idx = order[step * r.batch_size:(step + 1) * r.batch_size]
                     for g in self.optimizer.param_groups:
                         g["lr"] = g["base_lr"] * lr_factor(r, epoch + step / steps_per_epoch)
+                    flip = (flip_mask(len(idx), self.aug_gen)
+                            if self.recipe.data.augment == "hflip" and "train" not in self.cache else None)
                     with torch.autocast("cuda", enabled=self.amp):
-                        y = self.forward_rows("train", idx, augment=True)
-                        teacher = self.teacher_batch(idx)
-                        loss, _ = self.batch_loss(y, self.splits.train, idx, teacher)
+                        y, feats = self.forward_rows("train", idx, augment=True, flip=flip, with_features=True)
+                        teacher = self.teacher_batch(idx, flip)
+                        loss, _ = self.batch_loss(y, self.splits.train, idx, teacher, feats)
                     if not torch.isfinite(loss):
                         last = self.run.checkpoint("last")
                         raise EdgetlError(
@@ -301,12 +335,12 @@ class Trainer:
                 progress.update(task, info=f"loss {row['train_loss']:.4f} val {_short(metrics)}")
         return state
 
-    def teacher_batch(self, idx):
+    def teacher_batch(self, idx, flip=None):
         if self.teacher is None:
             return None
         if self.teacher_logits is not None:
             return {k: v[torch.from_numpy(idx)].to(self.device) for k, v in self.teacher_logits.items()}
-        return self.teacher.logits_rows(self.splits.train, idx, self.device)
+        return self.teacher.outputs_rows(self.splits.train, idx, self.device, flip=flip)
 
 
 def _short(metrics: dict) -> str:
@@ -332,6 +366,7 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
         split_def = run.splits() if (run.dir / "splits.json").is_file() else None
         _remove_stale_temp_files(run)
     else:
+        check_recipe(recipe)  # one-line errors before anything is written
         run = Run(new_run_dir(name or recipe.name, Path(runs_dir)))
         atomic_write_text(run.dir / "recipe.yaml", recipe.to_yaml())
         split_def = None
