@@ -100,3 +100,18 @@ def test_local_weights_file_round_trip(tmp_path):
 def test_offline_weights_only_where_shipped():
     with pytest.raises(EdgetlError, match="no offline weights ship for 'resnet18'"):
         create_backbone(BackboneSpec(name="resnet18", weights="offline"))
+
+
+def test_stage_discovery_leaves_pretrained_batchnorm_statistics_alone():
+    """Discovering stages runs a probe through the network; it must not update BatchNorm running stats."""
+    import torchvision
+
+    from edgetl.models.torchvision_models import offline_mobilenet_v2_path
+
+    ref = torchvision.models.mobilenet_v2()
+    ref.load_state_dict(load_state_dict_file(offline_mobilenet_v2_path()))
+    bb = create_backbone(BackboneSpec(name="mobilenet_v2", weights="offline"))
+    ours = [v for k, v in bb.state_dict().items() if "running_mean" in k or "running_var" in k]
+    theirs = [v for k, v in ref.state_dict().items() if "running_mean" in k or "running_var" in k]
+    assert len(ours) == len(theirs) == 104
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))

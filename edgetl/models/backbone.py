@@ -62,6 +62,9 @@ def group_by_resolution(modules: list[nn.Module], names: list[str], probe: torch
     groups: list[list[int]] = []
     last_hw = None
     x = probe
+    was_training = [m.training for m in modules]
+    for m in modules:  # eval: the probe must not move BatchNorm running statistics of pretrained weights
+        m.eval()
     with torch.no_grad():
         for i, m in enumerate(modules):
             x = m(x)
@@ -71,6 +74,8 @@ def group_by_resolution(modules: list[nn.Module], names: list[str], probe: torch
             else:
                 groups.append([i])
             last_hw = hw
+    for m, t in zip(modules, was_training):
+        m.train(t)
     stages = [nn.Sequential(*[modules[i] for i in g]) for g in groups]
     stage_names = [names[g[0]] if len(g) == 1 else f"{names[g[0]]}..{names[g[-1]]}" for g in groups]
     return stages, stage_names, int(x.shape[1])
