@@ -39,7 +39,7 @@ class BackboneSpec(_Strict):
 class ImageInput(_Strict):
     kind: Literal["image"] = "image"
     image_size: Annotated[int, Field(ge=8, le=1024)] = 224
-    channels: Literal[1, 3] = 3
+    channels: Literal[3] = 3  # pretrained backbones take RGB; grey images are repeated to 3 channels
     mean: list[float] | None = None  # None: the backbone's pretrained config
     std: list[float] | None = None
 
