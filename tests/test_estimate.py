@@ -97,6 +97,23 @@ def test_conv_relu_fuse_into_one_kernel(tmp_path):
     assert kernels[0].bytes == plain[0].bytes
 
 
+def test_silu_fuses_under_tensorrt_not_onnxruntime(tmp_path):
+    nodes = [
+        helper.make_node("Conv", ["x", "W"], ["c"], kernel_shape=[1, 1], name="conv"),
+        helper.make_node("Sigmoid", ["c"], ["s"], name="sig"),
+        helper.make_node("Mul", ["c", "s"], ["y"], name="mul"),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 16, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 16, 16])
+    path = _save(tmp_path, nodes, [x], [y], [_init("W", (8, 8, 1, 1))], "silu.onnx")
+    trt = analyze_graph(path, runtime="tensorrt").kernels
+    assert [k.nodes for k in trt] == [["conv", "sig", "mul"]]
+    ort = analyze_graph(path, runtime="onnxruntime").kernels
+    assert [k.op_type for k in ort] == ["Conv", "Sigmoid", "Mul"]
+    assert sum(k.flops for k in trt) == sum(k.flops for k in ort)
+    assert trt[0].bytes < sum(k.bytes for k in ort)  # the fused kernel never writes c or s
+
+
 def test_matmul_and_gemm(tmp_path):
     a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 4, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)

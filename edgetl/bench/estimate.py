@@ -6,7 +6,8 @@ How it counts (all of it is an approximation; the result is never a measurement)
    dims from `dims`). A model exported with a fixed batch can only be estimated at that batch (the default).
 2. Kernels: nodes are grouped the way the target runtime fuses them (TensorRT for GPU/Jetson profiles, ONNX
    Runtime for CPU profiles): a Conv/Gemm/MatMul ("anchor") absorbs the element-wise epilogue that consumes its
-   only output: TensorRT any point-wise op (BatchNorm, Relu, Clip, HardSwish, Sigmoid, Mul, residual Add...),
+   only output: TensorRT any point-wise op (BatchNorm, Relu, Clip, HardSwish, Sigmoid, Mul, residual Add...,
+   and x * Sigmoid(x)-style patterns whose every consumer is such an op),
    ONNX Runtime only what its CPU fusions take (Relu, Clip, LeakyRelu, Sigmoid, HardSigmoid, Tanh, BatchNorm,
    residual Add). Reshape/Flatten/Squeeze/Unsqueeze/Identity/Shape/Constant are free. Q/DQ nodes are free under
    TensorRT; under ONNX Runtime only around ops it has INT8 kernels for (Conv, MatMul, Add, Mul, pooling,
@@ -461,6 +462,22 @@ class _Group:
     produced: set = field(default_factory=set)
 
 
+def _all_fuse(src: str, grp: _Group, g: _Graph, epilogue: set[str]) -> bool:
+    """TensorRT only: `src` has several consumers but all are point-wise ops reading only `grp`'s tensors, each
+    other's outputs or weights (e.g. SiLU = x * Sigmoid(x) after a Conv): the whole pattern fuses into the kernel."""
+    if g.runtime != "tensorrt":
+        return False
+    cons = g.data_consumers(src)
+    produced_by_cons = {o for c in cons for o in c.output}
+    for c in cons:
+        if c.op_type not in epilogue:
+            return False
+        for i in c.input:
+            if i and not g.is_weight(i) and g.skip_qdq_up(i) not in grp.produced and i not in produced_by_cons:
+                return False
+    return True
+
+
 def _group_nodes(g: _Graph) -> list[_Group]:
     epilogue = _EPILOGUE if g.runtime == "tensorrt" else _EPILOGUE_ORT
     groups: list[_Group] = []
@@ -485,7 +502,7 @@ def _group_nodes(g: _Graph) -> list[_Group]:
                     and grp.anchor.op_type in _ANCHORS
                     and src in grp.produced
                     and not g.is_output(src)
-                    and len(g.data_consumers(src)) == 1
+                    and (len(g.data_consumers(src)) == 1 or _all_fuse(src, grp, g, epilogue))
                 ):
                     target = grp
                     break
