@@ -70,6 +70,8 @@ def train(
     if logger not in ("tensorboard", "none", "auto"):
         raise EdgetlError(f"--logger {logger!r}: allowed tensorboard, none, auto")
     result = train_fn(rec, name=name, runs_dir=runs_dir, resume=run, progress=not quiet, logger=logger)
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
+        return
     info = result.info()
     typer.echo(f"run: {result.dir}  best epoch {info.get('best_epoch')}  score {info.get('best_score', float('nan')):.4f}")
 
@@ -86,6 +88,8 @@ def export(
     calibration: Annotated[Optional[str], typer.Option(help="Calibration method: minmax | entropy | percentile.")] = None,
     calibration_size: Annotated[Optional[int], typer.Option(help="Calibration images (stratified sample of the training split).")] = None,
     no_gate: Annotated[bool, typer.Option("--no-gate", help="Skip the accuracy-gate search (report the drop only).")] = False,
+    fp16_io: Annotated[bool, typer.Option("--fp16-io", help="FP16 model with FP16 inputs/outputs (default: FP32 inputs/outputs).")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for the gate's FP32 vs INT8 timing (default: min(cores, 4)).")] = None,
     allow_mismatch: Annotated[bool, typer.Option("--allow-mismatch", help="Ship even if ONNX vs PyTorch verification fails.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Bundle directory (default: <run>/export).")] = None,
     deepstream: Annotated[bool, typer.Option("--deepstream", help="Also write a DeepStream nvinfer config (deepstream/config_infer.txt).")] = False,
@@ -96,9 +100,16 @@ def export(
 
     if calibration is not None and calibration not in ("minmax", "entropy", "percentile"):
         raise EdgetlError(f"--calibration {calibration!r}: allowed minmax, entropy, percentile")
+    if max_drop is not None and not 0 <= max_drop <= 100:
+        raise EdgetlError(f"--max-drop {max_drop}: must be between 0 and 100 accuracy points")
+    if calibration_size is not None and calibration_size < 1:
+        raise EdgetlError(f"--calibration-size {calibration_size}: must be at least 1")
+    if threads is not None and threads < 1:
+        raise EdgetlError(f"--threads {threads}: must be at least 1")
     bundle = export_run(run, ExportOptions(int8=int8, fp16=fp16, target=target, out_dir=out, max_drop=max_drop,
                                            calibration_method=calibration, calibration_size=calibration_size,
-                                           gate=not no_gate, allow_mismatch=allow_mismatch, progress=not quiet))
+                                           gate=not no_gate, allow_mismatch=allow_mismatch, progress=not quiet,
+                                           keep_io_fp32=not fp16_io, threads=threads))
     if engine:
         from edgetl.compile.bundle import build_bundle_engines
 
@@ -124,6 +135,11 @@ def _print_manifest_summary(bundle: Path) -> None:
         if gate:
             note = ("gate passed" if gate.get("passed", True) else "gate FAILED") + (
                 f", {len(gate.get('excluded_nodes', []))} layers kept in float" if gate.get("excluded_nodes") else "")
+            lat = gate.get("latency")
+            if lat:
+                note += f", x{lat['speedup_vs_fp32']:.2f} vs FP32" + (" (SLOWER)" if gate.get("slower_than_fp32") else "")
+        if name == m.get("default_artifact"):
+            note = (note + ", " if note else "") + "default"
         t.add_row(name, a["precision"], a["target"], f"{a['size_bytes'] / 1e6:.2f}",
                   *[f"{100 * a['accuracy'][x['name']]:.2f}" if x["kind"] != "regression" else f"{a['accuracy'][x['name']]:.3f}"
                     for x in m["tasks"]], note)

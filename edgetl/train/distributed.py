@@ -57,6 +57,15 @@ class Dist:
         order = np.argsort(all_rows, kind="stable")
         return {k: v[order] for k, v in merged.items()}, all_rows[order]
 
+    def average_gradients(self, params) -> None:
+        """What DDP does for the parameters it wraps, for the few training-only ones it does not."""
+        if not self.enabled:
+            return
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
+
     def all_reduce_mean(self, value: float) -> float:
         if not self.enabled:
             return value

@@ -31,6 +31,7 @@ from edgetl.train.freezing import apply_freeze, frozen_prefix, lr_factor, make_o
 from edgetl.train.loggers import NullLogger, make_logger
 from edgetl.train.checks import check_model, check_recipe
 from edgetl.train.distill import FEATURES, make_projection
+from edgetl.train.distributed import Dist, init_from_env, shutdown
 from edgetl.train.losses import feature_loss, kd_loss, task_loss
 from edgetl.runtime.atomic import atomic_write_text
 from edgetl.train.run import DEFAULT_RUNS_DIR, Run, new_run_dir, write_json
@@ -72,6 +73,25 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch, 7919]).permutation(n)
 
 
+class TrainForward(torch.nn.Module):
+    """The training forward as one module, so DistributedDataParallel can wrap it: images, token dicts, or a
+    frozen prefix's cached output (`cached`, after `k` stages) -> (task outputs, pooled features)."""
+
+    def __init__(self, model: MultiTaskModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x=None, cached=None, k: int = 0, text: dict | None = None):
+        bb = self.model.backbone
+        if cached is not None:
+            feats = cached if k >= bb.num_stages else bb.forward_suffix(cached, k)
+        elif text is not None:
+            feats = bb(**text)
+        else:
+            feats = bb(x)
+        return self.model.forward_heads(feats), feats
+
+
 @dataclass
 class TrainState:
     epoch: int = 0  # next epoch to run
@@ -87,9 +107,13 @@ class TrainState:
 class Trainer:
     """Holds the pieces of one run; `fit()` runs the epochs. Use `train()` unless you need the parts."""
 
-    def __init__(self, recipe: Recipe, run: Run, splits: DataSplits, progress: bool = True):
+    def __init__(self, recipe: Recipe, run: Run, splits: DataSplits, progress: bool = True, dist: Dist | None = None):
         self.recipe, self.run, self.splits = recipe, run, splits
+        self.dist = dist or Dist()
         self.device = resolve_device(recipe.train.device)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
         self.model: MultiTaskModel = build_model(recipe, splits.labels).to(self.device)
         check_model(recipe, self.model)
         self.prep = make_preprocess(recipe, self.model.backbone)
@@ -108,6 +132,8 @@ class Trainer:
         self.aug_gen: torch.Generator | None = None
         self._resume_aug: torch.Generator | None = None  # augmentation RNG of a mid-epoch checkpoint
         self.logger = NullLogger()
+        self.forward_module = TrainForward(self.model)
+        self.train_forward = self.forward_module  # DistributedDataParallel(forward_module) under torchrun
 
     # ------------------------------------------------------------------------------------ freezing + cache
     def set_freeze(self, k: int, progress=None) -> None:
@@ -134,13 +160,28 @@ class Trainer:
         self.cache = {}
         if cache_usable(self.recipe, self.model, k):
             t0 = time.perf_counter()
-            for split in ("train", "val"):
-                ex = getattr(self.splits, split)
-                self.cache[split] = build_cache(
-                    self.model, self.prep, ex, k, batch_size=max(self.recipe.train.batch_size, 64),
-                    device=self.device, mode=self.recipe.train.feature_cache, cache_dir=self.run.dir / "cache",
-                    key=cache_key(self.recipe, k, ex, split, self.model, self.prep), progress=progress)
+            # under torchrun the cache is built once, by rank 0, on disk; the other ranks map the same file
+            mode = "disk" if self.dist.enabled else self.recipe.train.feature_cache
+            for turn in ((0, 1) if self.dist.enabled else (None,)):
+                if turn is not None and (turn == 0) != self.dist.is_main:
+                    self.dist.barrier()
+                    continue
+                for split in ("train", "val"):
+                    ex = getattr(self.splits, split)
+                    self.cache[split] = build_cache(
+                        self.model, self.prep, ex, k, batch_size=max(self.recipe.train.batch_size, 64),
+                        device=self.device, mode=mode, cache_dir=self.run.dir / "cache",
+                        key=cache_key(self.recipe, k, ex, split, self.model, self.prep),
+                        progress=progress if self.dist.is_main else None)
+                if turn is not None:
+                    self.dist.barrier()
             self.stats["cache_build_s"] += time.perf_counter() - t0
+        if self.dist.enabled:  # DDP registers the parameters that train now: rebuild it when that set changes
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_forward = DistributedDataParallel(self.forward_module, device_ids=ids,
+                                                         find_unused_parameters=False)
 
     @property
     def feature_distill(self) -> bool:
@@ -152,16 +193,15 @@ class Trainer:
 
         `flip`: the hflip draw for these rows (augmentation); `with_features`: also return pooled features.
         """
+        fwd = self.train_forward if augment else self.forward_module  # evaluation never syncs gradients
         if split in self.cache:
             h = self.cache[split][torch.from_numpy(idx)].to(self.device)
-            bb = self.model.backbone
-            feats = h if self.k >= bb.num_stages else bb.forward_suffix(h, self.k)
+            y, feats = fwd(cached=h, k=self.k)
         else:
             x = model_inputs(self.prep, getattr(self.splits, split), idx, self.device)
             if augment and self.recipe.data.augment == "hflip" and not isinstance(x, dict):
                 x = hflip(x, self.aug_gen, flip=flip)
-            feats = self.model.backbone(**x) if isinstance(x, dict) else self.model.backbone(x)
-        y = self.model.forward_heads(feats)
+            y, feats = fwd(text=x) if isinstance(x, dict) else fwd(x)
         return (y, feats) if with_features else y
 
     # ------------------------------------------------------------------------------------------ evaluation
@@ -172,8 +212,9 @@ class Trainer:
         bs = max(self.recipe.train.batch_size, 128)
         outs: dict[str, list] = {}
         loss_sum, n = 0.0, 0
-        for start in range(0, len(ex), bs):
-            idx = np.arange(start, min(start + bs, len(ex)))
+        mine = self.dist.shard(np.arange(len(ex)))  # under torchrun each rank scores a share; results gathered
+        for start in range(0, len(mine), bs):
+            idx = mine[start:start + bs]
             with torch.autocast("cuda", enabled=self.amp):
                 y = self.forward_rows(split, idx)
             loss = self.batch_loss(y, ex, idx)[0]
@@ -181,7 +222,10 @@ class Trainer:
             n += len(idx)
             for k, v in y.items():
                 outs.setdefault(k, []).append(v.float().cpu().numpy())
-        outputs = {k: np.concatenate(v) for k, v in outs.items()}
+        outputs = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in outs.items()}
+        if self.dist.enabled:
+            outputs, _ = self.dist.gather_rows(outputs, mine)
+            loss_sum, n = self.dist.all_reduce_mean(loss_sum) * self.dist.world, len(ex)
         metrics = all_task_metrics(outputs, ex.targets, self.kinds, self.splits.labels, full)
         return metrics, loss_sum / max(n, 1)
 
@@ -225,6 +269,8 @@ class Trainer:
             raise EdgetlError(f"weights became non-finite ({bad}) by {where} (global step {state.global_step}): "
                               f"training stopped; last good checkpoint: {last if last.is_file() else 'none yet'} "
                               "(lower train.lr?)")
+        if not self.dist.is_main:  # only rank 0 writes the run dir
+            return
         meta = {"epoch": state.epoch, "global_step": state.global_step, "recipe": self.recipe.name}
         if best:
             ckpt.save_model(self.model, self.run.checkpoint("best"), meta)
@@ -287,7 +333,7 @@ class Trainer:
                 if state.step_in_epoch == 0:
                     state.epoch_loss_sum, state.epoch_seen = 0.0, 0
                 for step in range(state.step_in_epoch, steps_per_epoch):
-                    idx = order[step * r.batch_size:(step + 1) * r.batch_size]
+                    idx = self.dist.shard(order[step * r.batch_size:(step + 1) * r.batch_size])
                     for g in self.optimizer.param_groups:
                         g["lr"] = g["base_lr"] * lr_factor(r, epoch + step / steps_per_epoch)
                     flip = (flip_mask(len(idx), self.aug_gen)
@@ -303,6 +349,8 @@ class Trainer:
                             f"last good checkpoint: {last if last.is_file() else 'none yet'} (lower train.lr?)")
                     self.optimizer.zero_grad(set_to_none=True)
                     self.scaler.scale(loss).backward()
+                    if self.dist.enabled and self.projection is not None:  # outside the DDP module: sync by hand
+                        self.dist.average_gradients(self.projection.parameters())
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
                     state.global_step += 1
@@ -322,15 +370,16 @@ class Trainer:
                 is_best = score > state.best_score
                 if is_best:
                     state.best_score, state.best_epoch = score, epoch
-                row = {"epoch": epoch + 1, "train_loss": state.epoch_loss_sum / max(state.epoch_seen, 1),
-                       "val_loss": val_loss,
+                train_loss = self.dist.all_reduce_mean(state.epoch_loss_sum / max(state.epoch_seen, 1))
+                row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                        "score": score, "lr": [g["lr"] for g in self.optimizer.param_groups],
                        "frozen_stages": self.k, "epoch_seconds": train_s, "cached": bool(self.cache),
                        "val": metrics}
                 state.history.append(row)
                 state.epoch, state.step_in_epoch = epoch + 1, 0
-                write_json_lines(self.run.dir / "metrics.jsonl", state.history)
-                self.logger.log_epoch(row)
+                if self.dist.is_main:
+                    write_json_lines(self.run.dir / "metrics.jsonl", state.history)
+                    self.logger.log_epoch(row)
                 self.save(state, best=is_best)
                 progress.update(task, info=f"loss {row['train_loss']:.4f} val {_short(metrics)}")
         return state
@@ -358,24 +407,35 @@ def write_json_lines(path: Path, rows: list[dict]) -> None:
 
 def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_RUNS_DIR, resume: Run | None = None,
           progress: bool = True, stop_after_steps: int | None = None, logger: str = "none") -> Run:
-    """Train a recipe into a new run dir (or continue `resume`); returns the Run."""
+    """Train a recipe into a new run dir (or continue `resume`); returns the Run.
+
+    Under torchrun (WORLD_SIZE > 1) every rank calls this; rank 0 alone creates and writes the run dir.
+    """
+    wants_cuda = recipe.train.device == "cuda" or (recipe.train.device == "auto" and torch.cuda.is_available())
+    dd = init_from_env("cuda" if wants_cuda else "cpu")
     if resume is not None:
         run = resume
         recipe = run.recipe()
         # killed before splits.json was written: the split is a pure function of the recipe, rebuild it
         split_def = run.splits() if (run.dir / "splits.json").is_file() else None
-        _remove_stale_temp_files(run)
+        if dd.is_main:
+            _remove_stale_temp_files(run)
     else:
         check_recipe(recipe)  # one-line errors before anything is written
-        run = Run(new_run_dir(name or recipe.name, Path(runs_dir)))
-        atomic_write_text(run.dir / "recipe.yaml", recipe.to_yaml())
+        run_dir = None
+        if dd.is_main:
+            run_dir = new_run_dir(name or recipe.name, Path(runs_dir))
+            atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+        run = Run(Path(dd.broadcast(str(run_dir) if run_dir else None)))
         split_def = None
     setup_determinism(recipe)
     splits = load_splits(recipe, split_def["indices"] if split_def else None)
-    if split_def is None:
+    if split_def is None and dd.is_main:
         write_json(run.dir / "splits.json", {**splits.info, "labels": splits.labels})
-    run.checkpoints.mkdir(exist_ok=True)
-    trainer = Trainer(recipe, run, splits, progress=progress)
+    if dd.is_main:
+        run.checkpoints.mkdir(exist_ok=True)
+    dd.barrier()
+    trainer = Trainer(recipe, run, splits, progress=progress and dd.is_main, dist=dd)
     if recipe.distill is not None:
         from edgetl.train.distill import Teacher
 
@@ -383,11 +443,13 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
     state = None
     if resume is not None and trainer.state_path.is_file():
         state = trainer.restore()
-        run.write_info(resumed_from_step=state.global_step, resumes=int(run.info().get("resumes", 0)) + 1)
-    run.write_info(status="running", recipe=recipe.name, backbone=recipe.backbone.name, started_utc=_now(),
-                   versions=library_versions())
+        if dd.is_main:
+            run.write_info(resumed_from_step=state.global_step, resumes=int(run.info().get("resumes", 0)) + 1)
+    if dd.is_main:
+        run.write_info(status="running", recipe=recipe.name, backbone=recipe.backbone.name, started_utc=_now(),
+                       versions=library_versions(), world_size=dd.world)
     t0 = time.perf_counter()
-    trainer.logger = make_logger(logger, run.dir)
+    trainer.logger = make_logger(logger if dd.is_main else "none", run.dir)
     state = trainer.fit(state, stop_after_steps=stop_after_steps)
     if type(trainer.logger) is not NullLogger:
         full, _ = trainer.evaluate("val", full=True)
@@ -396,9 +458,15 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
                 trainer.logger.log_confusion(task, np.array(m["confusion_matrix"]), splits.labels[task], state.epoch)
     trainer.logger.close()
     done = state.epoch >= recipe.train.epochs
+    dd.barrier()
+    if not dd.is_main:
+        shutdown()
+        return run
     run.write_info(status="completed" if done else "stopped", best_epoch=state.best_epoch + 1,
                    best_score=state.best_score, epochs_done=state.epoch, train_seconds=time.perf_counter() - t0,
                    cache_build_seconds=trainer.stats["cache_build_s"], finished_utc=_now())
+    if dd.enabled:
+        shutdown()
     return run
 
 
