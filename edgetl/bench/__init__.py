@@ -1,0 +1,1 @@
+"""Benchmarking: latency harness, device profiles, roofline estimates, remote/fleet runs, reports."""
