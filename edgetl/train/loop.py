@@ -411,7 +411,8 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
 
     Under torchrun (WORLD_SIZE > 1) every rank calls this; rank 0 alone creates and writes the run dir.
     """
-    wants_cuda = recipe.train.device == "cuda" or (recipe.train.device == "auto" and torch.cuda.is_available())
+    device = (resume.recipe() if resume is not None else recipe).train.device
+    wants_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     dd = init_from_env("cuda" if wants_cuda else "cpu")
     if resume is not None:
         run = resume
