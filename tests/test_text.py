@@ -73,6 +73,18 @@ def test_partial_text_freeze_trains_only_the_top_layer(tmp_path):
     assert not ({id(p) for p in tr.optimizer.state} & {id(p) for p in enc.encoder.layer[4].parameters()})
 
 
+def test_text_student_distils_from_text_teacher(text_run, tmp_path):
+    from edgetl.train.loop import train
+
+    rec = recipe_from_dict(text_recipe_dict(**{
+        "name": "text-student", "train.epochs": 1, "backbone.pooling": "cls",
+        "distill": {"teacher": str(text_run.dir), "feature": "cosine", "alpha": 0.5}}))
+    run = train(rec, runs_dir=tmp_path, progress=False)
+    row = run.metrics()[-1]
+    assert run.info()["status"] == "completed" and np.isfinite(row["train_loss"]) and row["cached"]
+    assert (run.checkpoints / "last.distill.safetensors").is_file()
+
+
 def test_text_prefix_suffix_equals_full_encoder():
     import torch
 
