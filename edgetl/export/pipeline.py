@@ -45,6 +45,8 @@ class ExportOptions:
     calibration_size: int | None = None
     allow_mismatch: bool = False  # ship even if FP32 verification fails (explicit opt-in only)
     gate: bool = True
+    gate_latency: bool = True  # time FP32 vs INT8 (batch 1) after the gate; a slower INT8 is not the default
+    threads: int | None = None  # ORT intra-op threads for those timings (None: min(cores, 4))
     progress: bool = True
     keep_io_fp32: bool = True
     log: list = field(default_factory=list)
@@ -130,21 +132,25 @@ def export_run(run_path, opts: ExportOptions | None = None) -> Path:
                 from edgetl.quantize.gate import quantize_cpu_with_gate
 
                 name = "int8-ort"
-                say(f"INT8 for CPU (ONNX Runtime, {method} calibration on {calib_info['size']} training images)")
+                say("INT8 for CPU (ONNX Runtime dynamic: INT8 weights, activation ranges per call)"
+                    if loaded.model.backbone.kind == "text" else
+                    f"INT8 for CPU (ONNX Runtime static Q/DQ, {method} calibration on {calib_info['size']} training examples)")
                 result = quantize_cpu_with_gate(loaded, fp32, out / ARTIFACTS[name][0], feeds, method=method,
-                                                max_drop=max_drop, base_val=fp32_val, gate=opts.gate, say=say)
+                                                max_drop=max_drop, base_val=fp32_val, gate=opts.gate, say=say,
+                                                latency=opts.gate_latency, threads=opts.threads)
             else:
-                from edgetl.quantize.modelopt_int8 import quantize_modelopt
+                from edgetl.quantize.gate import quantize_tensorrt_with_gate
 
                 name = "int8-modelopt"
                 mo_method = "max" if method == "minmax" else "entropy"
-                say(f"INT8 for TensorRT (modelopt Q/DQ, {mo_method} calibration)")
-                settings = quantize_modelopt(fp32, out / ARTIFACTS[name][0], _stack_feeds(feeds), mo_method)
-                val = evaluate_onnx(out / ARTIFACTS[name][0], loaded, "val")
-                result = {"settings": settings, "val": val, "gate": {
-                    "max_drop": max_drop, "drop": drops(fp32_val, val, kinds),
-                    "note": "accuracy measured on ONNX Runtime CPU: a proxy until measured on a TensorRT engine"}}
-            settings = {**result["settings"], "calibration": {**calib_info, "method": method}, "gate": result["gate"]}
+                say(f"INT8 for TensorRT (modelopt Q/DQ, {mo_method} calibration; gate scored on ONNX Runtime CPU)")
+                result = quantize_tensorrt_with_gate(loaded, fp32, out / ARTIFACTS[name][0], _stack_feeds(feeds),
+                                                     method=mo_method, max_drop=max_drop, gate=opts.gate, say=say)
+            calib = {**calib_info, "method": method}
+            if result["settings"].get("mode") == "dynamic":  # activation ranges are computed per call
+                calib = {"method": None, "size": 0, "source": "none: dynamic quantization computes activation "
+                                                               "ranges at run time"}
+            settings = {**result["settings"], "calibration": calib, "gate": result["gate"]}
             test = evaluate_onnx(out / ARTIFACTS[name][0], loaded, "test")
             artifacts[name] = _entry(name, out, test, result["val"], quantization=settings, metadata=onnx_meta)
             d = drops(fp32_test, test, kinds)
@@ -165,8 +171,11 @@ def export_run(run_path, opts: ExportOptions | None = None) -> Path:
     for t in recipe.tasks:
         if kinds[t.name] != "regression":
             atomic_write_text(out / "labels" / f"{t.name}.txt", "\n".join(loaded.splits.labels[t.name]) + "\n")
-    default = next((a for a in ("int8-ort",) if a in artifacts and artifacts[a]["quantization"]["gate"].get("passed", True)),
-                   "fp32")
+    default = default_artifact(artifacts)
+    if "int8-ort" in artifacts and default != "int8-ort":
+        g = artifacts["int8-ort"]["quantization"]["gate"]
+        why = "it is slower than FP32 here" if g.get("slower_than_fp32") else "it missed the accuracy budget"
+        say(f"int8-ort is in the bundle but not the default artifact: {why}")
     manifest = {
         "producer": {"name": "edgetl", "version": __version__, "libraries": _versions()},
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -197,6 +206,16 @@ def onnx_metadata(loaded: LoadedRun, input_spec: dict) -> dict[str, str]:
         "edgetl.labels": json.dumps(loaded.splits.labels),
         "edgetl.preprocessing": json.dumps(input_spec),
     }
+
+
+def default_artifact(artifacts: dict[str, dict]) -> str:
+    """int8-ort when its gate passed and it is not slower than FP32 (as timed at export); otherwise fp32."""
+    a = artifacts.get("int8-ort")
+    if a is not None:
+        g = (a.get("quantization") or {}).get("gate") or {}
+        if g.get("passed", False) and not g.get("slower_than_fp32", False):
+            return "int8-ort"
+    return "fp32"
 
 
 def _entry(name: str, out: Path, test: dict, val: dict, **extra) -> dict:

@@ -49,6 +49,41 @@ def quantize_modelopt(fp32_path: Path, out_path: Path, calib: dict[str, np.ndarr
             "calibration_samples": int(next(iter(calib.values())).shape[0]), "target": "tensorrt"}
 
 
+class ModeloptQuantizer:
+    """The accuracy gate's quantizer interface over modelopt (each quantize() is one child process).
+
+    modelopt places Q/DQ for TensorRT itself; the gate only chooses `nodes_to_exclude`. Candidates are the
+    compute nodes it quantizes (Conv/Gemm/MatMul); each is its own sensitivity unit (modelopt decides the
+    activation Q/DQ placement around them).
+    """
+
+    OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+    def __init__(self, fp32_path: Path, calib: dict[str, np.ndarray], method: str = "entropy"):
+        self.fp32_path = Path(fp32_path)
+        self.calib = calib
+        self.method = method
+        self._settings: dict | None = None
+
+    def settings(self) -> dict:
+        return dict(self._settings or {})
+
+    def candidates(self) -> list[tuple[str, str]]:
+        import onnx
+
+        g = onnx.load(str(self.fp32_path), load_external_data=False).graph
+        return [(n.name, n.op_type) for n in g.node if n.op_type in self.OPS and n.name]
+
+    def units(self, anchors: list[str] | None = None) -> list[dict]:
+        keep = set(anchors) if anchors is not None else None
+        return [{"anchor": n, "nodes": [n]} for n, _ in self.candidates() if keep is None or n in keep]
+
+    def quantize(self, out_path: Path, nodes_to_exclude: list[str] | None = None) -> Path:
+        self._settings = quantize_modelopt(self.fp32_path, Path(out_path), self.calib, self.method,
+                                           list(nodes_to_exclude or []))
+        return Path(out_path)
+
+
 def _worker(job: dict) -> None:
     import logging
     import re

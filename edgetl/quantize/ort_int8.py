@@ -1,24 +1,40 @@
-"""ONNX Runtime static INT8 (Q/DQ, per-channel S8 weights, U8 activations): the fast path on CPUs.
+"""ONNX Runtime INT8 for CPUs: static Q/DQ for CNNs, dynamic for transformers.
 
-Calibrate once, re-quantize many: `OrtStaticQuantizer.calibrate()` collects activation ranges one time;
-`quantize(out, nodes_to_exclude)` then rebuilds the Q/DQ model in about a second, which is what the accuracy
-gate's search needs. Text models default to dynamic quantization (static Q/DQ collapses BERT-style encoders).
+Static (`OrtStaticQuantizer`): per-channel S8 weights, U8 asymmetric activations: the combination that lets
+ONNX Runtime fuse every Conv into QLinearConv on x86. Calibrate once, re-quantize many: `calibrate()`
+collects activation ranges one time; `quantize(out, nodes_to_exclude)` then rebuilds the Q/DQ model in about
+a second, which is what the accuracy gate's search needs.
+
+Dynamic (`OrtDynamicQuantizer`): INT8 weights (per output channel) ahead of time, activations quantized per
+call: the CPU path for BERT-style encoders, where static Q/DQ collapses accuracy. Same re-quantize interface.
+
+Without VNNI, x86 u8s8 kernels can saturate 16-bit intermediates, so weights use 7 bits there (reduce_range);
+the choice is made for the exporting CPU and recorded in the settings.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from edgetl.errors import EdgetlError
-from edgetl.quantize.cpu_features import needs_reduce_range
+from edgetl.quantize.cpu_features import has_vnni, needs_reduce_range
 
 log = logging.getLogger("edgetl")
 
 METHODS = ("minmax", "entropy", "percentile")
+
+# Static Q/DQ: ORT quantizes a tensor when any node next to it is quantized (a Conv quantizes its input and
+# output, not only its weight). "Passthrough" ops only carry their input's quantization along (or are removed,
+# like Relu/Clip with asymmetric activations) and are never worth excluding on their own; every other node that
+# the quantizer handles is a candidate for staying in float.
+PASSTHROUGH_OPS = frozenset({"Relu", "Clip", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "MaxPool", "AveragePool",
+                             "Slice", "Pad", "Split", "Resize", "TopK", "Flatten", "Identity", "Dropout"})
+DYNAMIC_OPS = ("MatMul", "Gemm")
 
 
 class _Reader:
@@ -39,10 +55,55 @@ class _Reader:
 
 
 def preprocess_model(fp32_path: Path, out_path: Path, text: bool = False) -> Path:
+    """ORT's quant_pre_process (shape inference + graph clean-up), then unshare weight/bias initializers.
+
+    Text encoders with dynamic batch and sequence axes break symbolic shape inference: skipped for them.
+    """
+    import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=text)
-    return out_path
+    try:
+        quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=text)
+    except Exception as exc:  # ORT raises assorted types from shape inference
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise EdgetlError(f"{fp32_path}: ONNX Runtime quantization pre-processing failed: {first[:200]}") from None
+    model = onnx.load(str(out_path))
+    if unshare_initializers(model):
+        onnx.save(model, str(out_path))
+    return Path(out_path)
+
+
+def unshare_initializers(model, op_types=("Conv", "ConvTranspose", "Gemm", "MatMul")) -> int:
+    """Give each weight/bias input of `op_types` its own initializer copy; returns how many were copied.
+
+    An exporter may deduplicate equal initializers (e.g. zero biases). When one user is quantized and another
+    is kept in float, the float one would otherwise read the quantized node's INT32 bias.
+    """
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    seen: set[str] = set()
+    copied = 0
+    for node in model.graph.node:
+        if node.op_type not in op_types:
+            continue
+        for pos, name in enumerate(node.input):
+            if pos == 0 or name not in inits:
+                continue
+            if name in seen:
+                new = f"{name}__{node.name or node.output[0]}_{pos}"
+                model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[name]), new))
+                node.input[pos] = new
+                copied += 1
+            else:
+                seen.add(name)
+    return copied
+
+
+def _nodes(path: Path):
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph
 
 
 class OrtStaticQuantizer:
@@ -51,6 +112,8 @@ class OrtStaticQuantizer:
                  extra_options: dict | None = None):
         if method not in METHODS:
             raise EdgetlError(f"calibration method {method!r}: allowed {', '.join(METHODS)}")
+        if not calib_feeds:
+            raise EdgetlError("INT8 calibration needs at least one batch of training examples")
         self.fp32_path = Path(fp32_path)
         self.feeds = calib_feeds
         self.method = method
@@ -61,12 +124,34 @@ class OrtStaticQuantizer:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgetl-ortq-")
         self.pre_path = preprocess_model(self.fp32_path, Path(self._tmp.name) / "pre.onnx", text)
         self.ranges = None
+        self._model_bytes: bytes | None = None
+        self._weight_cache: dict = {}
 
     def settings(self) -> dict:
-        return {"backend": "onnxruntime", "format": "QDQ", "activations": "uint8 asymmetric", "weights": "int8 symmetric",
-                "per_channel": self.per_channel, "reduce_range": self.reduce_range, "calibration_method": self.method,
-                "calibration_batches": len(self.feeds),
-                "calibration_samples": int(sum(next(iter(f.values())).shape[0] for f in self.feeds))}
+        return {"backend": "onnxruntime", "format": "QDQ", "mode": "static", "activations": "uint8 asymmetric",
+                "weights": "int8 symmetric", "per_channel": self.per_channel, "reduce_range": self.reduce_range,
+                "reduce_range_reason": _reduce_range_reason(self.reduce_range),
+                "calibration_method": self.method, "calibration_batches": len(self.feeds),
+                "calibration_samples": int(sum(next(iter(f.values())).shape[0] for f in self.feeds)),
+                "target": "cpu"}
+
+    def _fresh_model(self):
+        import onnx
+
+        if self._model_bytes is None:  # shape inference once; every re-quantization starts from a copy
+            self._model_bytes = _load_for_quantization(self.pre_path).SerializeToString()
+        return onnx.load_from_string(self._model_bytes)
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """(node name, op type) of every node whose quantization changes numerics, in graph order."""
+        ops = _static_ops() - PASSTHROUGH_OPS
+        return [(n.name, n.op_type) for n in _nodes(self.pre_path).node if n.op_type in ops and n.name]
+
+    def units(self, anchors: list[str] | None = None) -> list[dict]:
+        """Sensitivity units, one per quantized activation tensor: the nodes that must stay float for that tensor
+        to stay float (its producer and all its consumers, through passthrough ops), which also keeps their
+        weights float. Anchored at the producing node ("input" for the graph input); `anchors` filters."""
+        return tensor_units(_nodes(self.pre_path), self.candidates(), anchors)
 
     def calibrate(self) -> None:
         from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
@@ -85,39 +170,191 @@ class OrtStaticQuantizer:
 
     def quantize(self, out_path: Path, nodes_to_exclude: list[str] | None = None,
                  op_types: list[str] | None = None) -> Path:
-        import onnx
         from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
         from onnxruntime.quantization.quant_utils import QuantType
         from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
         if self.ranges is None:
             self.calibrate()
-        model = onnx.load(str(self.pre_path))
+        model = self._fresh_model()
         ops = op_types or list(set(QLinearOpsRegistry) | set(QDQRegistry))
+        # note the argument order: weight type before activation type
         q = QDQQuantizer(model, self.per_channel, self.reduce_range, QuantType.QInt8, QuantType.QUInt8,
                          self.ranges, [], list(nodes_to_exclude or []), ops, dict(self.extra_options))
-        q.quantize_model()
-        tmp = Path(out_path).with_suffix(".tmp.onnx")
-        q.model.save_model_to_file(str(tmp))
-        tmp.replace(out_path)
+        with _memoized_weight_quantization(self._weight_cache):
+            q.quantize_model()
+        _save(q.model.model, out_path)
         return Path(out_path)
 
 
-def quantize_dynamic_int8(fp32_path: Path, out_path: Path, nodes_to_exclude: list[str] | None = None,
-                          op_types: tuple[str, ...] = ("MatMul", "Gemm")) -> Path:
-    """Weights INT8 ahead of time, activations quantized per call: the usual CPU path for transformers."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+class OrtDynamicQuantizer:
+    """INT8 weights (per channel by default), activations quantized at run time; for transformers on CPU."""
 
-    with tempfile.TemporaryDirectory(prefix="edgetl-ortd-") as d:
-        pre = preprocess_model(Path(fp32_path), Path(d) / "pre.onnx", text=True)
-        tmp = Path(out_path).with_suffix(".tmp.onnx")
-        quantize_dynamic(str(pre), str(tmp), weight_type=QuantType.QInt8, per_channel=False,
-                         nodes_to_exclude=list(nodes_to_exclude or []), op_types_to_quantize=list(op_types))
-    tmp.replace(out_path)
-    return Path(out_path)
+    def __init__(self, fp32_path: Path, per_channel: bool = True, reduce_range: bool | None = None,
+                 op_types: tuple[str, ...] = DYNAMIC_OPS, text: bool = True):
+        self.fp32_path = Path(fp32_path)
+        self.per_channel = per_channel
+        self.reduce_range = needs_reduce_range() if reduce_range is None else reduce_range
+        self.op_types = tuple(op_types)
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgetl-ortd-")
+        self.pre_path = preprocess_model(self.fp32_path, Path(self._tmp.name) / "pre.onnx", text=text)
+        self._model_bytes: bytes | None = None
+        self._weight_cache: dict = {}
+
+    def settings(self) -> dict:
+        return {"backend": "onnxruntime", "format": "dynamic", "mode": "dynamic",
+                "activations": "uint8 asymmetric, range computed per call", "weights": "int8 symmetric",
+                "per_channel": self.per_channel, "reduce_range": self.reduce_range,
+                "reduce_range_reason": _reduce_range_reason(self.reduce_range),
+                "op_types": list(self.op_types), "target": "cpu"}
+
+    _fresh_model = OrtStaticQuantizer._fresh_model
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """MatMul/Gemm nodes with a constant weight (activation x activation MatMuls stay float anyway)."""
+        g = _nodes(self.pre_path)
+        inits = {i.name for i in g.initializer}
+        return [(n.name, n.op_type) for n in g.node
+                if n.op_type in self.op_types and n.name and any(i in inits for i in n.input[1:])]
+
+    def units(self, anchors: list[str] | None = None) -> list[dict]:
+        """Each quantized MatMul alone: dynamic quantization couples no two nodes."""
+        keep = set(anchors) if anchors is not None else None
+        return [{"anchor": n, "nodes": [n]} for n, _ in self.candidates() if keep is None or n in keep]
+
+    def quantize(self, out_path: Path, nodes_to_exclude: list[str] | None = None) -> Path:
+        from onnxruntime.quantization.onnx_quantizer import ONNXQuantizer
+        from onnxruntime.quantization.quant_utils import QuantizationMode, QuantType
+
+        model = self._fresh_model()
+        excluded = list(nodes_to_exclude or [])
+        excluded += [f"{n}_MatMul" for n in excluded]  # ORT rewrites Gemm X as MatMul "X_MatMul" + Add first
+        q = ONNXQuantizer(model, self.per_channel, self.reduce_range, QuantizationMode.IntegerOps, False,
+                          QuantType.QInt8, QuantType.QUInt8, None, [], excluded,
+                          list(self.op_types), {"MatMulConstBOnly": True})
+        with _memoized_weight_quantization(self._weight_cache):
+            q.quantize_model()
+        _save(q.model.model, out_path)
+        return Path(out_path)
+
+
+@contextmanager
+def _memoized_weight_quantization(cache: dict):
+    """Re-quantizing the same model with other nodes excluded recomputes identical per-channel weight scales and
+    INT8 weights, channel by channel in Python (most of a re-quantization's time). Memoize both for the
+    duration of one `quantize_model()` call; the cache lives with the quantizer (one model, fixed settings)."""
+    import hashlib
+
+    from onnxruntime.quantization import base_quantizer as base
+    from onnxruntime.quantization import qdq_quantizer as mod
+
+    orig_params, orig_init, orig_data = mod.compute_data_quant_params, mod.quantize_onnx_initializer, base.quantize_data
+
+    def params(data, quant_type, symmetric, reduce_range=False, min_real_range=None, rmin_override=None,
+               rmax_override=None):
+        arr = np.ascontiguousarray(data)
+        key = ("p", hashlib.blake2b(arr.tobytes(), digest_size=16).digest(), arr.dtype.str, arr.shape, quant_type,
+               symmetric, reduce_range, min_real_range, rmin_override, rmax_override)
+        if key not in cache:
+            cache[key] = orig_params(data, quant_type, symmetric, reduce_range, min_real_range, rmin_override,
+                                     rmax_override)
+        return cache[key]
+
+    def init(weight, quant_type, zero_point, scale, axis=None, quant_weight_name=None):
+        key = ("w", weight.name, hashlib.blake2b(weight.SerializeToString(), digest_size=16).digest(), quant_type,
+               np.asarray(zero_point).tobytes(), np.asarray(scale).tobytes(), axis, quant_weight_name)
+        if key not in cache:
+            cache[key] = orig_init(weight, quant_type, zero_point, scale, axis, quant_weight_name)
+        out = type(cache[key])()
+        out.CopyFrom(cache[key])
+        return out
+
+    def data(data, qType, symmetric, reduce_range=False, min_real_range=None, rmin_override=None,
+             rmax_override=None):  # dynamic quantization's per-channel weights
+        arr = np.ascontiguousarray(data)
+        key = ("d", hashlib.blake2b(arr.tobytes(), digest_size=16).digest(), arr.dtype.str, arr.shape, qType,
+               symmetric, reduce_range, min_real_range, rmin_override, rmax_override)
+        if key not in cache:
+            cache[key] = orig_data(data, qType, symmetric, reduce_range, min_real_range, rmin_override, rmax_override)
+        return tuple(np.copy(a) for a in cache[key])
+
+    mod.compute_data_quant_params, mod.quantize_onnx_initializer, base.quantize_data = params, init, data
+    try:
+        yield
+    finally:
+        mod.compute_data_quant_params, mod.quantize_onnx_initializer, base.quantize_data = orig_params, orig_init, orig_data
+
+
+def _static_ops() -> frozenset[str]:
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return frozenset(QLinearOpsRegistry) | frozenset(QDQRegistry)
+
+
+def tensor_units(graph, candidates: list[tuple[str, str]], anchors: list[str] | None = None) -> list[dict]:
+    """[{"anchor": producer node name or "input", "nodes": [names in graph order]}] (see OrtStaticQuantizer.units)."""
+    cand = {n for n, _ in candidates}
+    order = {n.name: i for i, n in enumerate(graph.node)}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for t in node.input:
+            consumers.setdefault(t, []).append(node)
+
+    def reach(tensors) -> set[str]:
+        found: set[str] = set()
+        todo, seen = list(tensors), set()
+        while todo:
+            t = todo.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            for c in consumers.get(t, []):
+                if c.name in cand:
+                    found.add(c.name)
+                elif c.op_type in PASSTHROUGH_OPS:
+                    todo.extend(c.output)
+        return found
+
+    keep = set(anchors) if anchors is not None else None
+    units = []
+    inits = {i.name for i in graph.initializer}
+    first = reach([i.name for i in graph.input if i.name not in inits])
+    if first and (keep is None or "input" in keep or first & keep):
+        units.append({"anchor": "input", "nodes": sorted(first, key=order.get)})
+    for node in graph.node:
+        if node.name in cand and (keep is None or node.name in keep):
+            units.append({"anchor": node.name, "nodes": sorted({node.name} | reach(node.output), key=order.get)})
+    return units
+
+
+def quantize_dynamic_int8(fp32_path: Path, out_path: Path, nodes_to_exclude: list[str] | None = None,
+                          op_types: tuple[str, ...] = DYNAMIC_OPS, per_channel: bool = True,
+                          reduce_range: bool | None = None) -> Path:
+    """One-shot dynamic INT8 (see OrtDynamicQuantizer)."""
+    return OrtDynamicQuantizer(fp32_path, per_channel, reduce_range, op_types).quantize(out_path, nodes_to_exclude)
 
 
 def quantizable_nodes(path: Path, op_types=("Conv", "Gemm", "MatMul")) -> list[str]:
+    return [n.name for n in _nodes(Path(path)).node if n.op_type in op_types]
+
+
+def _reduce_range_reason(reduce_range: bool) -> str:
+    if reduce_range:
+        return "7-bit weights: the exporting CPU has AVX2/AVX-512 without VNNI (u8s8 saturation)"
+    return "full 8-bit weights" + (": the exporting CPU has VNNI" if has_vnni() else "")
+
+
+def _load_for_quantization(path: Path):
+    """What quantize_static/quantize_dynamic do first: load with ONNX shape inference, raise the opset if needed."""
+    from onnxruntime.quantization.quant_utils import QuantType, load_model_with_shape_infer
+    from onnxruntime.quantization.quantize import update_opset_version
+
+    return update_opset_version(load_model_with_shape_infer(Path(path)), QuantType.QInt8)
+
+
+def _save(model, out_path: Path) -> None:
     import onnx
 
-    return [n.name for n in onnx.load(str(path)).graph.node if n.op_type in op_types]
+    tmp = Path(out_path).with_suffix(".tmp.onnx")
+    onnx.save(model, str(tmp))
+    tmp.replace(out_path)

@@ -1,0 +1,74 @@
+"""Side-by-side latency of several ONNX models (FP32 vs INT8 variants) on the same input, interleaved.
+
+Other processes share the CPU, so absolute times drift; measuring the models in alternating rounds makes
+the drift hit all of them alike, and the ratios are what the gate reports. Batch 1 by default.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def default_threads() -> int:
+    """ONNX Runtime's own default is one thread per physical core; we pin it to make runs comparable."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def compare_latency(models: dict[str, Path], feeds: dict[str, np.ndarray], *, threads: int | None = None,
+                    budget_s: float = 6.0, warmup: int = 3, inner: int = 3, min_rounds: int = 5,
+                    max_rounds: int = 2000) -> dict:
+    """Per model: p50 / p10 latency in ms of one `session.run(feeds)`, measured in interleaved rounds.
+
+    Each round runs every model `inner` times back to back; rounds repeat until `budget_s` of timed work has
+    passed (at least `min_rounds`). Returns {"threads", "batch", "rounds", "ms": {name: {"p50", "p10", "n"}}}.
+    """
+    threads = threads or default_threads()
+    sessions = {name: _session(Path(p), threads) for name, p in models.items()}
+    for s in sessions.values():
+        for _ in range(warmup):
+            s.run(None, feeds)
+    samples: dict[str, list[int]] = {name: [] for name in sessions}
+    per_round: dict[str, list[float]] = {name: [] for name in sessions}
+    spent = 0
+    rounds = 0
+    names = list(sessions)
+    while rounds < max_rounds and (rounds < min_rounds or spent < budget_s * 1e9):
+        order = names if rounds % 2 == 0 else names[::-1]  # no model always runs right after the same one
+        for name in order:
+            s = sessions[name]
+            got = []
+            for _ in range(inner):
+                t0 = time.perf_counter_ns()
+                s.run(None, feeds)
+                dt = time.perf_counter_ns() - t0
+                got.append(dt)
+                spent += dt
+            samples[name] += got
+            per_round[name].append(float(np.median(got)))
+        rounds += 1
+    ms = {name: {"p50": float(np.percentile(v, 50)) / 1e6, "p10": float(np.percentile(v, 10)) / 1e6, "n": len(v)}
+          for name, v in samples.items()}
+    batch = int(next(iter(feeds.values())).shape[0])
+    return {"threads": threads, "batch": batch, "rounds": rounds, "ms": ms,
+            "_per_round": {k: np.asarray(v) for k, v in per_round.items()}}
+
+
+def speedup(result: dict, slow: str, fast: str) -> float:
+    """How many times faster `fast` ran than `slow` (> 1: faster): the median over rounds of the ratio of the
+    two models' times within the same round, so load that comes and goes between rounds cancels out."""
+    r = result["_per_round"]
+    return float(np.median(r[slow] / r[fast]))
