@@ -14,7 +14,7 @@ the plain all-INT8 model (the gate's first try). Accuracy: the 1000-image test s
 looks at the validation split). Latency: batch 1, ORT intra_op_num_threads=2 (and 1), FP32 / plain INT8 /
 gated INT8 interleaved in rounds so machine load hits all three alike; speedups are medians of per-round
 ratios, with the ratio of p10s beside them.
-Writes benchmarks/results/int8_cnn.json and prints a markdown table.
+Writes benchmarks/results/int8_cnn.json (int8_cnn_<models>.json for a subset) and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ def main() -> None:
     for r in rows:
         if r["excluded_nodes"]:
             print(f"\n{r['model']}: kept in float ({len(r['excluded_nodes'])}): {', '.join(r['excluded_nodes'])}")
-    out = write_json("int8_cnn", {"machine": machine(), "seconds": round(time.perf_counter() - t0, 1),
+    models = args.models.split(",")
+    name = "int8_cnn" if models == list(SPECS) else "int8_cnn_" + "_".join(models)
+    out = write_json(name, {"machine": machine(), "seconds": round(time.perf_counter() - t0, 1),
                                   "rows": rows, "table_md": md})
     print(f"\nwrote {out} ({time.perf_counter() - t0:.0f} s)")
 
