@@ -13,7 +13,7 @@ rows, --val rows, the same 1,000 test rows), so their test scores are directly c
   layer-wise-lr      recipes/layer-wise-lr.yaml
   multitask          recipes/multitask.yaml        (category + group)
   multitask-scratch  the same, backbone.weights=none
-  group-only         the fine-tune recipe with the `group` task alone (multi- vs single-task)
+  group-only         the fine-tune recipe with the `group` task alone (multi- vs single-task; same rows)
   distill            recipes/distill.yaml          (32 px student, teacher = finetuned)
   student            the same student without a teacher (same budget)
   multi-dataset      recipes/multi-dataset.yaml    (Fashion-MNIST + digits, 2:1)
@@ -65,7 +65,8 @@ def main() -> None:
         d = runs_dir / name
         if d.is_dir() and Run(d).info().get("status") == "completed":
             runs[name] = Run(d)
-            print(f"[reuse] {name}", flush=True)
+            timings[name] = runs[name].info().get("train_seconds", float("nan"))  # train() time of that run
+            print(f"[reuse] {name} (trained earlier in {timings[name]:.0f} s)", flush=True)
             return runs[name]
         if d.exists():
             shutil.rmtree(d)
@@ -87,7 +88,8 @@ def main() -> None:
     go("layer-wise-lr", "layer-wise-lr.yaml")
     go("multitask", "multitask.yaml")
     go("multitask-scratch", "multitask.yaml", ["backbone.weights=none"])
-    go("group-only", "distill-teacher.yaml", ["tasks.0.name=group", "tasks.0.column=group"])
+    # stratified like the category runs (not by its own task), so it is scored on the same test rows as multitask
+    go("group-only", "distill-teacher.yaml", ["tasks.0.name=group", "tasks.0.column=group", "data.split.stratify=label"])
     go("distill", "distill.yaml", [f"distill.teacher={ft.dir}"])
     go("student", "distill.yaml", ["distill=null"])
     go("multi-dataset", "multi-dataset.yaml", [f"data.split.limit_train={args.train}", f"data.split.limit_val={args.val}",

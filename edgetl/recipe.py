@@ -90,6 +90,9 @@ class SplitSpec(_Strict):
     limit_train: Annotated[int, Field(ge=1)] | None = None  # stratified subset sizes (after splitting)
     limit_val: Annotated[int, Field(ge=1)] | None = None
     limit_test: Annotated[int, Field(ge=1)] | None = None
+    # Column the split and the subsets are stratified by (None: the first classification task's column).
+    # Runs with different task sets but the same `stratify` get the same rows, so they can be compared.
+    stratify: str | None = None
 
 
 class DataSpec(_Strict):

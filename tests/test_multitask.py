@@ -45,6 +45,16 @@ def test_two_tasks_from_one_dataset_share_rows():
         assert grp.tolist() == want
 
 
+def test_stratify_column_gives_other_task_sets_the_same_rows():
+    d = tiny_recipe_dict(**SMALL)
+    both = load_splits(recipe_from_dict({**d, "tasks": [{"name": "digit", "column": "label"},
+                                                         {"name": "parity", "column": "parity"}]}))
+    alone = {**d, "tasks": [{"name": "parity", "column": "parity"}]}
+    assert load_splits(recipe_from_dict(alone)).info["indices"] != both.info["indices"]  # stratified by parity
+    alone["data"] = {**d["data"], "split": {**d["data"]["split"], "stratify": "label"}}
+    assert load_splits(recipe_from_dict(alone)).info["indices"] == both.info["indices"]
+
+
 def test_tasks_from_two_datasets_are_combined_with_missing_labels():
     rec = _mixed()
     s = load_splits(rec)

@@ -136,7 +136,10 @@ def make_split_indices(raw: RawDataset, recipe: Recipe, spec: DataSpec | None = 
     s = (spec or recipe.data).split
     rng = np.random.default_rng(recipe.train.seed)
     first = next((t for t in (tasks if tasks is not None else recipe.tasks) if t.kind == "classification"), None)
-    strata_all = _strata(first, raw.columns[first.label_column] if first else None, len(raw))
+    if s.stratify is not None:
+        strata_all = np.array([str(v) for v in raw.columns[s.stratify]])
+    else:
+        strata_all = _strata(first, raw.columns[first.label_column] if first else None, len(raw))
     if raw.split is not None:
         parts = {k: np.flatnonzero(raw.split == k) for k in ("train", "val", "test")}
     else:
@@ -161,7 +164,7 @@ def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = Non
     if recipe.extra_data:
         raw, tasks, dataset_ids, sources, auto_parts = combine_sources(recipe, split_indices is None)
     else:
-        label_columns = sorted({t.label_column for t in recipe.tasks})
+        label_columns = sorted({t.label_column for t in recipe.tasks} | _stratify_columns(recipe.data))
         raw = load_raw(recipe.data, recipe.input.kind, label_columns)
         if len(raw) == 0:
             raise EdgetlError(f"data: {recipe.data.source} has no examples")
@@ -240,6 +243,10 @@ def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = Non
     return DataSplits(make(parts["train"]), make(parts["val"]), make(parts["test"]), labels, info)
 
 
+def _stratify_columns(spec: DataSpec) -> set[str]:
+    return {spec.split.stratify} if spec.split.stratify else set()
+
+
 def tasks_by_dataset(recipe: Recipe) -> list[tuple[str, DataSpec, list[TaskSpec]]]:
     """(where, spec, tasks) per source, the primary `data` first, then `extra_data` in recipe order."""
     out = [("data", recipe.data, [t for t in recipe.tasks if t.dataset is None])]
@@ -265,7 +272,7 @@ def combine_sources(recipe: Recipe, make_parts: bool = True):
     groups = tasks_by_dataset(recipe)
     raws: list[RawDataset] = []
     for where, spec, tasks in groups:
-        raw = load_raw(spec, recipe.input.kind, sorted({t.label_column for t in tasks}), where)
+        raw = load_raw(spec, recipe.input.kind, sorted({t.label_column for t in tasks} | _stratify_columns(spec)), where)
         if len(raw) == 0:
             raise EdgetlError(f"{where}: {spec.source} has no examples")
         raws.append(raw)
