@@ -365,29 +365,34 @@ def summary_lines(comp: dict) -> list[str]:
 
 
 def plot(runs: list[RunSummary], path: Path) -> None:
+    """Grouped bars: one group per task, one bar (fixed colour) per run that has the task."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     tasks = sorted({t for r in runs for t, s in r.scores.items() if s.metric != "mae"})
-    if not tasks:
-        tasks = ["(no accuracy tasks)"]
-    width = 0.8 / max(len(runs), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) * max(1, len(runs) / 3)), 4.5))
-    x = np.arange(len(tasks))
-    for i, r in enumerate(runs):
-        vals = [100 * r.scores[t].value if t in r.scores else np.nan for t in tasks]
-        bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, vals, width, label=f"{r.name} ({r.role})")
-        for b, v in zip(bars, vals):
-            if not np.isnan(v):
-                ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(x, tasks)
+    cmap = plt.get_cmap("tab20")
+    colour = {r.name: cmap(i % 20) for i, r in enumerate(runs)}
+    width = 0.8
+    x, ticks, labelled = 0.0, [], set()
+    fig, ax = plt.subplots(figsize=(min(4 + 0.55 * sum(len(r.scores) for r in runs), 18), 4.8))
+    for t in tasks or ["(no accuracy tasks)"]:
+        members = [r for r in runs if t in r.scores]
+        start = x
+        for r in members:
+            v = 100 * r.scores[t].value
+            ax.bar(x, v, width, color=colour[r.name], label=None if r.name in labelled else f"{r.name} ({r.role})")
+            labelled.add(r.name)
+            ax.text(x, v + 0.5, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+            x += 1
+        ticks.append(((start + x - 1) / 2, t))
+        x += 1.2  # gap between tasks
+    ax.set_xticks([c for c, _ in ticks], [t for _, t in ticks])
     ax.set_ylabel("accuracy / micro-F1 (%)")
     ax.set_ylim(0, 105)
-    ax.set_title("accuracy per task per run")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("test accuracy per task per run")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
