@@ -30,7 +30,7 @@ from edgetl.runtime.manifest import sha256_file
 SCHEMA_VERSION = 1
 SIDECAR_SUFFIX = ".json"
 # What a user runs to get an engine for the machine in front of them.
-REBUILD_HINT = "rebuild it on this machine with `edgetl export <run> --engine`"
+REBUILD_HINT = "rebuild it on this machine with `edgetl build <bundle>` (or `edgetl export <run> --engine`)"
 HARDWARE_COMPAT_LEVELS = ("none", "ampere_plus", "same_cc")
 
 
