@@ -88,6 +88,7 @@ def export(
     calibration: Annotated[Optional[str], typer.Option(help="Calibration method: minmax | entropy | percentile.")] = None,
     calibration_size: Annotated[Optional[int], typer.Option(help="Calibration images (stratified sample of the training split).")] = None,
     no_gate: Annotated[bool, typer.Option("--no-gate", help="Skip the accuracy-gate search (report the drop only).")] = False,
+    qat: Annotated[bool, typer.Option("--qat", help="Also run quantization-aware training (modelopt torch) -> int8-qat (CPU), whatever export.qat.mode says.")] = False,
     fp16_io: Annotated[bool, typer.Option("--fp16-io", help="FP16 model with FP16 inputs/outputs (default: FP32 inputs/outputs).")] = False,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for the gate's FP32 vs INT8 timing (default: min(cores, 4)).")] = None,
     allow_mismatch: Annotated[bool, typer.Option("--allow-mismatch", help="Ship even if ONNX vs PyTorch verification fails.")] = False,
@@ -106,10 +107,12 @@ def export(
         raise EdgetlError(f"--calibration-size {calibration_size}: must be at least 1")
     if threads is not None and threads < 1:
         raise EdgetlError(f"--threads {threads}: must be at least 1")
+    if qat and not int8:
+        raise EdgetlError("--qat needs --int8 (QAT starts from the INT8 calibration and is scored by the same gate)")
     bundle = export_run(run, ExportOptions(int8=int8, fp16=fp16, target=target, out_dir=out, max_drop=max_drop,
                                            calibration_method=calibration, calibration_size=calibration_size,
                                            gate=not no_gate, allow_mismatch=allow_mismatch, progress=not quiet,
-                                           keep_io_fp32=not fp16_io, threads=threads))
+                                           keep_io_fp32=not fp16_io, threads=threads, qat=True if qat else None))
     if engine:
         from edgetl.compile.bundle import build_bundle_engines
 

@@ -181,6 +181,19 @@ class CalibrationSpec(_Strict):
     size: Annotated[int, Field(ge=1, le=100_000)] = 256  # stratified sample of the training split
 
 
+class QatSpec(_Strict):
+    """Quantization-aware training (modelopt torch) after PTQ, for CPU INT8 (`int8-qat`).
+
+    never: off (export still says when PTQ missed the budget). auto: only when the PTQ gate failed, or passed
+    only by keeping layers in float. always: whenever INT8 is exported. `--qat` forces it for one export.
+    """
+
+    mode: Literal["never", "auto", "always"] = "never"
+    epochs: Annotated[int, Field(ge=1, le=100)] = 2
+    lr: Annotated[float, Field(gt=0, le=0.1)] = 1e-4  # small: the weights only adapt to INT8 rounding
+    max_steps: Annotated[int, Field(ge=1)] | None = None  # cap on optimizer steps over all epochs
+
+
 class ExportSpec(_Strict):
     opset: Annotated[int, Field(ge=17, le=23)] = 17
     atol: Annotated[float, Field(gt=0)] = 1e-4  # ONNX vs PyTorch max abs difference allowed
@@ -188,6 +201,7 @@ class ExportSpec(_Strict):
     target: Literal["auto", "cpu", "tensorrt"] = "auto"
     calibration: CalibrationSpec = CalibrationSpec()
     max_drop: Annotated[float, Field(ge=0, le=100)] = 1.0  # accuracy points per task (the gate)
+    qat: QatSpec = QatSpec()
 
 
 # ---------------------------------------------------------------------------------------------------- recipe

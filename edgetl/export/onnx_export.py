@@ -20,8 +20,10 @@ from edgetl.models import ExportWrapper
 log = logging.getLogger("edgetl")
 
 
-def export_onnx(loaded, out_path: Path, opset: int = 17, simplify: bool = True) -> Path:
-    model = loaded.model.eval()
+def export_onnx(loaded, out_path: Path, opset: int = 17, simplify: bool = True,
+                model: torch.nn.Module | None = None) -> Path:
+    """`model` (default: the run's) -> ONNX; QAT passes its fake-quant model, which exports as Q/DQ."""
+    model = (model if model is not None else loaded.model).eval()
     wrapper = ExportWrapper(model).eval()
     ex = loaded.splits.val
     if model.backbone.kind == "text":

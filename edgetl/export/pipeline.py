@@ -20,6 +20,7 @@ from edgetl.evaluate.metrics import primary_score
 from edgetl.evaluate.onnx_eval import evaluate_onnx, feeds_for
 from edgetl.export.loaded import LoadedRun, load_run
 from edgetl.export.onnx_export import embed_metadata, export_onnx, verify_onnx
+from edgetl.recipe import QatSpec
 from edgetl.runtime.atomic import atomic_write_bytes, atomic_write_text
 from edgetl.runtime.manifest import bundle_file_hashes, sha256_file, write_manifest
 
@@ -31,6 +32,7 @@ ARTIFACTS = {
     "fp16": ("model.fp16.onnx", "fp16", "gpu"),
     "int8-ort": ("model.int8-ort.onnx", "int8", "cpu"),
     "int8-modelopt": ("model.int8-modelopt.onnx", "int8", "tensorrt"),
+    "int8-qat": ("model.int8-qat.onnx", "int8", "cpu"),
 }
 
 
@@ -45,6 +47,8 @@ class ExportOptions:
     calibration_size: int | None = None
     allow_mismatch: bool = False  # ship even if FP32 verification fails (explicit opt-in only)
     gate: bool = True
+    qat: bool | None = None  # quantization-aware training after PTQ; None: the recipe's export.qat.mode
+    qat_spec: QatSpec | None = None  # a recipe QatSpec (epochs, lr, max_steps) instead of the recipe's export.qat
     gate_latency: bool = True  # time FP32 vs INT8 (batch 1) after the gate; a slower INT8 is not the default
     threads: int | None = None  # ORT intra-op threads for those timings (None: min(cores, 4))
     progress: bool = True
@@ -157,6 +161,24 @@ def export_run(run_path, opts: ExportOptions | None = None) -> Path:
             say(f"{name}: " + ", ".join(f"{t} {100 * primary_score(kinds[t], test[t]) if kinds[t] != 'regression' else primary_score(kinds[t], test[t]):.2f}"
                                         f" (drop {d[t]:+.2f})" for t in kinds))
 
+        # ---- QAT (optional): when PTQ could not meet the budget with every layer INT8
+        spec = opts.qat_spec or recipe.export.qat
+        reason = qat_reason(opts.qat, spec.mode, artifacts, loaded.model.backbone.kind, say)
+        if reason:
+            from edgetl.quantize.qat import run_qat
+
+            result = run_qat(loaded, out / ARTIFACTS["int8-qat"][0], feeds, spec, fp32_path=fp32,
+                             base_val=fp32_val, max_drop=max_drop, reason=reason, say=say, latency=opts.gate_latency,
+                             threads=opts.threads)
+            settings = {**result["settings"], "calibration": {**calib_info, "method": "max (modelopt)"},
+                        "gate": result["gate"]}
+            test = evaluate_onnx(out / ARTIFACTS["int8-qat"][0], loaded, "test")
+            artifacts["int8-qat"] = _entry("int8-qat", out, test, result["val"], quantization=settings,
+                                           metadata=onnx_meta, verification=result["verification"])
+            d = drops(fp32_test, test, kinds)
+            say("int8-qat: " + ", ".join(f"{t} test drop {d[t]:+.2f}, validation drop {result['gate']['drop'][t]:+.2f}"
+                                         for t in kinds) + (" (passes)" if result["gate"]["passed"] else " (FAILS)"))
+
     # ---- FP16
     if opts.fp16:
         from edgetl.quantize.fp16 import convert_fp16
@@ -209,13 +231,39 @@ def onnx_metadata(loaded: LoadedRun, input_spec: dict) -> dict[str, str]:
 
 
 def default_artifact(artifacts: dict[str, dict]) -> str:
-    """int8-ort when its gate passed and it is not slower than FP32 (as timed at export); otherwise fp32."""
-    a = artifacts.get("int8-ort")
-    if a is not None:
-        g = (a.get("quantization") or {}).get("gate") or {}
-        if g.get("passed", False) and not g.get("slower_than_fp32", False):
-            return "int8-ort"
+    """int8-ort, else int8-qat, when its gate passed and it is not slower than FP32 (as timed at export);
+    otherwise fp32."""
+    for name in ("int8-ort", "int8-qat"):
+        a = artifacts.get(name)
+        if a is not None:
+            g = (a.get("quantization") or {}).get("gate") or {}
+            if g.get("passed", False) and not g.get("slower_than_fp32", False):
+                return name
     return "fp32"
+
+
+def qat_reason(force: bool | None, mode: str, artifacts: dict[str, dict], kind: str, say) -> str | None:
+    """Why QAT runs in this export, or None. auto: a PTQ gate failed, or passed only with layers in float."""
+    if force is False:
+        return None
+    if force:
+        return "forced (--qat)"
+    if mode == "always":
+        return "export.qat.mode=always"
+    misses = []
+    for name in ("int8-ort", "int8-modelopt"):
+        g = ((artifacts.get(name) or {}).get("quantization") or {}).get("gate") or {}
+        if g and not g.get("passed", False):
+            misses.append(f"{name} missed the budget")
+        elif g.get("excluded_nodes"):
+            misses.append(f"{name} met it only with {len(g['excluded_nodes'])} layer(s) in float")
+    if not misses:
+        return None
+    if mode == "never" or kind == "text":
+        if kind != "text":
+            say(f"{'; '.join(misses)}: quantization-aware training may recover it (--qat, or export.qat.mode=auto)")
+        return None
+    return "auto: " + "; ".join(misses)
 
 
 def _entry(name: str, out: Path, test: dict, val: dict, **extra) -> dict:
