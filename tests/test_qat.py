@@ -177,6 +177,36 @@ def test_ort_fuses_every_conv_and_matches_torch(qat_cnn):
     assert np.abs(plain - fake).max() <= 1e-3 * float(fake.max() - fake.min())  # unfused Q/DQ: the same numbers
 
 
+def test_timm_same_padded_conv_is_quantized_and_fused(tmp_path):
+    """timm's Conv2dSame (EfficientNet-Lite0's stem and stride-2 depthwise convs) overrides forward, so
+    modelopt skips it unless registered; registered, it fuses like any Conv."""
+    conv2d_same = pytest.importorskip("timm.layers.conv2d_same")
+    from edgetl.quantize.qat import ort_fused_ops, fold_batchnorm, quantize_model, widen_weight_quantizers
+    from edgetl.quantize.qdq_cpu import to_ort_cpu_layout
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    m = nn.Sequential(conv2d_same.Conv2dSame(3, 8, 3, stride=2, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
+                      nn.Conv2d(8, 8, 1), nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+    calib = [_images(16, s) for s in range(2)]
+    assert fold_batchnorm(m, calib[0][:2]) == 1
+    info = quantize_model(m, calib, weight_bits=7)
+    assert "input_quantizer" in dict(m[0].named_children()) and info["quantized_modules"] == 4
+    widen_weight_quantizers(m)
+    with torch.no_grad():
+        fake = m(calib[0]).numpy()
+    path = _export(m, tmp_path / "same.onnx")
+    import onnxslim  # as export_onnx does: with a fixed image size the 'same' padding folds into the Conv
+
+    onnx.save(onnxslim.slim(str(path)), str(path))
+    assert "Pad" not in _ops(onnx.load(str(path)))
+    to_ort_cpu_layout(path, [{"input": b.numpy()} for b in calib])
+    ops = ort_fused_ops(path)
+    assert ops.get("QLinearConv", 0) == 2 and "Conv" not in ops and "FusedConv" not in ops, ops
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": calib[0].numpy()})[0]
+    assert np.abs(got - fake).max() <= REL_TOL * float(fake.max() - fake.min())
+
+
 # ------------------------------------------------------------------------------------------ recipe + decisions
 @pytest.mark.parametrize("key,value,needle", [
     ("export.qat.mode", "sometimes", "export.qat.mode: must be one of"),

@@ -136,6 +136,7 @@ def quantize_model(model: nn.Module, batches: list[torch.Tensor], weight_bits: i
         for h in hooks:
             h.remove()
 
+    _register_padded_convs()
     model.eval()
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # modelopt prints a summary
         warnings.simplefilter("ignore")
@@ -151,6 +152,22 @@ def quantize_model(model: nn.Module, batches: list[torch.Tensor], weight_bits: i
             wq.num_bits = weight_bits
     return {"quantized_modules": len(mods), "unsigned_inputs": unsigned,
             "module_types": sorted({type(m).__name__ for _, m in mods})}
+
+
+def _register_padded_convs() -> None:
+    """timm's Conv2dSame (TF 'same' padding: pads in its forward, then convolves) is an nn.Conv2d subclass with
+    its own forward, which modelopt does not quantize unless told (EfficientNet-Lite0's stem and stride-2
+    depthwise convs). Its input quantizer runs before the zero padding; with the image size fixed, the padding
+    ends up as the Conv's own `pads` in the simplified ONNX, so ORT fuses it like any other convolution."""
+    try:
+        from timm.layers.conv2d_same import Conv2dSame
+    except ImportError:
+        return
+    from modelopt.torch.quantization.nn import QuantModuleRegistry
+    from modelopt.torch.quantization.nn.modules.quant_conv import _QuantConv2d
+
+    if Conv2dSame not in QuantModuleRegistry:
+        QuantModuleRegistry.register({Conv2dSame: "timm.Conv2dSame"})(_QuantConv2d)
 
 
 def widen_weight_quantizers(model: nn.Module) -> int:
