@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from int8_common import REPO, latency, machine, md_table, write_json
+from int8_common import latency, machine, md_table, write_json
 
 
 def build(name: str):
@@ -62,11 +62,10 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=6.0)
     args = ap.parse_args()
     import onnx
-    import onnxruntime as ort
     import torch
     import torch.nn.functional as F
 
-    from edgetl.quantize.ort_int8 import OrtStaticQuantizer
+    from edgetl.quantize.ort_int8 import OrtStaticQuantizer, ort_fused_ops
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
@@ -86,16 +85,12 @@ def main() -> None:
                                   output_names=["logits"], dynamic_axes={"input": {0: "b"}, "logits": {0: "b"}})
             feeds = [{"input": x[i:i + 16].numpy()} for i in range(0, len(x), 16)]
             OrtStaticQuantizer(fp32, feeds).quantize(int8)
-            so = ort.SessionOptions()
-            so.log_severity_level = 3
-            so.optimized_model_filepath = str(tmp / "opt.onnx")
-            ort.InferenceSession(str(int8), so, providers=["CPUExecutionProvider"])
-            ops = [n.op_type for n in onnx.load(str(tmp / "opt.onnx")).graph.node]
+            ops = ort_fused_ops(int8)
             n_conv = sum(n.op_type == "Conv" for n in onnx.load(str(fp32)).graph.node)
             one = {"input": x[:1].numpy()}
             lat2 = latency({"fp32": fp32, "int8": int8}, one, threads=2, budget_s=args.budget_s)
             lat1 = latency({"fp32": fp32, "int8": int8}, one, threads=1, budget_s=args.budget_s / 2)
-            row = {"model": name, "px": px, "convs": n_conv, "qlinearconv": ops.count("QLinearConv"),
+            row = {"model": name, "px": px, "convs": n_conv, "qlinearconv": ops.get("QLinearConv", 0),
                    "fp32_ms_p50": lat2["ms"]["fp32"]["p50"], "int8_ms_p50": lat2["ms"]["int8"]["p50"],
                    "speedup_2thr": lat2["speedup_vs_fp32"]["int8"], "p10_speedup_2thr": lat2["p10_speedup_vs_fp32"]["int8"],
                    "speedup_1thr": lat1["speedup_vs_fp32"]["int8"], "p10_speedup_1thr": lat1["p10_speedup_vs_fp32"]["int8"],

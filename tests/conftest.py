@@ -13,6 +13,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 
 
+def set_dotted(d: dict, over: dict) -> dict:
+    """Set {"a.b.c": value} keys in a nested recipe dict (values stay Python objects, unlike CLI overrides)."""
+    for k, v in over.items():
+        cur = d
+        parts = k.split(".")
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[parts[-1]] = v
+    return d
+
+
 def tiny_recipe_dict(**over) -> dict:
     """MobileNetV2 (real offline ImageNet weights) on scikit-learn digits at 32 px: seconds per epoch."""
     d = {
@@ -25,12 +36,7 @@ def tiny_recipe_dict(**over) -> dict:
         "train": {"epochs": 1, "batch_size": 32, "lr": 0.002, "seed": 0, "num_threads": 2},
         "export": {"calibration": {"size": 64}, "verify_samples": 64},
     }
-    for k, v in over.items():
-        cur = d
-        parts = k.split(".")
-        for p in parts[:-1]:
-            cur = cur.setdefault(p, {})
-        cur[parts[-1]] = v
+    set_dotted(d, over)
     return d
 
 

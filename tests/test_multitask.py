@@ -12,7 +12,7 @@ from edgetl.data.mixing import epoch_rows, ratios_of, split_counts
 from edgetl.errors import EdgetlError
 from edgetl.recipe import recipe_from_dict
 
-from conftest import tiny_recipe_dict
+from conftest import set_dotted, tiny_recipe_dict
 
 SMALL = {"data.split": {"val_fraction": 0.15, "test_fraction": 0.15, "limit_train": 64, "limit_val": 32,
                         "limit_test": 32}, "train.batch_size": 16}
@@ -23,12 +23,7 @@ def _mixed(**over):
     d = tiny_recipe_dict(**SMALL)
     d["tasks"] = [{"name": "digit", "column": "label"}, {"name": "garment", "column": "label", "dataset": "fashion"}]
     d["extra_data"] = {"fashion": {"source": "fashion-mnist", "split": {"limit_train": 48, "limit_val": 20, "limit_test": 20}}}
-    for k, v in over.items():
-        cur = d
-        parts = k.split(".")
-        for p in parts[:-1]:
-            cur = cur.setdefault(p, {})
-        cur[parts[-1]] = v
+    set_dotted(d, over)
     return recipe_from_dict(d)
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import yaml
 
 from conftest import REPO, tiny_recipe_dict
 from edgetl.errors import EdgetlError
@@ -159,7 +158,7 @@ def test_onnx_has_qdq_and_int8_weights(qat_cnn):
 
 
 def test_ort_fuses_every_conv_and_matches_torch(qat_cnn):
-    from edgetl.quantize.qat import ort_fused_ops
+    from edgetl.quantize.ort_int8 import ort_fused_ops
 
     ops = ort_fused_ops(qat_cnn["path"])
     assert ops.get("QLinearConv", 0) == 4 and "Conv" not in ops and "FusedConv" not in ops
@@ -181,7 +180,8 @@ def test_timm_same_padded_conv_is_quantized_and_fused(tmp_path):
     """timm's Conv2dSame (EfficientNet-Lite0's stem and stride-2 depthwise convs) overrides forward, so
     modelopt skips it unless registered; registered, it fuses like any Conv."""
     conv2d_same = pytest.importorskip("timm.layers.conv2d_same")
-    from edgetl.quantize.qat import ort_fused_ops, fold_batchnorm, quantize_model, widen_weight_quantizers
+    from edgetl.quantize.ort_int8 import ort_fused_ops
+    from edgetl.quantize.qat import fold_batchnorm, quantize_model, widen_weight_quantizers
     from edgetl.quantize.qdq_cpu import to_ort_cpu_layout
 
     torch.manual_seed(0)

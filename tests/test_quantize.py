@@ -19,7 +19,8 @@ from edgetl.errors import EdgetlError
 from edgetl.quantize import cpu_features
 from edgetl.quantize.fp16 import convert_fp16
 from edgetl.quantize.gate import k_schedule, output_damage, task_drops
-from edgetl.quantize.ort_int8 import OrtDynamicQuantizer, OrtStaticQuantizer, tensor_units, unshare_initializers
+from edgetl.quantize.ort_int8 import (OrtDynamicQuantizer, OrtStaticQuantizer, ort_fused_ops, tensor_units,
+                                      unshare_initializers)
 from edgetl.quantize.speed import compare_latency, speedup
 
 torch = pytest.importorskip("torch")
@@ -71,17 +72,6 @@ def _run(path: Path, feeds: dict) -> np.ndarray:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
 
 
-def _optimized_ops(path: Path, tmp: Path) -> dict[str, int]:
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.optimized_model_filepath = str(tmp / "optimized.onnx")
-    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    ops: dict[str, int] = {}
-    for n in onnx.load(str(tmp / "optimized.onnx")).graph.node:
-        ops[n.op_type] = ops.get(n.op_type, 0) + 1
-    return ops
-
-
 def _weight_is_dequantized(model: onnx.ModelProto, node_name: str) -> bool:
     producers = {o: n for n in model.graph.node for o in n.output}
     node = next(n for n in model.graph.node if n.name == node_name)
@@ -105,7 +95,7 @@ def test_static_int8_fuses_every_conv_and_keeps_accuracy(cnn, tmp_path):
     act_q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "input")
     assert inits[act_q.input[2]].dtype == np.uint8
     # ONNX Runtime turns every Q/DQ Conv into an integer QLinearConv (the fast CPU path)
-    ops = _optimized_ops(out, tmp_path)
+    ops = ort_fused_ops(out)
     assert ops.get("QLinearConv", 0) == 3 and "Conv" not in ops and "FusedConv" not in ops
     x = {"input": _images(64, 9)}
     ref, got = _run(cnn, x), _run(out, x)

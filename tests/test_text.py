@@ -12,7 +12,7 @@ import yaml
 from edgetl.errors import EdgetlError
 from edgetl.recipe import recipe_from_dict
 
-from conftest import REPO
+from conftest import REPO, set_dotted
 
 
 def text_recipe_dict(**over) -> dict:
@@ -26,12 +26,7 @@ def text_recipe_dict(**over) -> dict:
                   "freeze": {"policy": "linear_probe"}},
         "export": {"calibration": {"size": 16}, "verify_samples": 20},
     }
-    for k, v in over.items():
-        cur = d
-        parts = k.split(".")
-        for p in parts[:-1]:
-            cur = cur.setdefault(p, {})
-        cur[parts[-1]] = v
+    set_dotted(d, over)
     return d
 
 

@@ -257,11 +257,10 @@ def qat_reason(force: bool | None, mode: str, artifacts: dict[str, dict], kind: 
             misses.append(f"{name} missed the budget")
         elif g.get("excluded_nodes"):
             misses.append(f"{name} met it only with {len(g['excluded_nodes'])} layer(s) in float")
-    if not misses:
+    if not misses or kind == "text":  # QAT is for image backbones: text models use dynamic INT8
         return None
-    if mode == "never" or kind == "text":
-        if kind != "text":
-            say(f"{'; '.join(misses)}: quantization-aware training may recover it (--qat, or export.qat.mode=auto)")
+    if mode == "never":
+        say(f"{'; '.join(misses)}: quantization-aware training may recover it (--qat, or export.qat.mode=auto)")
         return None
     return "auto: " + "; ".join(misses)
 

@@ -40,6 +40,11 @@ def task_drops(base: dict[str, dict], new: dict[str, dict], kinds: dict[str, str
     return {t: float((primary_score(kinds[t], base[t]) - primary_score(kinds[t], new[t])) * scale[t]) for t in kinds}
 
 
+def within_budget(drop: dict[str, float], max_drop: float) -> bool:
+    """Every task's drop (points) within the budget; the 1e-9 absorbs float noise in a drop of exactly max_drop."""
+    return all(v <= max_drop + 1e-9 for v in drop.values())
+
+
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -183,7 +188,7 @@ def gate_search(quantizer, out: Path, ev: Evaluator, *, max_drop: float, search:
         quantizer.quantize(p, excluded)
         metrics, d = ev.score(p)
         rec = {"try": len(tries), "excluded": list(excluded), "n_excluded": len(excluded),
-               "drop": {t: round(v, 4) for t, v in d.items()}, "passed": _passes(d, max_drop), "note": note,
+               "drop": {t: round(v, 4) for t, v in d.items()}, "passed": within_budget(d, max_drop), "note": note,
                "seconds": round(time.perf_counter() - ts, 2), "_metrics": metrics}
         tries.append(rec)
         paths.append(p)
@@ -266,10 +271,6 @@ def gate_search(quantizer, out: Path, ev: Evaluator, *, max_drop: float, search:
     gate["seconds"] = round(time.perf_counter() - t0, 1)
     tmp.cleanup()
     return {"val": metrics, "gate": gate}
-
-
-def _passes(drop: dict[str, float], max_drop: float) -> bool:
-    return all(v <= max_drop + 1e-9 for v in drop.values())
 
 
 def _worst(drop: dict[str, float]) -> float:

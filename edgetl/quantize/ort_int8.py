@@ -358,3 +358,20 @@ def _save(model, out_path: Path) -> None:
     tmp = Path(out_path).with_suffix(".tmp.onnx")
     onnx.save(model, str(tmp))
     tmp.replace(out_path)
+
+
+def ort_fused_ops(path: Path) -> dict[str, int]:
+    """Op counts of the model as ONNX Runtime CPU runs it (after its graph optimizations): how many
+    convolutions became integer QLinearConv, how many stayed float -- whatever produced the Q/DQ."""
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="edgetl-ort-") as d:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.optimized_model_filepath = str(Path(d) / "optimized.onnx")
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        ops: dict[str, int] = {}
+        for n in onnx.load(so.optimized_model_filepath).graph.node:
+            ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    return dict(sorted(ops.items()))

@@ -259,25 +259,6 @@ def finetune(model: nn.Module, loaded, spec, say=print) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ ONNX for ORT CPU
-def ort_fused_ops(path: Path) -> dict[str, int]:
-    """Op counts of the model as ONNX Runtime CPU runs it (after its graph optimizations): how many
-    convolutions became integer QLinearConv, how many stayed float."""
-    import tempfile
-
-    import onnx
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory(prefix="edgetl-qat-") as d:
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.optimized_model_filepath = str(Path(d) / "optimized.onnx")
-        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        ops: dict[str, int] = {}
-        for n in onnx.load(so.optimized_model_filepath).graph.node:
-            ops[n.op_type] = ops.get(n.op_type, 0) + 1
-    return dict(sorted(ops.items()))
-
-
 def compare_to_torch(model: nn.Module, onnx_path: Path, loaded, samples: int) -> dict:
     """ORT (as deployed: default optimizations, fused integer kernels) vs the PyTorch fake-quant model on
     validation examples: max |diff| of the outputs and top-1 agreement per task."""
@@ -307,8 +288,10 @@ def run_qat(loaded, out: Path, feeds: list[dict], spec, *, fp32_path: Path, base
     """
     from edgetl.export.onnx_export import export_onnx
     from edgetl.quantize.cpu_features import needs_reduce_range
+    from edgetl.quantize.ort_int8 import ort_fused_ops
     from edgetl.quantize.qdq_cpu import to_ort_cpu_layout
-    from edgetl.quantize.gate import task_drops
+    from edgetl.runtime.manifest import sha256_file
+    from edgetl.quantize.gate import task_drops, within_budget
     from edgetl.evaluate.onnx_eval import evaluate_onnx
     from edgetl.train.checkpoint import load_model
 
@@ -351,7 +334,7 @@ def run_qat(loaded, out: Path, feeds: list[dict], spec, *, fp32_path: Path, base
 
     val = evaluate_onnx(out, loaded, "val")
     d = task_drops(base_val, val, loaded.kinds)
-    gate = {"max_drop": max_drop, "metric_split": "validation", "passed": all(v <= max_drop + 1e-9 for v in d.values()),
+    gate = {"max_drop": max_drop, "metric_split": "validation", "passed": within_budget(d, max_drop),
             "drop": {t: round(v, 4) for t, v in d.items()}, "excluded_nodes": [], "searched": False}
     if latency:
         from edgetl.quantize.speed import compare_latency, speedup
@@ -374,7 +357,7 @@ def run_qat(loaded, out: Path, feeds: list[dict], spec, *, fp32_path: Path, base
         "ort_layout": rewritten, "weight_quantizers_widened": widened, "ort_ops": ops,
         "qat": {"reason": reason, "epochs": spec.epochs, "lr": spec.lr, "max_steps": spec.max_steps,
                 "batch_size": loaded.recipe.train.batch_size, **train_info,
-                "weights_file": str(weights_path), "weights_sha256": _sha256(weights_path)},
+                "weights_file": str(weights_path), "weights_sha256": sha256_file(weights_path)},
     }
     return {"settings": settings, "val": val, "gate": gate, "verification": verification}
 
@@ -389,9 +372,3 @@ def save_qat_weights(model: nn.Module, path: Path, meta: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, st_save(state, metadata={"format": "edgetl-qat", "json": json.dumps(meta)}))
     return path
-
-
-def _sha256(path: Path) -> str:
-    from edgetl.runtime.manifest import sha256_file
-
-    return sha256_file(path)
