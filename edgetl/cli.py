@@ -1,6 +1,8 @@
 """The `edgetl` command line: thin Typer wrappers over the library (every verb is one library call).
 
-User mistakes (EdgetlError) are caught once, in `main()`: one line on stderr and a non-zero exit;
+User mistakes (EdgetlError) are caught once, in `main()`: one line on stderr and a non-zero exit; anything else is
+an internal error: one line naming the step, the exception and the loaded library versions, with the traceback in
+a crash log (edgetl.crash);
 `--debug` shows the traceback. Heavy imports happen inside commands so `edgetl --help` stays fast.
 """
 
@@ -25,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-_STATE = {"debug": False}
+_STATE: dict = {"debug": False, "run_dir": None}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for programs) instead of a table.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
@@ -99,6 +101,7 @@ def export(
     """Export to ONNX (verified against PyTorch), quantize (INT8 / FP16) and write the deploy bundle."""
     from edgetl.export.pipeline import ExportOptions, export_run
 
+    _in_run(run)
     if calibration is not None and calibration not in ("minmax", "entropy", "percentile"):
         raise EdgetlError(f"--calibration {calibration!r}: allowed minmax, entropy, percentile")
     if max_drop is not None and not 0 <= max_drop <= 100:
@@ -179,6 +182,7 @@ def bench(
     from edgetl.bench.harness import bench as bench_fn
     from edgetl.bench.report import load_failures, print_table
 
+    _in_run(target)
     try:
         sizes = [int(b) for b in batch.split(",") if b.strip()]
     except ValueError:
@@ -289,6 +293,7 @@ def eval_cmd(
     """Per-task metrics (accuracy, macro-F1, per-class P/R, confusion matrix; MAE/RMSE) -> eval.json."""
     from edgetl.evaluate.run_eval import evaluate_run, print_eval
 
+    _in_run(run)
     result = evaluate_run(run, artifact=artifact, split=split)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=float))
@@ -423,13 +428,31 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted: the last checkpoint is intact; resume with --resume", file=sys.stderr)
         sys.exit(130)
-    except Exception as e:  # click usage errors
+    except Exception as e:
         import click
 
-        if isinstance(e, click.ClickException):
+        if isinstance(e, click.ClickException):  # usage errors
             e.show()
             sys.exit(e.exit_code)
-        raise
+        if _STATE["debug"]:
+            raise
+        from edgetl.crash import report_crash
+
+        run_dir = getattr(e, "edgetl_run_dir", None) or _STATE.get("run_dir")
+        line, _ = report_crash(e, _command_name(), Path(run_dir) if run_dir else None)
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _command_name() -> str:
+    names = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+    return next((a for a in sys.argv[1:] if a in names), "command")
+
+
+def _in_run(path) -> None:
+    """Remember the run or bundle directory a command works on: an internal error's crash log goes there."""
+    if path is not None and Path(path).is_dir():
+        _STATE["run_dir"] = Path(path)
 
 
 if __name__ == "__main__":

@@ -290,7 +290,7 @@ def _save_tokenizer(loaded: LoadedRun, out: Path) -> dict:
 
 
 def _versions() -> dict:
-    from edgetl.train.loop import library_versions
+    from edgetl.versions import library_versions
 
     return library_versions()
 

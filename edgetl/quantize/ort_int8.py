@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from edgetl.errors import EdgetlError
+from edgetl.quantize import ort_api
 from edgetl.quantize.cpu_features import has_vnni, needs_reduce_range
 
 log = logging.getLogger("edgetl")
@@ -37,30 +37,13 @@ PASSTHROUGH_OPS = frozenset({"Relu", "Clip", "Reshape", "Transpose", "Squeeze", 
 DYNAMIC_OPS = ("MatMul", "Gemm")
 
 
-class _Reader:
-    """CalibrationDataReader over a list of feed dicts (one batch each)."""
-
-    def __init__(self, feeds: list[dict[str, np.ndarray]]):
-        self.feeds = feeds
-        self.i = 0
-
-    def get_next(self):
-        if self.i >= len(self.feeds):
-            return None
-        self.i += 1
-        return self.feeds[self.i - 1]
-
-    def rewind(self):
-        self.i = 0
-
-
 def preprocess_model(fp32_path: Path, out_path: Path, text: bool = False) -> Path:
     """ORT's quant_pre_process (shape inference + graph clean-up), then unshare weight/bias initializers.
 
     Text encoders with dynamic batch and sequence axes break symbolic shape inference: skipped for them.
     """
     import onnx
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import quant_pre_process
 
     try:
         quant_pre_process(str(fp32_path), str(out_path), skip_symbolic_shape=text)
@@ -109,7 +92,9 @@ def _nodes(path: Path):
 class OrtStaticQuantizer:
     def __init__(self, fp32_path: Path, calib_feeds: list[dict[str, np.ndarray]], method: str = "minmax",
                  per_channel: bool = True, reduce_range: bool | None = None, text: bool = False,
-                 extra_options: dict | None = None):
+                 extra_options: dict | None = None, path: str = "auto", memoize: bool = True):
+        """`path` picks how ORT is driven (ort_api.static_paths(); "auto" = fastest available), `memoize`
+        the weight memo; neither changes the model written."""
         if method not in METHODS:
             raise EdgetlError(f"calibration method {method!r}: allowed {', '.join(METHODS)}")
         if not calib_feeds:
@@ -124,7 +109,7 @@ class OrtStaticQuantizer:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgetl-ortq-")
         self.pre_path = preprocess_model(self.fp32_path, Path(self._tmp.name) / "pre.onnx", text)
         self.ranges = None
-        self._model_bytes: bytes | None = None
+        self.path, self.memoize, self.ort_path = path, memoize, None
         self._weight_cache: dict = {}
 
     def settings(self) -> dict:
@@ -133,18 +118,11 @@ class OrtStaticQuantizer:
                 "reduce_range_reason": _reduce_range_reason(self.reduce_range),
                 "calibration_method": self.method, "calibration_batches": len(self.feeds),
                 "calibration_samples": int(sum(next(iter(f.values())).shape[0] for f in self.feeds)),
-                "target": "cpu"}
-
-    def _fresh_model(self):
-        import onnx
-
-        if self._model_bytes is None:  # shape inference once; every re-quantization starts from a copy
-            self._model_bytes = _load_for_quantization(self.pre_path).SerializeToString()
-        return onnx.load_from_string(self._model_bytes)
+                "target": "cpu", **({"ort_path": self.ort_path} if self.ort_path else {})}
 
     def candidates(self) -> list[tuple[str, str]]:
         """(node name, op type) of every node whose quantization changes numerics, in graph order."""
-        ops = _static_ops() - PASSTHROUGH_OPS
+        ops = frozenset(ort_api.default_static_ops()) - PASSTHROUGH_OPS
         return [(n.name, n.op_type) for n in _nodes(self.pre_path).node if n.op_type in ops and n.name]
 
     def units(self, anchors: list[str] | None = None) -> list[dict]:
@@ -154,36 +132,19 @@ class OrtStaticQuantizer:
         return tensor_units(_nodes(self.pre_path), self.candidates(), anchors)
 
     def calibrate(self) -> None:
-        from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
-        from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-
-        cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[self.method]
-        op_types = list(set(QLinearOpsRegistry) | set(QDQRegistry))
-        calibrator = create_calibrator(self.pre_path, op_types,
-                                       augmented_model_path=str(Path(self._tmp.name) / "augmented.onnx"),
-                                       calibrate_method=cm, providers=["CPUExecutionProvider"],
-                                       extra_options={"percentile": 99.999} if self.method == "percentile" else {})
-        calibrator.collect_data(_Reader(self.feeds))
-        self.ranges = calibrator.compute_data()
-        del calibrator
+        self.ranges = ort_api.calibrate(self.pre_path, self.feeds, self.method, Path(self._tmp.name),
+                                        ort_api.default_static_ops())
 
     def quantize(self, out_path: Path, nodes_to_exclude: list[str] | None = None,
                  op_types: list[str] | None = None) -> Path:
-        from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
-        from onnxruntime.quantization.quant_utils import QuantType
-        from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-
         if self.ranges is None:
             self.calibrate()
-        model = self._fresh_model()
-        ops = op_types or list(set(QLinearOpsRegistry) | set(QDQRegistry))
-        # note the argument order: weight type before activation type
-        q = QDQQuantizer(model, self.per_channel, self.reduce_range, QuantType.QInt8, QuantType.QUInt8,
-                         self.ranges, [], list(nodes_to_exclude or []), ops, dict(self.extra_options))
-        with _memoized_weight_quantization(self._weight_cache):
-            q.quantize_model()
-        _save(q.model.model, out_path)
+        self.ort_path = ort_api.quantize_static_qdq(
+            self.pre_path, Path(out_path), feeds=self.feeds, method=self.method, ranges=self.ranges,
+            per_channel=self.per_channel, reduce_range=self.reduce_range,
+            nodes_to_exclude=list(nodes_to_exclude or []), op_types=op_types or ort_api.default_static_ops(),
+            extra_options=self.extra_options, work_dir=Path(self._tmp.name), path=self.path,
+            memo=self._weight_cache if self.memoize else None)
         return Path(out_path)
 
 
@@ -191,14 +152,14 @@ class OrtDynamicQuantizer:
     """INT8 weights (per channel by default), activations quantized at run time; for transformers on CPU."""
 
     def __init__(self, fp32_path: Path, per_channel: bool = True, reduce_range: bool | None = None,
-                 op_types: tuple[str, ...] = DYNAMIC_OPS, text: bool = True):
+                 op_types: tuple[str, ...] = DYNAMIC_OPS, text: bool = True, memoize: bool = True):
         self.fp32_path = Path(fp32_path)
         self.per_channel = per_channel
         self.reduce_range = needs_reduce_range() if reduce_range is None else reduce_range
         self.op_types = tuple(op_types)
         self._tmp = tempfile.TemporaryDirectory(prefix="edgetl-ortd-")
         self.pre_path = preprocess_model(self.fp32_path, Path(self._tmp.name) / "pre.onnx", text=text)
-        self._model_bytes: bytes | None = None
+        self.memoize = memoize
         self._weight_cache: dict = {}
 
     def settings(self) -> dict:
@@ -207,8 +168,6 @@ class OrtDynamicQuantizer:
                 "per_channel": self.per_channel, "reduce_range": self.reduce_range,
                 "reduce_range_reason": _reduce_range_reason(self.reduce_range),
                 "op_types": list(self.op_types), "target": "cpu"}
-
-    _fresh_model = OrtStaticQuantizer._fresh_model
 
     def candidates(self) -> list[tuple[str, str]]:
         """MatMul/Gemm nodes with a constant weight (activation x activation MatMuls stay float anyway)."""
@@ -223,72 +182,12 @@ class OrtDynamicQuantizer:
         return [{"anchor": n, "nodes": [n]} for n, _ in self.candidates() if keep is None or n in keep]
 
     def quantize(self, out_path: Path, nodes_to_exclude: list[str] | None = None) -> Path:
-        from onnxruntime.quantization.onnx_quantizer import ONNXQuantizer
-        from onnxruntime.quantization.quant_utils import QuantizationMode, QuantType
-
-        model = self._fresh_model()
         excluded = list(nodes_to_exclude or [])
         excluded += [f"{n}_MatMul" for n in excluded]  # ORT rewrites Gemm X as MatMul "X_MatMul" + Add first
-        q = ONNXQuantizer(model, self.per_channel, self.reduce_range, QuantizationMode.IntegerOps, False,
-                          QuantType.QInt8, QuantType.QUInt8, None, [], excluded,
-                          list(self.op_types), {"MatMulConstBOnly": True})
-        with _memoized_weight_quantization(self._weight_cache):
-            q.quantize_model()
-        _save(q.model.model, out_path)
+        ort_api.quantize_dynamic_int8(self.pre_path, Path(out_path), per_channel=self.per_channel,
+                                      reduce_range=self.reduce_range, nodes_to_exclude=excluded,
+                                      op_types=list(self.op_types), memo=self._weight_cache if self.memoize else None)
         return Path(out_path)
-
-
-@contextmanager
-def _memoized_weight_quantization(cache: dict):
-    """Re-quantizing the same model with other nodes excluded recomputes identical per-channel weight scales and
-    INT8 weights, channel by channel in Python (most of a re-quantization's time). Memoize both for the
-    duration of one `quantize_model()` call; the cache lives with the quantizer (one model, fixed settings)."""
-    import hashlib
-
-    from onnxruntime.quantization import base_quantizer as base
-    from onnxruntime.quantization import qdq_quantizer as mod
-
-    orig_params, orig_init, orig_data = mod.compute_data_quant_params, mod.quantize_onnx_initializer, base.quantize_data
-
-    def params(data, quant_type, symmetric, reduce_range=False, min_real_range=None, rmin_override=None,
-               rmax_override=None):
-        arr = np.ascontiguousarray(data)
-        key = ("p", hashlib.blake2b(arr.tobytes(), digest_size=16).digest(), arr.dtype.str, arr.shape, quant_type,
-               symmetric, reduce_range, min_real_range, rmin_override, rmax_override)
-        if key not in cache:
-            cache[key] = orig_params(data, quant_type, symmetric, reduce_range, min_real_range, rmin_override,
-                                     rmax_override)
-        return cache[key]
-
-    def init(weight, quant_type, zero_point, scale, axis=None, quant_weight_name=None):
-        key = ("w", weight.name, hashlib.blake2b(weight.SerializeToString(), digest_size=16).digest(), quant_type,
-               np.asarray(zero_point).tobytes(), np.asarray(scale).tobytes(), axis, quant_weight_name)
-        if key not in cache:
-            cache[key] = orig_init(weight, quant_type, zero_point, scale, axis, quant_weight_name)
-        out = type(cache[key])()
-        out.CopyFrom(cache[key])
-        return out
-
-    def data(data, qType, symmetric, reduce_range=False, min_real_range=None, rmin_override=None,
-             rmax_override=None):  # dynamic quantization's per-channel weights
-        arr = np.ascontiguousarray(data)
-        key = ("d", hashlib.blake2b(arr.tobytes(), digest_size=16).digest(), arr.dtype.str, arr.shape, qType,
-               symmetric, reduce_range, min_real_range, rmin_override, rmax_override)
-        if key not in cache:
-            cache[key] = orig_data(data, qType, symmetric, reduce_range, min_real_range, rmin_override, rmax_override)
-        return tuple(np.copy(a) for a in cache[key])
-
-    mod.compute_data_quant_params, mod.quantize_onnx_initializer, base.quantize_data = params, init, data
-    try:
-        yield
-    finally:
-        mod.compute_data_quant_params, mod.quantize_onnx_initializer, base.quantize_data = orig_params, orig_init, orig_data
-
-
-def _static_ops() -> frozenset[str]:
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-
-    return frozenset(QLinearOpsRegistry) | frozenset(QDQRegistry)
 
 
 def tensor_units(graph, candidates: list[tuple[str, str]], anchors: list[str] | None = None) -> list[dict]:
@@ -342,22 +241,6 @@ def _reduce_range_reason(reduce_range: bool) -> str:
     if reduce_range:
         return "7-bit weights: the exporting CPU has AVX2/AVX-512 without VNNI (u8s8 saturation)"
     return "full 8-bit weights" + (": the exporting CPU has VNNI" if has_vnni() else "")
-
-
-def _load_for_quantization(path: Path):
-    """What quantize_static/quantize_dynamic do first: load with ONNX shape inference, raise the opset if needed."""
-    from onnxruntime.quantization.quant_utils import QuantType, load_model_with_shape_infer
-    from onnxruntime.quantization.quantize import update_opset_version
-
-    return update_opset_version(load_model_with_shape_infer(Path(path)), QuantType.QInt8)
-
-
-def _save(model, out_path: Path) -> None:
-    import onnx
-
-    tmp = Path(out_path).with_suffix(".tmp.onnx")
-    onnx.save(model, str(tmp))
-    tmp.replace(out_path)
 
 
 def ort_fused_ops(path: Path) -> dict[str, int]:

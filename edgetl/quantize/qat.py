@@ -26,6 +26,7 @@ import contextlib
 import copy
 import io
 import json
+import logging
 import math
 import time
 import warnings
@@ -36,6 +37,8 @@ import torch
 from torch import nn
 
 from edgetl.errors import EdgetlError, UnverifiedError
+
+log = logging.getLogger("edgetl")
 
 QAT_WEIGHTS = "qat.safetensors"
 
@@ -163,11 +166,16 @@ def _register_padded_convs() -> None:
         from timm.layers.conv2d_same import Conv2dSame
     except ImportError:
         return
-    from modelopt.torch.quantization.nn import QuantModuleRegistry
-    from modelopt.torch.quantization.nn.modules.quant_conv import _QuantConv2d
+    import modelopt.torch.quantization as mtq
 
-    if Conv2dSame not in QuantModuleRegistry:
-        QuantModuleRegistry.register({Conv2dSame: "timm.Conv2dSame"})(_QuantConv2d)
+    if Conv2dSame in mtq.QuantModuleRegistry:
+        return
+    try:  # private: the quantized-Conv2d mixin modelopt registers for nn.Conv2d (docs/compatibility.md)
+        from modelopt.torch.quantization.nn.modules.quant_conv import _QuantConv2d
+    except ImportError:
+        log.warning("modelopt has no _QuantConv2d: timm Conv2dSame layers stay in float for QAT")
+        return
+    mtq.register(original_cls=Conv2dSame, quantized_cls=_QuantConv2d)
 
 
 def widen_weight_quantizers(model: nn.Module) -> int:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.progress import ProgressColumn
+from rich.text import Text
 
 from edgetl.data import load_splits
 from edgetl.data.examples import DataSplits
@@ -35,6 +37,7 @@ from edgetl.train.distributed import Dist, init_from_env, shutdown
 from edgetl.train.losses import feature_loss, kd_loss, task_loss
 from edgetl.runtime.atomic import atomic_write_text
 from edgetl.train.run import DEFAULT_RUNS_DIR, Run, new_run_dir, write_json
+from edgetl.versions import library_versions
 
 log = logging.getLogger("edgetl")
 
@@ -313,8 +316,8 @@ class Trainer:
         steps_per_epoch = math.ceil(n / r.batch_size)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), InfoColumn(),
+                   TimeElapsedColumn()]
         with Progress(*columns, disable=not self.show_progress, transient=False) as progress:
             if self.teacher is not None and self.teacher_logits is None and self.recipe.data.augment == "none":
                 self.teacher_logits = self.teacher.outputs_for(self.splits.train, progress)
@@ -396,6 +399,14 @@ def _short(metrics: dict) -> str:
     return " ".join(f"{t}={m.get('accuracy', m.get('micro_f1', m.get('mae', 0))):.3f}" for t, m in metrics.items())
 
 
+class InfoColumn(ProgressColumn):
+    """The progress bar's free-text column (running loss, metrics). Tasks that carry no `info` field (feature
+    cache, teacher outputs) show nothing instead of raising KeyError inside rich's refresh."""
+
+    def render(self, task) -> Text:
+        return Text(str(task.fields.get("info", "")))
+
+
 def write_json_lines(path: Path, rows: list[dict]) -> None:
     """Rewrite the whole file atomically: a kill never leaves a torn or duplicated epoch line."""
     import json
@@ -429,46 +440,74 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
             atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
         run = Run(Path(dd.broadcast(str(run_dir) if run_dir else None)))
         split_def = None
-    setup_determinism(recipe)
-    splits = load_splits(recipe, split_def["indices"] if split_def else None)
-    if split_def is None and dd.is_main:
-        write_json(run.dir / "splits.json", {**splits.info, "labels": splits.labels})
-    if dd.is_main:
-        run.checkpoints.mkdir(exist_ok=True)
-    dd.barrier()
-    trainer = Trainer(recipe, run, splits, progress=progress and dd.is_main, dist=dd)
-    if recipe.distill is not None:
-        from edgetl.train.distill import Teacher
-
-        trainer.teacher = Teacher.from_spec(recipe, splits, trainer.device)
-    state = None
-    if resume is not None and trainer.state_path.is_file():
-        state = trainer.restore()
+    started = False  # training began: a failure from here on is recorded in run.json, not cleaned away
+    try:
+        setup_determinism(recipe)
+        splits = load_splits(recipe, split_def["indices"] if split_def else None)
+        if split_def is None and dd.is_main:
+            write_json(run.dir / "splits.json", {**splits.info, "labels": splits.labels})
         if dd.is_main:
-            run.write_info(resumed_from_step=state.global_step, resumes=int(run.info().get("resumes", 0)) + 1)
-    if dd.is_main:
-        run.write_info(status="running", recipe=recipe.name, backbone=recipe.backbone.name, started_utc=_now(),
-                       versions=library_versions(), world_size=dd.world)
-    t0 = time.perf_counter()
-    trainer.logger = make_logger(logger if dd.is_main else "none", run.dir)
-    state = trainer.fit(state, stop_after_steps=stop_after_steps)
-    if type(trainer.logger) is not NullLogger:
-        full, _ = trainer.evaluate("val", full=True)
-        for task, m in full.items():
-            if "confusion_matrix" in m:
-                trainer.logger.log_confusion(task, np.array(m["confusion_matrix"]), splits.labels[task], state.epoch)
-    trainer.logger.close()
-    done = state.epoch >= recipe.train.epochs
-    dd.barrier()
-    if not dd.is_main:
-        shutdown()
+            run.checkpoints.mkdir(exist_ok=True)
+        dd.barrier()
+        trainer = Trainer(recipe, run, splits, progress=progress and dd.is_main, dist=dd)
+        if recipe.distill is not None:
+            from edgetl.train.distill import Teacher
+
+            trainer.teacher = Teacher.from_spec(recipe, splits, trainer.device)
+        state = None
+        if resume is not None and trainer.state_path.is_file():
+            state = trainer.restore()
+            if dd.is_main:
+                run.write_info(resumed_from_step=state.global_step, resumes=int(run.info().get("resumes", 0)) + 1)
+        if dd.is_main:
+            started = True
+            run.write_info(status="running", recipe=recipe.name, backbone=recipe.backbone.name, started_utc=_now(),
+                           versions=library_versions(), world_size=dd.world)
+        t0 = time.perf_counter()
+        trainer.logger = make_logger(logger if dd.is_main else "none", run.dir)
+        state = trainer.fit(state, stop_after_steps=stop_after_steps)
+        if type(trainer.logger) is not NullLogger:
+            full, _ = trainer.evaluate("val", full=True)
+            for task, m in full.items():
+                if "confusion_matrix" in m:
+                    trainer.logger.log_confusion(task, np.array(m["confusion_matrix"]), splits.labels[task], state.epoch)
+        trainer.logger.close()
+        done = state.epoch >= recipe.train.epochs
+        dd.barrier()
+        if not dd.is_main:
+            shutdown()
+            return run
+        run.write_info(status="completed" if done else "stopped", best_epoch=state.best_epoch + 1,
+                       best_score=state.best_score, epochs_done=state.epoch, train_seconds=time.perf_counter() - t0,
+                       cache_build_seconds=trainer.stats["cache_build_s"], finished_utc=_now())
+        if dd.enabled:
+            shutdown()
         return run
-    run.write_info(status="completed" if done else "stopped", best_epoch=state.best_epoch + 1,
-                   best_score=state.best_score, epochs_done=state.epoch, train_seconds=time.perf_counter() - t0,
-                   cache_build_seconds=trainer.stats["cache_build_s"], finished_utc=_now())
-    if dd.enabled:
-        shutdown()
-    return run
+    except BaseException as exc:
+        if dd.is_main:
+            _record_failure(run, exc, new_run=resume is None and not started)
+        raise
+
+
+def _record_failure(run: Run, exc: BaseException, new_run: bool) -> None:
+    """A new run that failed before training (bad data, bad recipe) leaves nothing behind; a run that was
+    training says so in run.json: "interrupted" (resumable) or "failed" with the one-line reason."""
+    import shutil
+
+    if new_run and not run.checkpoint("last").is_file():
+        shutil.rmtree(run.dir, ignore_errors=True)
+        return
+    try:
+        exc.edgetl_run_dir = run.dir  # the CLI writes an internal error's crash log beside run.json
+    except AttributeError:
+        pass
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    try:
+        run.write_info(status="interrupted" if interrupted else "failed", finished_utc=_now(),
+                       error=None if interrupted else f"{type(exc).__name__}: {reason}"[:500])
+    except Exception:  # a full disk can refuse this too; the original error is what matters
+        log.debug("could not record the failure in %s", run.dir / "run.json", exc_info=True)
 
 
 def _remove_stale_temp_files(run: Run) -> None:
@@ -484,16 +523,3 @@ def _remove_stale_temp_files(run: Run) -> None:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def library_versions() -> dict:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("torch", "torchvision", "timm", "transformers", "onnx", "onnxruntime", "onnxruntime-gpu",
-                "nvidia-modelopt", "onnxslim", "numpy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
