@@ -191,3 +191,22 @@ def list_runs(runs_dir: Path = DEFAULT_RUNS_DIR) -> list[dict]:
                      "_mtime": d.stat().st_mtime})
     rows.sort(key=lambda r: r.pop("_mtime"), reverse=True)
     return rows
+
+
+def print_runs(rows: list[dict], console=None) -> None:
+    """`edgetl runs` for people: one table row per run."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="runs")
+    for h in ("run", "status", "best score", "epoch", "backbone", "bundle"):
+        t.add_column(h)
+    colour = {"completed": "green", "failed": "red", "running": "yellow", "stopped": "yellow"}
+    for r in rows:
+        score = r.get("best_score")
+        status = r["status"] + (f": {str(r['error'])[:60]}" if r.get("error") else "")
+        t.add_row(r["name"], f"[{colour.get(r['status'], 'white')}]{status}[/]",
+                  f"{score:.4f}" if isinstance(score, (int, float)) and score == score and abs(score) != float("inf") else "-",
+                  str(r.get("best_epoch") or "-"), str(r.get("backbone") or "-"),
+                  f"{r['bundle']} ({', '.join(r['artifacts'])})" if r.get("bundle") else "-")
+    (console or Console()).print(t)

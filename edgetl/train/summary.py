@@ -90,7 +90,7 @@ def summary_lines(s: dict) -> list[str]:
 def print_summary(s: dict, console=None) -> None:
     from rich.console import Console
 
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)  # one line per item, even in a log file
     for line in summary_lines(s):
         console.print(line, highlight=False)
 
