@@ -97,7 +97,7 @@ def train(
         if overrides:
             raise EdgetlError("--resume continues a run with its own recipe; overrides are not allowed")
     result = train_fn(rec if rec is not None else run.recipe(), name=name, runs_dir=runs_dir, resume=run,
-                      progress=not quiet, logger=logger, exist_ok=exist_ok)
+                      progress=not quiet, logger=logger, exist_ok=exist_ok, summary=True)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return
     info = result.info()

@@ -408,11 +408,12 @@ def write_json_lines(path: Path, rows: list[dict]) -> None:
 
 def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_RUNS_DIR, resume: Run | None = None,
           progress: bool = True, stop_after_steps: int | None = None, logger: str = "none",
-          exist_ok: bool = False) -> Run:
+          exist_ok: bool = False, summary: bool | None = None) -> Run:
     """Train a recipe into a new run dir (or continue `resume`); returns the Run.
 
     Under torchrun (WORLD_SIZE > 1) every rank calls this; rank 0 alone creates and writes the run dir.
     `exist_ok`: reuse runs/<name> (an earlier run there is replaced) instead of making runs/<name>-N.
+    `summary`: print the start-of-run summary (default: when `progress`); run.json gets it either way.
     """
     device = (resume.recipe() if resume is not None else recipe).train.device
     wants_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
@@ -451,11 +452,11 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
         if dd.is_main:
             run.write_info(resumed_from_step=state.global_step, resumes=int(run.info().get("resumes", 0)) + 1)
     if dd.is_main:
-        summary = start_summary(trainer, state)
-        if progress:
-            print_summary(summary)
+        start = start_summary(trainer, state)
+        if progress if summary is None else summary:
+            print_summary(start)
         run.write_info(status="running", recipe=recipe.name, backbone=recipe.backbone.name, started_utc=_now(),
-                       versions=library_versions(), world_size=dd.world, summary=summary)
+                       versions=library_versions(), world_size=dd.world, summary=start)
     t0 = time.perf_counter()
     trainer.logger = make_logger(logger if dd.is_main else "none", run.dir)
     state = trainer.fit(state, stop_after_steps=stop_after_steps)
