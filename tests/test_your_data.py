@@ -270,8 +270,13 @@ def test_new_user_path_folder_and_csv_train_export_bench_predict(tmp_path):
             assert yaml.safe_load((run / "recipe.yaml").read_text())["data"]["path"] == args[1]
         r = edgetl("export", str(run), "--int8", "-q")
         assert r.returncode == 0, r.stderr
+        gate = json.loads((run / "export" / "manifest.json").read_text())["artifacts"]["int8-ort"]["quantization"]["gate"]
+        assert "threads" in gate["latency"]["how"] and gate["latency"]["cpu"]  # how and where the ratio was measured
         r = edgetl("bench", str(run), "--budget", "0.2", "--batch", "1")
         assert r.returncode == 0, r.stderr
+        rep = json.loads((run / "bench.json").read_text())
+        assert rep["timing"]["threads"] == gate["latency"]["threads"]  # timed like the gate
+        assert rep["machine"] in r.stdout.replace("\n", " ") or rep["machine"][:20] in r.stdout
         assert (run / "bench.png").is_file()
         if args[1] == str(folder):
             r = edgetl("predict", str(run), str(folder / "test" / "red" / "0.png"), "--json")
@@ -279,3 +284,51 @@ def test_new_user_path_folder_and_csv_train_export_bench_predict(tmp_path):
             assert json.loads(r.stdout)[0]["label"]["label"] in ("red", "green", "blue")
     listing = {x["name"]: x for x in json.loads(edgetl("runs", "--runs-dir", str(runs), "--json").stdout)}
     assert len(listing) == 3 and all(x["status"] == "completed" and x["bundle"] for x in listing.values())
+
+
+# ------------------------------------------------------------------------------------------------ bench naming + load
+def _report(cpu: str) -> dict:
+    return {"mode": "measured", "device": "cpu-x86-64",
+            "device_display": "x86-64 CPU (calibrated on 2 vCPU AMD EPYC Zen 3, AVX2)", "n_eval": 10,
+            "split": "test", "system": {"cpu": {"model": cpu}, "arch": "x86_64"}, "tasks": {"label": "classification"},
+            "bundle": "b", "created_utc": "now",
+            "rows": [{"artifact": a, "precision": a, "latency_ms": {"p50_ms": ms}, "metrics": {"label": {"accuracy": 0.9}}}
+                     for a, ms in (("fp32", 2.0), ("int8-ort", 1.0))]}
+
+
+def test_bench_header_and_plot_title_name_the_cpu_that_ran_and_fit():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgetl.bench.report import pareto_figure, render_markdown
+
+    cpu = "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"
+    r = _report(cpu)
+    head = render_markdown(r).splitlines()[0]
+    assert head == f"# edgetl bench: {cpu} (MEASURED; profile cpu-x86-64)" and "calibrated on" not in head
+    fig = pareto_figure(r, [("fp32", 2.0, 90.0), ("int8-ort", 1.0, 90.0)], plt)
+    fig.canvas.draw()
+    title = fig.axes[0].title
+    box, frame = title.get_window_extent(), fig.bbox
+    assert cpu.split(" CPU")[0] in title.get_text().replace("\n", " ")
+    assert box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y1 <= frame.y1, (box, frame)
+    plt.close(fig)
+
+
+def test_cpu_load_sees_another_busy_process():
+    import time
+
+    from edgetl.bench.cpuload import CpuLoad
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<3: pass"])
+    try:
+        time.sleep(0.3)
+        with CpuLoad() as load:
+            time.sleep(1.0)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert load.other_share is not None and load.other_share >= 0.9 / (os.cpu_count() or 1) * 0.5
+    assert load.busy if (os.cpu_count() or 1) <= 4 else True

@@ -159,6 +159,16 @@ def render_pareto_png(report: dict, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    fig = pareto_figure(report, pts, plt)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def pareto_figure(report: dict, pts: list[tuple[str, float, float]], plt):
+    """The bench.png figure (separate from saving so tests can check that the title fits inside it)."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for name, x, y in pts:
         ax.scatter(x, y, s=40)
@@ -174,8 +184,4 @@ def render_pareto_png(report: dict, path: Path) -> Path | None:
     ax.set_title("\n".join(textwrap.wrap(f"latency vs accuracy: {report_title(report)}", 60)), fontsize=9)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return fig
