@@ -332,3 +332,10 @@ def test_cpu_load_sees_another_busy_process():
         busy.wait()
     assert load.other_share is not None and load.other_share >= 0.9 / (os.cpu_count() or 1) * 0.5
     assert load.busy if (os.cpu_count() or 1) <= 4 else True
+
+
+def test_train_needs_a_recipe_or_data_not_both(tmp_path):
+    line = one_line_error(edgetl("train"))
+    assert "give a recipe file (e.g. recipes/quickstart.yaml) or --data PATH" in line
+    line = one_line_error(edgetl("train", "recipes/imagefolder.yaml", "--data", str(tmp_path)))
+    assert "give a recipe file or --data, not both" in line
