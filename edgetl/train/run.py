@@ -196,6 +196,7 @@ def list_runs(runs_dir: Path = DEFAULT_RUNS_DIR) -> list[dict]:
 def print_runs(rows: list[dict], console=None) -> None:
     """`edgetl runs` for people: one table row per run."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title="runs")
@@ -205,8 +206,8 @@ def print_runs(rows: list[dict], console=None) -> None:
     for r in rows:
         score = r.get("best_score")
         status = r["status"] + (f": {str(r['error'])[:60]}" if r.get("error") else "")
-        t.add_row(r["name"], f"[{colour.get(r['status'], 'white')}]{status}[/]",
+        t.add_row(escape(r["name"]), f"[{colour.get(r['status'], 'white')}]{escape(status)}[/]",
                   f"{score:.4f}" if isinstance(score, (int, float)) and score == score and abs(score) != float("inf") else "-",
                   str(r.get("best_epoch") or "-"), str(r.get("backbone") or "-"),
-                  f"{r['bundle']} ({', '.join(r['artifacts'])})" if r.get("bundle") else "-")
+                  escape(f"{r['bundle']} ({', '.join(r['artifacts'])})") if r.get("bundle") else "-")
     (console or Console()).print(t)

@@ -60,11 +60,11 @@ def run_summary(recipe: Recipe, splits: DataSplits, *, device: str, precision: s
 
 
 def summary_lines(s: dict) -> list[str]:
-    """The summary for people, a few short lines (rich markup)."""
+    """The summary for people, a few short lines (plain text: paths and class names may hold brackets)."""
     d = s["data"]
     rows = d["rows"]
     skipped = sum(d["skipped_unlabelled_rows"].values()) if d["skipped_unlabelled_rows"] else 0
-    lines = [f"[bold]data[/] {d['source']}{' ' + d['path'] if d['path'] else ''}: "
+    lines = [f"data {d['source']}{' ' + d['path'] if d['path'] else ''}: "
              f"train {rows.get('train', 0)}, val {rows.get('val', 0)}, test {rows.get('test', 0)} rows "
              f"(split: {d['split_from']})"
              + (f"; {skipped} unlabelled rows skipped (data.missing_labels=skip)" if skipped else "")]
@@ -79,9 +79,9 @@ def summary_lines(s: dict) -> list[str]:
             counts = t["train_counts"]
             shown = ", ".join(f"{k} {c}" for k, c in list(counts.items())[:12])
             what = f"{len(t['classes'])} classes (train: {shown}{', ...' if len(counts) > 12 else ''})"
-        lines.append(f"[bold]task[/] {t['name']} ({t['kind']}, column {t['column']!r}): {what}{miss_s}")
+        lines.append(f"task {t['name']} ({t['kind']}, column {t['column']!r}): {what}{miss_s}")
     f = s["frozen_stages"]
-    lines.append(f"[bold]train[/] {s['backbone']['name']} ({s['backbone']['weights']} weights) on {s['device']}, "
+    lines.append(f"train {s['backbone']['name']} ({s['backbone']['weights']} weights) on {s['device']}, "
                  f"{s['precision']}; frozen stages {f['at_start']}/{f['of']} ({f['policy']}); feature cache "
                  f"{'on' if s['feature_cache']['on'] else 'off'} ({s['feature_cache']['setting']})")
     return lines
@@ -92,7 +92,7 @@ def print_summary(s: dict, console=None) -> None:
 
     console = console or Console(stderr=True, soft_wrap=True)  # one line per item, even in a log file
     for line in summary_lines(s):
-        console.print(line, highlight=False)
+        console.print(line, markup=False, highlight=False)
 
 
 def resolved_recipe_yaml(recipe: Recipe, split_info: dict) -> str:
