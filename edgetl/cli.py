@@ -59,45 +59,17 @@ def train(
 ):
     """Fine-tune a pretrained backbone into a multi-task model (writes runs/<name>/)."""
     from edgetl.train.loop import train as train_fn
-    from edgetl.train.run import latest_run, open_run
+    from edgetl.train.start import resolve_train_target
 
-    overrides = list(overrides or [])
-    if recipe is not None and "=" in recipe and not Path(recipe).is_file():  # `--data DIR key=value`: no recipe
-        overrides.insert(0, recipe)
-        recipe = None
     if logger not in ("tensorboard", "none", "auto"):
         raise EdgetlError(f"--logger {logger!r}: allowed tensorboard, none, auto")
-    run = rec = None
-    if resume and resume != "last":
-        if overrides or data:
-            raise EdgetlError("--resume continues a run with its own recipe; overrides and --data are not allowed")
-        run = open_run(resume)
-    elif data is not None:
-        from edgetl.data.inspect import load_starter
-
-        if recipe is not None:
-            raise EdgetlError(f"give a recipe file or --data, not both (point {recipe} at your data with data.path=...)")
-        rec, text = load_starter(data, backbone, overrides)
+    target = resolve_train_target(recipe, overrides or [], data=data, backbone=backbone, name=name,
+                                  runs_dir=runs_dir, resume=resume)
+    if target.starter_yaml:
         typer.echo(f"# recipe chosen for --data {data} (change any key with key=value; saved as <run>/recipe.yaml)\n"
-                   + text.rstrip(), err=True)
-    elif recipe is None:
-        raise EdgetlError("give a recipe file (e.g. recipes/quickstart.yaml) or --data PATH (see docs/your-data.md)")
-    else:
-        if backbone is not None:
-            overrides.insert(0, f"backbone.name={backbone}")
-        from edgetl.recipe import load_recipe
-
-        rec = load_recipe(recipe, overrides)
-    if resume == "last":
-        if rec is None:
-            raise EdgetlError("--resume last needs the recipe (or --name) of the run to continue")
-        run = latest_run(name or rec.name, runs_dir)
-        if run is None:
-            raise EdgetlError(f"--resume last: no earlier run of {name or rec.name!r} in {runs_dir}")
-        if overrides:
-            raise EdgetlError("--resume continues a run with its own recipe; overrides are not allowed")
-    result = train_fn(rec if rec is not None else run.recipe(), name=name, runs_dir=runs_dir, resume=run,
-                      progress=not quiet, logger=logger, exist_ok=exist_ok, summary=True)
+                   + target.starter_yaml.rstrip(), err=True)
+    result = train_fn(target.recipe, name=name, runs_dir=runs_dir, resume=target.resume, progress=not quiet,
+                      logger=logger, exist_ok=exist_ok, summary=True)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return
     info = result.info()
