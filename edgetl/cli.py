@@ -354,7 +354,7 @@ def report(
 
 
 # ------------------------------------------------------------------------------------------------- predict
-@app.command(epilog="Example: edgetl predict runs/quickstart/export shoe.png shirt.png")
+@app.command(epilog="Example: edgetl predict runs/quickstart shoe.png shirt.png")
 def predict(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory (with manifest.json), or a run directory (its export/).")],
     inputs: Annotated[list[str], typer.Argument(help="Image files, or texts for a text bundle (use - to read lines from stdin).")],

@@ -339,3 +339,12 @@ def test_train_needs_a_recipe_or_data_not_both(tmp_path):
     assert "give a recipe file (e.g. recipes/quickstart.yaml) or --data PATH" in line
     line = one_line_error(edgetl("train", "recipes/imagefolder.yaml", "--data", str(tmp_path)))
     assert "give a recipe file or --data, not both" in line
+
+
+def test_image_folder_task_column_other_than_label_says_what_it_is(tmp_path):
+    d = yaml.safe_load((REPO / "recipes" / "imagefolder.yaml").read_text())
+    d["data"]["path"] = str(image_folder(tmp_path, per_class=3))
+    d["tasks"][0]["column"] = "class"
+    with pytest.raises(EdgetlError, match=r"has no label column 'class' \(available: label\); an image folder's one "
+                                          r"label column is 'label'"):
+        load_splits(recipe_from_dict(d))

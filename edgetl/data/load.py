@@ -33,8 +33,10 @@ def load_raw(spec: DataSpec, kind: str, label_columns: list[str], where: str = "
         raise EdgetlError(f"{where}.source {spec.source!r} holds {raw.kind} examples but input.kind is {kind!r}")
     for col in label_columns:
         if col not in raw.columns:
+            hint = "; an image folder's one label column is 'label' (the class folder's name): set the task's " \
+                   "column: label" if spec.source == "imagefolder" else "; set the task's column to one of them"
             raise EdgetlError(f"{where}: {spec.source} has no label column {col!r} "
-                              f"(available: {', '.join(raw.columns) or 'none'})")
+                              f"(available: {', '.join(raw.columns) or 'none'}){hint}")
     return raw
 
 
