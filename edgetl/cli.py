@@ -46,36 +46,74 @@ def _console():
 
 
 # --------------------------------------------------------------------------------------------------- train
-@app.command(epilog="Example: edgetl train recipes/quickstart.yaml train.epochs=3 --name qs")
+@app.command(epilog="Examples: edgetl train recipes/quickstart.yaml train.epochs=3 --name qs | edgetl train --data photos/ train.epochs=3 | edgetl train --resume runs/qs")
 def train(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    recipe: Annotated[Optional[str], typer.Argument(help="Recipe YAML file (or leave it out and give --data).", show_default=False)] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. train.epochs=3")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Train on this folder of images or CSV/JSONL file without a recipe: edgetl picks one (printed, saved in the run dir). See docs/your-data.md.")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="With --data: the backbone (see `edgetl backbones`; default mobilenet_v2 for images, minilm for text).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (default: the recipe's name); runs/<name>[-N].")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
+    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Reuse runs/<name> (an earlier run there is replaced) instead of runs/<name>-N.")] = False,
     resume: Annotated[Optional[str], typer.Option(help="Continue a run: its directory, or 'last' for the newest run of this recipe.")] = None,
     logger: Annotated[str, typer.Option(help="Also log to: tensorboard | none | auto (tensorboard when installed).")] = "auto",
     quiet: QuietOpt = False,
 ):
     """Fine-tune a pretrained backbone into a multi-task model (writes runs/<name>/)."""
-    from edgetl.recipe import load_recipe
     from edgetl.train.loop import train as train_fn
-    from edgetl.train.run import latest_run, open_run
+    from edgetl.train.start import resolve_train_target
 
-    rec = load_recipe(recipe, overrides or [])
-    run = None
-    if resume:
-        run = latest_run(name or rec.name, runs_dir) if resume == "last" else open_run(resume)
-        if run is None:
-            raise EdgetlError(f"--resume last: no earlier run of {name or rec.name!r} in {runs_dir}")
-        if overrides:
-            raise EdgetlError("--resume continues a run with its own recipe; overrides are not allowed")
     if logger not in ("tensorboard", "none", "auto"):
         raise EdgetlError(f"--logger {logger!r}: allowed tensorboard, none, auto")
-    result = train_fn(rec, name=name, runs_dir=runs_dir, resume=run, progress=not quiet, logger=logger)
+    target = resolve_train_target(recipe, overrides or [], data=data, backbone=backbone, name=name,
+                                  runs_dir=runs_dir, resume=resume)
+    if target.starter_yaml:
+        typer.echo(f"# recipe chosen for --data {data} (change any key with key=value; saved as <run>/recipe.yaml)\n"
+                   + target.starter_yaml.rstrip(), err=True)
+    result = train_fn(target.recipe, name=name, runs_dir=runs_dir, resume=target.resume, progress=not quiet,
+                      logger=logger, exist_ok=exist_ok, summary=True)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return
     info = result.info()
     typer.echo(f"run: {result.dir}  best epoch {info.get('best_epoch')}  score {info.get('best_score', float('nan')):.4f}")
+    if info.get("status") == "completed":
+        typer.echo(f"next: edgetl export {result.dir} --int8   then: edgetl bench {result.dir}", err=True)
+
+
+@app.command(epilog="Example: edgetl init photos/ --out my-recipe.yaml")
+def init(
+    data: Annotated[Path, typer.Argument(help="Folder of images, or CSV/JSONL file.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. train.epochs=3")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="Backbone (default mobilenet_v2 for images, minilm for text).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the recipe here (default: print it).")] = None,
+):
+    """Write the starter recipe `edgetl train --data` would use, to edit and keep."""
+    from edgetl.data.inspect import load_starter
+
+    _, text = load_starter(data, backbone, list(overrides or []))
+    if out is None:
+        typer.echo(text.rstrip())
+        return
+    if out.exists():
+        raise EdgetlError(f"--out {out}: exists; choose another file")
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {out}; train it with: edgetl train {out}")
+
+
+# --------------------------------------------------------------------------------------------------- runs
+@app.command(epilog="Example: edgetl runs")
+def runs(
+    runs_dir: Annotated[Path, typer.Option(help="Where run directories are.")] = Path("runs"),
+    as_json: JsonOpt = False,
+):
+    """List runs: status (completed / running / stopped / failed), best score and deploy bundle."""
+    from edgetl.train.run import list_runs, print_runs
+
+    rows = list_runs(runs_dir)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=float))
+    else:
+        print_runs(rows)
 
 
 # -------------------------------------------------------------------------------------------------- export
@@ -321,9 +359,9 @@ def report(
 
 
 # ------------------------------------------------------------------------------------------------- predict
-@app.command(epilog="Example: edgetl predict runs/quickstart/export shoe.png shirt.png")
+@app.command(epilog="Example: edgetl predict runs/quickstart shoe.png shirt.png")
 def predict(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory (with manifest.json).")],
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory (with manifest.json), or a run directory (its export/).")],
     inputs: Annotated[list[str], typer.Argument(help="Image files, or texts for a text bundle (use - to read lines from stdin).")],
     artifact: Annotated[Optional[str], typer.Option(help="Artifact to run (default: the bundle's default).")] = None,
     as_json: JsonOpt = False,

@@ -7,6 +7,7 @@ recipe can never construct Python objects or run code.
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
@@ -107,6 +108,9 @@ class DataSpec(_Strict):
     text_column: str = "text"  # csv/jsonl text manifests
     split_column: str | None = None  # optional column with train/val/test per row
     split: SplitSpec = SplitSpec()
+    # A row without a label in a single-task recipe: `error` (name the file and rows) or `skip` (drop the rows
+    # and report how many). Multi-task / multi-dataset recipes mask a missing label out of that task only.
+    missing_labels: Literal["error", "skip"] = "error"
     download: bool = False  # allow torchvision's online downloader when local files are missing
     augment: Literal["none", "hflip"] = "none"
     # Multi-dataset recipes: this source's share of each training epoch, relative to the other sources'
@@ -238,22 +242,51 @@ class Recipe(_Strict):
 
 
 # ------------------------------------------------------------------------------------------ loading + errors
-def _format_validation_error(err: ValidationError, source: str) -> str:
-    """First problem only, on one line: `recipe.yaml: train.epochs: Input should be ... (got 'x')`."""
-    e = err.errors()[0]
+def _format_validation_error(err: ValidationError, source: str, overrides: list[str] | None = None) -> str:
+    """First problem only, on one line: `recipe.yaml: train.epochs: Input should be ... (got 'x')`.
+
+    Unknown keys are reported before missing ones (a typo `task:` is the cause of `tasks: Field required`), and
+    a problem under a key that a command-line override set is reported against that argument, not the file.
+    """
+    errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    e = errors[0]
     loc = ".".join(str(p) for p in e["loc"])
     msg = e["msg"]
     if e["type"] == "extra_forbidden":
         parent = _model_at(Recipe, e["loc"][:-1])
-        allowed = ", ".join(parent.model_fields) if parent else "?"
-        msg = f"unknown key; allowed keys here: {allowed}"
+        allowed = list(parent.model_fields) if parent else []
+        close = difflib.get_close_matches(str(e["loc"][-1]), allowed, n=1, cutoff=0.6)
+        msg = (f"unknown key; did you mean {close[0]!r}?" if close else "unknown key") + \
+            f" (allowed keys here: {', '.join(allowed) or '?'})"
     elif e["type"] == "literal_error":
         msg = msg.replace("Input should be", "must be one of:")
+    elif e["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        field = e.get("ctx", {}).get("discriminator", "'kind'").strip("'")
+        loc = f"{loc}.{field}"
+        tags = e.get("ctx", {}).get("expected_tags", "'image', 'text'")
+        msg = (f"`{loc}` is required: {tags.replace(chr(39), '').replace(', ', ' or ')} "
+               f"(add `{field}: image` or `{field}: text` under `{loc.rsplit('.', 1)[0]}:`)"
+               if e["type"] == "union_tag_not_found" else f"must be one of: {tags}")
     got = e.get("input")
-    got_s = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {_repr(got)})"
+    got_s = "" if e["type"] in ("missing", "extra_forbidden", "union_tag_not_found") or isinstance(got, dict) \
+        else f" (got {_repr(got)})"
     if len(got_s) > 80:
         got_s = got_s[:77] + "...)"
+    arg = _override_for(e["loc"], overrides or [])
+    if arg is not None:
+        source = f"command-line argument {arg!r}"
     return f"{source}: {loc or '<top>'}: {msg}{got_s}"
+
+
+def _override_for(loc: tuple, overrides: list[str]) -> str | None:
+    """The last override whose key is the error's location or a section above/below it."""
+    where = [str(p) for p in loc if p not in ("image", "text") or p == loc[0]]
+    for text in reversed(overrides):
+        key = text.partition("=")[0].strip().split(".")
+        n = min(len(key), len(where))
+        if n and key[:n] == where[:n]:
+            return text
+    return None
 
 
 def _repr(value: Any) -> str:
@@ -343,13 +376,14 @@ def _set(cur, part, value, text):
         cur[part] = value
 
 
-def recipe_from_dict(data: Any, source: str = "<recipe>") -> Recipe:
+def recipe_from_dict(data: Any, source: str = "<recipe>", overrides: list[str] | None = None) -> Recipe:
+    """Validate a recipe mapping; `overrides` (already applied) only route error messages to the argument."""
     if not isinstance(data, dict):
         raise EdgetlError(f"{source}: a recipe must be a YAML mapping, got {type(data).__name__}")
     try:
         return Recipe.model_validate(data)
     except ValidationError as err:
-        raise EdgetlError(_format_validation_error(err, source)) from None
+        raise EdgetlError(_format_validation_error(err, source, overrides)) from None
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -402,4 +436,4 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     if isinstance(data, dict):
         data = plain_data(data, str(path))  # plain types only (dates etc. become strings)
         apply_overrides(data, list(overrides or []))
-    return recipe_from_dict(data, str(path))
+    return recipe_from_dict(data, str(path), list(overrides or []))

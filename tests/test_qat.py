@@ -213,7 +213,7 @@ def test_timm_same_padded_conv_is_quantized_and_fused(tmp_path):
     ("export.qat.epochs", 0, "export.qat.epochs"),
     ("export.qat.lr", -1.0, "export.qat.lr"),
     ("export.qat.max_steps", 0, "export.qat.max_steps"),
-    ("export.qat.lr_schedule", "cosine", "unknown key; allowed keys here: mode, epochs, lr, max_steps"),
+    ("export.qat.lr_schedule", "cosine", "unknown key (allowed keys here: mode, epochs, lr, max_steps)"),
 ])
 def test_bad_qat_recipe_values_are_one_line_errors(key, value, needle):
     with pytest.raises(EdgetlError) as e:

@@ -26,7 +26,7 @@ def test_overrides_nested_and_typed(tmp_path):
 
 
 @pytest.mark.parametrize("override, needle", [
-    ("train.epochz=3", "train.epochz: unknown key; allowed keys here: epochs"),
+    ("train.epochz=3", "command-line argument 'train.epochz=3': train.epochz: unknown key; did you mean 'epochs'?"),
     ("train.epochs=abc", "train.epochs"),
     ("train.optimizer=adam", "must be one of: 'adamw' or 'sgd'"),
     ("train.freeze.policy=half", "train.freeze.policy"),

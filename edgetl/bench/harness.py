@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.bench.cpuload import BUSY_SHARE, WARMUP_S, CpuLoad, default_threads
 from edgetl.bench.latency import measure_latency, measure_throughput
+from edgetl.bench.report import machine_name
 from edgetl.errors import EdgetlError
 from edgetl.evaluate.metrics import all_task_metrics, primary_score
 from edgetl.runtime.manifest import read_manifest
@@ -141,9 +143,12 @@ def bench_artifact(bundle: Path, name: str, data: BenchData | None, *, batch_siz
     if entry.format == "tensorrt":
         batch_sizes = _engine_batch_sizes(pred.backend, batch_sizes, row)
         score_batch = min(score_batch, _engine_batch_range(pred.backend)[1] or score_batch)
+    with CpuLoad() as load:  # one session at a time; who else used the CPUs while it was timed
+        timed = _latency_rows(pred, data, batch_sizes, budget_s)
+    row["other_cpu_share"] = load.other_share
     if data is None:
-        return {**row, "status": "no bench data: latency only"} | _latency_rows(pred, None, batch_sizes, budget_s)
-    row.update(_latency_rows(pred, data, batch_sizes, budget_s))
+        return {**row, "status": "no bench data: latency only"} | timed
+    row.update(timed)
     row["metrics"] = _accuracy(pred.predict_arrays, data, batch=score_batch)
     row["status"] = "passed"
     return row
@@ -158,7 +163,7 @@ def _latency_rows(pred, data: BenchData | None, batch_sizes, budget_s) -> dict:
     else:
         one = ["a short example sentence for timing"]
     feeds = pred.preprocess(one)
-    e2e = measure_latency(lambda: pred.predict_arrays(one), warmup_s=0.5, budget_s=budget_s)
+    e2e = measure_latency(lambda: pred.predict_arrays(one), warmup_s=WARMUP_S, budget_s=budget_s)
     timer = "perf_counter"
     if callable(getattr(pred.backend, "time_compute", None)):  # TensorRT: CUDA events around execute, no copies
         compute, timer = _engine_compute_latency(pred.backend, feeds, budget_s), "cuda-events"
@@ -308,7 +313,8 @@ def bench(target: str | Path, device: str = "cpu", *, estimate: bool | None = No
                                   f"bench the bundle {bundle} with its {BENCH_DATA} instead, or use --host") from None
             write_bench_data(load_run(run_dir), path)
         data = BenchData(path)
-    threads = threads or int(os.environ.get("EDGETL_THREADS", 0)) or None
+    # the export gate's threads unless told otherwise, so `x fp32` here and the manifest's ratio are comparable
+    threads = threads or int(os.environ.get("EDGETL_THREADS", 0)) or (None if estimate else default_threads())
     rows: list[dict] = []
     if estimate:
         rows += [r for r in estimate_rows(bundle, profile.name) if r["artifact"] in names]
@@ -326,12 +332,20 @@ def bench(target: str | Path, device: str = "cpu", *, estimate: bool | None = No
             rows.append(bench_artifact(bundle, name, data, batch_sizes=batch_sizes, budget_s=budget_s,
                                        threads=threads, providers=providers))
         _add_comparisons(rows, kinds)
+    warnings = [f"other processes used {100 * r['other_cpu_share']:.0f}% of the CPUs while {r['artifact']} was timed: "
+                "its latency and x fp32 may be off (rerun on an idle machine)"
+                for r in rows if (r.get("other_cpu_share") or 0) > BUSY_SHARE]
+    system = collect_system_info()
     report = {"schema": "edgetl-bench/1", "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "bundle": str(bundle), "device": profile.name if profile else local,
               "device_display": profile.display_name if profile else local,
               "mode": "estimated" if estimate else "measured", "threads": threads,
               "split": data.split if data else None, "n_eval": data.n if data else 0,
-              "system": collect_system_info(), "tasks": kinds, "rows": rows}
+              "system": system, "machine": machine_name(system), "tasks": kinds, "rows": rows,
+              "timing": None if estimate else {
+                  "how": f"one artifact at a time, {threads} threads, {WARMUP_S} s warm-up, batch-1 p50 end to end; "
+                         "x fp32 = ratio of p50s", "threads": threads, "warmup_s": WARMUP_S},
+              "warnings": warnings}
     out_dir = Path(out) if out else (run_dir or bundle)
     write_report(report, out_dir)
     return report

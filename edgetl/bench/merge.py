@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from edgetl.bench.report import machine_name
 from edgetl.errors import EdgetlError
 
 __all__ = ["SCHEMA", "comparison_table", "load_report", "merge_reports", "print_comparison", "render_markdown",
@@ -125,6 +126,7 @@ def merge_reports(reports: Sequence[dict], failures: Iterable[dict] = ()) -> dic
         devices.append({
             "label": label, "status": "ok", "host": r.get("host"), "device": r.get("device"),
             "device_display": r.get("device_display", r.get("device")), "mode": r.get("mode"),
+            "machine": r.get("machine") or (machine_name(r.get("system") or {}) if r.get("mode") == "measured" else None),
             "bundle": r.get("bundle"), "created_utc": r.get("created_utc"), "n_eval": r.get("n_eval", 0),
             "split": r.get("split"), "threads": r.get("threads"), "source": r.get("source"),
             "system": system_summary(r.get("system")), "wall_s": (r.get("remote") or {}).get("wall_s"),
@@ -202,7 +204,9 @@ def _device_line(d: dict) -> str:
         err = str(d.get("error"))
         return f"- **{d['label']}**: FAILED: {err[len(d['label']) + 2:] if err.startswith(d['label'] + ': ') else err}"
     s = d.get("system") or {}
-    parts = [f"{d.get('device_display') or d.get('device')} ({d.get('mode')})", f"CPU {s.get('cpu') or '?'}"]
+    what = (f"{d['machine']} ({d.get('mode')}; profile {d.get('device')})" if d.get("machine")
+            else f"{d.get('device_display') or d.get('device')} ({d.get('mode')})")
+    parts = [what, f"CPU {s.get('cpu') or '?'}"]
     for g in s.get("gpus") or []:
         parts.append(f"GPU {g.get('name')} (driver {g.get('driver') or '?'}, compute {g.get('compute_capability') or '?'})")
     j = s.get("jetson")

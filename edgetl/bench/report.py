@@ -5,6 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def machine_name(system: dict) -> str:
+    """The hardware that ran a measurement, from its system info: the Jetson board, else the CPU model (and
+    GPUs). Device profiles are approximations of classes of machines; a report names the actual one."""
+    system = system or {}
+    jet = system.get("jetson") or {}
+    if jet.get("model"):
+        return str(jet["model"])
+    cpu = system.get("cpu") if isinstance(system.get("cpu"), dict) else {}
+    name = " ".join(str(cpu.get("model") or system.get("cpu_model") or system.get("arch") or "unknown CPU").split())
+    gpus = [g.get("name") for g in system.get("gpus") or [] if g.get("name")]
+    return name + (f" + {', '.join(gpus)}" if gpus else "")
+
+
+def report_title(report: dict) -> str:
+    """`<machine that ran it> (MEASURED, profile <name>)`, or the profile for estimates (nothing ran)."""
+    if report["mode"] == "estimated":
+        return f"{report['device_display']} (ESTIMATED from profile {report['device']})"
+    machine = report.get("machine") or machine_name(report.get("system") or {})
+    where = f" on {report['host']}" if report.get("host") else ""
+    return f"{machine}{where} (MEASURED; profile {report['device']})"
+
+
 def _acc(row: dict, task: str, kind: str) -> str:
     m = row.get("metrics", {}).get(task)
     if not m:
@@ -55,9 +77,7 @@ def print_table(report: dict, console=None) -> None:
 
     console = console or Console(width=max(Console().width, 120))
     header, rows = table_rows(report)
-    mode = report["mode"].upper()
-    where = f" on {report['host']}" if report.get("host") else ""
-    t = Table(title=f"edgetl bench — {report['device_display']}{where} ({mode}) — {report.get('n_eval', 0)} {report.get('split') or ''} examples")
+    t = Table(title=f"edgetl bench — {report_title(report)} — {report.get('n_eval', 0)} {report.get('split') or ''} examples")
     for h in header:
         t.add_column(h, justify="left" if h in ("artifact", "backend", "prec", "status") else "right")
     for row in rows:
@@ -65,6 +85,10 @@ def print_table(report: dict, console=None) -> None:
     console.print(t)
     if report["mode"] == "estimated":
         console.print("[yellow]estimated from the device profile (roofline over the ONNX graph), not measured[/]")
+    elif report.get("timing"):
+        console.print(f"timing: {report['timing']['how']}", highlight=False)
+    for w in report.get("warnings") or []:
+        console.print(f"[yellow]warning: {w}[/]", highlight=False)
 
 
 def system_lines(report: dict) -> list[str]:
@@ -104,8 +128,9 @@ def system_lines(report: dict) -> list[str]:
 
 def render_markdown(report: dict) -> str:
     header, rows = table_rows(report)
-    lines = [f"# edgetl bench: {report['device_display']} ({report['mode']})", "",
-             f"- bundle: `{report['bundle']}`", f"- created: {report['created_utc']}", *system_lines(report),
+    timing = [f"- timing: {report['timing']['how']}"] if report.get("timing") else []
+    lines = [f"# edgetl bench: {report_title(report)}", "",
+             f"- bundle: `{report['bundle']}`", f"- created: {report['created_utc']}", *system_lines(report), *timing,
              f"- evaluation: {report.get('n_eval', 0)} examples of the {report.get('split')} split", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -134,6 +159,16 @@ def render_pareto_png(report: dict, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    fig = pareto_figure(report, pts, plt)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def pareto_figure(report: dict, pts: list[tuple[str, float, float]], plt):
+    """The bench.png figure (separate from saving so tests can check that the title fits inside it)."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for name, x, y in pts:
         ax.scatter(x, y, s=40)
@@ -141,11 +176,12 @@ def render_pareto_png(report: dict, path: Path) -> Path | None:
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency, batch 1 (ms, log)")
     ax.set_ylabel("mean task accuracy (%)")
-    ax.set_title(f"{report['device_display']}: latency vs accuracy")
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, min(hi, 100.5))  # no axis room above 100 %
+    import textwrap
+
+    # the machine's name can be long (a full CPU model string): wrap it rather than let it run off the figure
+    ax.set_title("\n".join(textwrap.wrap(f"latency vs accuracy: {report_title(report)}", 60)), fontsize=9)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return fig

@@ -128,10 +128,13 @@ def load_manifest_file(path: str | Path, fmt: str, kind: str, path_column: str, 
     need = [text_column if kind == "text" else path_column, *label_columns]
     if split_column:
         need.append(split_column)
+    setting = {path_column: "data.path_column", text_column: "data.text_column", split_column: "data.split_column"}
     for n, row in enumerate(rows, 2 if fmt == "csv" else 1):
         for col in need:
             if col not in row:
-                raise EdgetlError(f"{path}: row {n} has no column {col!r} (columns: {', '.join(map(str, row))})")
+                key = setting.get(col, "the task's `column`")  # label columns come from tasks[].column
+                raise EdgetlError(f"{path}: row {n} has no column {col!r} (named by {key}); columns: "
+                                  f"{', '.join(map(str, row))} - set {key} to one of them")
     columns = {c: [r[c] for r in rows] for c in label_columns}
     split = None
     if split_column:

@@ -33,8 +33,10 @@ def load_raw(spec: DataSpec, kind: str, label_columns: list[str], where: str = "
         raise EdgetlError(f"{where}.source {spec.source!r} holds {raw.kind} examples but input.kind is {kind!r}")
     for col in label_columns:
         if col not in raw.columns:
+            hint = "; an image folder's one label column is 'label' (the class folder's name): set the task's " \
+                   "column: label" if spec.source == "imagefolder" else "; set the task's column to one of them"
             raise EdgetlError(f"{where}: {spec.source} has no label column {col!r} "
-                              f"(available: {', '.join(raw.columns) or 'none'})")
+                              f"(available: {', '.join(raw.columns) or 'none'}){hint}")
     return raw
 
 
@@ -176,6 +178,10 @@ def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = Non
             raise EdgetlError("splits.json does not match the dataset (row index out of range): the data changed")
     else:
         parts = auto_parts
+    split_from, fractions_used = _split_origin(recipe, raw, parts) if not recipe.extra_data else ("per dataset", [])
+    missing_info: dict = {}
+    if not recipe.extra_data and len(tasks) == 1:
+        parts, missing_info = _single_task_missing(recipe, raw, tasks[0], parts)
     for name in ("train", "val"):
         if len(parts[name]) == 0:
             raise EdgetlError(f"data: the {name} split is empty ({len(raw)} examples; check data.split)")
@@ -230,6 +236,10 @@ def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = Non
         "dataset": raw.name,
         "seed": recipe.train.seed,
         "sizes": {k: int(len(v)) for k, v in parts.items()},
+        "split_from": split_from,
+        "split_fractions_used": fractions_used,
+        "missing_labels": {t.name: {k: int(_n_missing(targets[t.name][v])) for k, v in parts.items()} for t in tasks},
+        **missing_info,
         "class_counts": {k: dict(Counter(str(raw.columns[first.label_column][i]).strip() for i in v
                                          if not _is_missing(raw.columns[first.label_column][i])))
                          for k, v in parts.items()} if first.kind == "classification" else {},
@@ -241,6 +251,60 @@ def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = Non
         info["sizes_per_dataset"] = {k: np.bincount(dataset_ids[v], minlength=len(sources)).tolist()
                                      for k, v in parts.items()}
     return DataSplits(make(parts["train"]), make(parts["val"]), make(parts["test"]), labels, info)
+
+
+def _n_missing(t: np.ndarray) -> int:
+    """Rows of an encoded target with no label (see Examples for the encodings)."""
+    if t.dtype == np.int64:
+        return int((t < 0).sum())
+    return int(np.isnan(t if t.ndim == 1 else t[:, 0]).sum())
+
+
+def _row_number(spec: DataSpec, i: int) -> int:
+    """A row index -> the number a person finds it by: CSV counts the header as row 1, JSONL lines from 1."""
+    return i + 2 if spec.source == "csv" else i + 1
+
+
+def _single_task_missing(recipe: Recipe, raw: RawDataset, task: TaskSpec, parts: dict[str, np.ndarray]):
+    """Single-task recipe: a blank label is an error naming the file and rows, unless data.missing_labels=skip
+    (then those rows leave every split and the count is reported). Nothing is dropped silently."""
+    values = raw.columns[task.label_column]
+    rows = np.array([i for i in range(len(raw)) if _is_missing(values[i])], dtype=np.int64)
+    if len(rows) == 0:
+        return parts, {}
+    spec = recipe.data
+    where = spec.path or spec.source
+    if spec.missing_labels == "error":
+        shown = ", ".join(str(_row_number(spec, int(i))) for i in rows[:10]) + (", ..." if len(rows) > 10 else "")
+        raise EdgetlError(f"{where}: {len(rows)} row(s) without a label in column {task.label_column!r} "
+                          f"(row {shown}); fill them in, or set data.missing_labels=skip to leave them out")
+    keep = {k: v[~np.isin(v, rows)] for k, v in parts.items()}
+    skipped = {k: int(len(parts[k]) - len(keep[k])) for k in parts}
+    log.warning("%s: skipped %d row(s) without a label in column %r (data.missing_labels=skip)",
+                where, len(rows), task.label_column)
+    return keep, {"skipped_unlabelled_rows": skipped}
+
+
+def _split_origin(recipe: Recipe, raw: RawDataset, parts: dict[str, np.ndarray]) -> tuple[str, list[str]]:
+    """Where the train/val/test split came from, in words, and which `data.split` fractions it used."""
+    spec, s = recipe.data, recipe.data.split
+    if raw.split is None:
+        return (f"random stratified split (val_fraction {s.val_fraction}, test_fraction {s.test_fraction}, "
+                f"seed {recipe.train.seed})", ["val_fraction", "test_fraction"])
+    present = [k for k in ("train", "val", "test") if (raw.split == k).any()]
+    if spec.source == "imagefolder":
+        text = f"sub-folders {', '.join(k + '/' for k in present)} of {spec.path}"
+    elif spec.source in ("csv", "jsonl"):
+        text = f"column {spec.split_column!r} of {spec.path} ({', '.join(present)})"
+    else:
+        text = f"the {spec.source} dataset's own {' / '.join(present)} split"
+    used = []
+    if "val" not in present and s.val_fraction > 0:
+        text += f"; val: val_fraction {s.val_fraction} of train (seed {recipe.train.seed})"
+        used.append("val_fraction")
+    if "test" not in present:
+        text += "; no test rows: test = val"
+    return text, used
 
 
 def _stratify_columns(spec: DataSpec) -> set[str]:

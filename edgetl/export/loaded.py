@@ -9,7 +9,7 @@ from edgetl.errors import EdgetlError
 from edgetl.models import MultiTaskModel, build_model
 from edgetl.recipe import Recipe
 from edgetl.train.checkpoint import load_model
-from edgetl.train.run import Run, open_run
+from edgetl.train.run import Run, open_run, require_finished
 
 
 @dataclass
@@ -31,6 +31,8 @@ def load_run(path, which: str = "best", with_data: bool = True) -> LoadedRun:
 
     run = path if isinstance(path, Run) else open_run(path)
     recipe = run.recipe()
+    if not (run.dir / "splits.json").is_file() or not (run.checkpoint(which).is_file() or run.checkpoint("last").is_file()):
+        require_finished(run)  # a run that died early: say so and how to resume, not `missing file: ...`
     split_def = run.splits()
     labels = split_def.get("labels") if isinstance(split_def, dict) else None
     if not isinstance(labels, dict):

@@ -19,6 +19,7 @@ from edgetl.errors import EdgetlError
 from edgetl.evaluate.metrics import primary_score
 from edgetl.evaluate.onnx_eval import evaluate_onnx, feeds_for
 from edgetl.export.loaded import LoadedRun, load_run
+from edgetl.train.run import Run, open_run, require_finished
 from edgetl.export.onnx_export import embed_metadata, export_onnx, verify_onnx
 from edgetl.recipe import QatSpec
 from edgetl.runtime.atomic import atomic_write_bytes, atomic_write_text
@@ -98,6 +99,7 @@ def export_run(run_path, opts: ExportOptions | None = None) -> Path:
     """Export a trained run to a deploy bundle and return its directory."""
     opts = opts or ExportOptions()
     t_start = time.perf_counter()
+    require_finished(open_run(run_path) if not isinstance(run_path, Run) else run_path)
     loaded = load_run(run_path)
     recipe = loaded.recipe
     out = Path(opts.out_dir) if opts.out_dir else loaded.run.export_dir

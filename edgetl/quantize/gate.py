@@ -23,6 +23,7 @@ Every try (excluded nodes, per-task drops, latency) is recorded for the manifest
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.bench.cpuload import BUSY_SHARE
 from edgetl.evaluate.metrics import all_task_metrics, primary_score
 
 
@@ -260,6 +262,10 @@ def gate_search(quantizer, out: Path, ev: Evaluator, *, max_drop: float, search:
         if best["excluded"]:
             msg += f"; all-INT8 {lat['int8_all_ms']:.2f} ms: keeping {len(best['excluded'])} layer(s) in float costs x{lat['cost_vs_all_int8']:.2f}"
         say(msg)
+        if lat.get("other_cpu_share") is not None and lat["other_cpu_share"] > BUSY_SHARE:
+            gate["warning"] = (f"other processes used {100 * lat['other_cpu_share']:.0f}% of the CPUs while the gate "
+                               "timed FP32 vs INT8: the ratio may be off (re-export on an idle machine)")
+            say(f"gate: warning: {gate['warning']}")
         if gate["slower_than_fp32"]:
             say("gate: the INT8 model is SLOWER than FP32 on this CPU: FP32 stays the default artifact")
     if best["excluded"]:
@@ -341,6 +347,9 @@ def _latency(ev: Evaluator, tries: list[dict], paths: list[Path], best: dict, bu
     final = f"try{best['try']}"
     return {"batch": res["batch"], "threads": res["threads"], "rounds": res["rounds"],
             "stat": "p50 ms; speedups are medians of per-round ratios (models interleaved)",
+            "how": (f"ONNX Runtime CPU, batch {res['batch']}, {res['threads']} threads, {res['warmup_s']} s warm-up "
+                    "per model, one model running at a time (idle sessions' threads stopped), interleaved rounds"),
+            "cpu": res["cpu"], "cpu_threads": os.cpu_count(), "other_cpu_share": res["other_cpu_share"],
             "fp32_ms": round(ms["fp32"]["p50"], 4), "int8_all_ms": round(ms["try0"]["p50"], 4),
             "int8_ms": round(ms[final]["p50"], 4), "speedup_vs_fp32": round(speedup(res, "fp32", final), 3),
             "speedup_all_int8_vs_fp32": round(speedup(res, "fp32", "try0"), 3),

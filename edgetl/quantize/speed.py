@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.bench.cpuload import WARMUP_S, CpuLoad, cpu_model, default_threads
 
-def default_threads() -> int:
-    """ONNX Runtime's own default is one thread per physical core; we pin it to make runs comparable."""
-    return max(1, min(os.cpu_count() or 1, 4))
+__all__ = ["compare_latency", "default_threads", "speedup"]
 
 
 def _session(path: Path, threads: int):
@@ -34,22 +33,28 @@ def _session(path: Path, threads: int):
 
 def compare_latency(models: dict[str, Path], feeds: dict[str, np.ndarray], *, threads: int | None = None,
                     budget_s: float = 6.0, warmup: int = 3, inner: int = 3, min_rounds: int = 5,
-                    max_rounds: int = 2000) -> dict:
+                    max_rounds: int = 2000, warmup_s: float = WARMUP_S) -> dict:
     """Per model: p50 / p10 latency in ms of one `session.run(feeds)`, measured in interleaved rounds.
 
     Each round runs every model `inner` times back to back; rounds repeat until `budget_s` of timed work has
-    passed (at least `min_rounds`). Returns {"threads", "batch", "rounds", "ms": {name: {"p50", "p10", "n"}}}.
+    passed (at least `min_rounds`). Threads and warm-up (`warmup_s`, at least `warmup` runs) are those of
+    `edgetl bench` (edgetl.bench.cpuload), so its `x fp32` column and this ratio are measured alike.
+    Returns {"threads", "batch", "rounds", "ms": {name: {"p50", "p10", "n"}}, "warmup_s", "cpu",
+    "other_cpu_share"} (the share of the CPUs other processes used while timing).
     """
     threads = threads or default_threads()
     sessions = {name: _session(Path(p), threads) for name, p in models.items()}
     for s in sessions.values():
-        for _ in range(warmup):
+        t0, n = time.perf_counter(), 0
+        while n < warmup or time.perf_counter() - t0 < warmup_s:
             s.run(None, feeds)
+            n += 1
     samples: dict[str, list[int]] = {name: [] for name in sessions}
     per_round: dict[str, list[float]] = {name: [] for name in sessions}
     spent = 0
     rounds = 0
     names = list(sessions)
+    load = CpuLoad().__enter__()
     while rounds < max_rounds and (rounds < min_rounds or spent < budget_s * 1e9):
         order = names if rounds % 2 == 0 else names[::-1]  # no model always runs right after the same one
         for name in order:
@@ -64,10 +69,12 @@ def compare_latency(models: dict[str, Path], feeds: dict[str, np.ndarray], *, th
             samples[name] += got
             per_round[name].append(float(np.median(got)))
         rounds += 1
+    load.__exit__(None, None, None)
     ms = {name: {"p50": float(np.percentile(v, 50)) / 1e6, "p10": float(np.percentile(v, 10)) / 1e6, "n": len(v)}
           for name, v in samples.items()}
     batch = int(next(iter(feeds.values())).shape[0])
-    return {"threads": threads, "batch": batch, "rounds": rounds, "ms": ms,
+    return {"threads": threads, "batch": batch, "rounds": rounds, "ms": ms, "warmup_s": warmup_s,
+            "cpu": cpu_model(), "other_cpu_share": load.other_share,
             "_per_round": {k: np.asarray(v) for k, v in per_round.items()}}
 
 

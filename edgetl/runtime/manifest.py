@@ -205,6 +205,18 @@ def verify_files(
 # ---------------------------------------------------------------------------------- read and write
 
 
+def resolve_bundle_dir(target: str | os.PathLike[str]) -> Path:
+    """A bundle dir, or a run dir (its `export/`), as `edgetl bench` accepts; a bare name may mean runs/<name>."""
+    p = Path(target)
+    if not p.exists() and (Path("runs") / p).is_dir():
+        p = Path("runs") / p
+    if (p / MANIFEST_NAME).is_file() or not (p / "recipe.yaml").is_file():
+        return p
+    if (p / "export" / MANIFEST_NAME).is_file():
+        return p / "export"
+    raise EdgetlError(f"{p} is a run without a deploy bundle yet; run `edgetl export {p} --int8` first")
+
+
 def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
     """Read and validate `<bundle_dir>/manifest.json`."""
     path = Path(bundle_dir) / MANIFEST_NAME

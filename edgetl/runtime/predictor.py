@@ -17,7 +17,8 @@ import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime.backends import Backend, ProviderSpec, create_backend
-from edgetl.runtime.manifest import MANIFEST_NAME, ImageInput, Manifest, Task, read_manifest, verify_files
+from edgetl.runtime.manifest import (MANIFEST_NAME, ImageInput, Manifest, Task, read_manifest, resolve_bundle_dir,
+                                     verify_files)
 from edgetl.runtime.preprocess import ImagePreprocessor, TextEncoder
 
 __all__ = ["Predictor", "TaskPrediction", "default_artifact_name"]
@@ -113,7 +114,7 @@ class Predictor:
         With `verify`, the sha256 of every file it loads (model, engine manifest, tokenizer) is checked
         against manifest.json first. `providers` are ONNX Runtime execution providers (default CPU).
         """
-        bundle_dir = Path(bundle_dir)
+        bundle_dir = resolve_bundle_dir(bundle_dir)  # a run dir means its export/, as in `edgetl bench`
         manifest = read_manifest(bundle_dir)
         name = artifact if artifact is not None else default_artifact_name(manifest)
         if name not in manifest.artifacts:

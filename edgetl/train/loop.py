@@ -37,6 +37,7 @@ from edgetl.train.distributed import Dist, init_from_env, shutdown
 from edgetl.train.losses import feature_loss, kd_loss, task_loss
 from edgetl.runtime.atomic import atomic_write_text
 from edgetl.train.run import DEFAULT_RUNS_DIR, Run, new_run_dir, write_json
+from edgetl.train.summary import print_summary, resolved_recipe_yaml, run_summary
 from edgetl.versions import library_versions
 
 log = logging.getLogger("edgetl")
@@ -417,10 +418,13 @@ def write_json_lines(path: Path, rows: list[dict]) -> None:
 
 
 def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_RUNS_DIR, resume: Run | None = None,
-          progress: bool = True, stop_after_steps: int | None = None, logger: str = "none") -> Run:
+          progress: bool = True, stop_after_steps: int | None = None, logger: str = "none",
+          exist_ok: bool = False, summary: bool | None = None) -> Run:
     """Train a recipe into a new run dir (or continue `resume`); returns the Run.
 
     Under torchrun (WORLD_SIZE > 1) every rank calls this; rank 0 alone creates and writes the run dir.
+    `exist_ok`: reuse runs/<name> (an earlier run there is replaced) instead of making runs/<name>-N.
+    `summary`: print the start-of-run summary (default: when `progress`); run.json gets it either way.
     """
     device = (resume.recipe() if resume is not None else recipe).train.device
     wants_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
@@ -436,7 +440,7 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
         check_recipe(recipe)  # one-line errors before anything is written
         run_dir = None
         if dd.is_main:
-            run_dir = new_run_dir(name or recipe.name, Path(runs_dir))
+            run_dir = new_run_dir(name or recipe.name, Path(runs_dir), exist_ok=exist_ok)
             atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
         run = Run(Path(dd.broadcast(str(run_dir) if run_dir else None)))
         split_def = None
@@ -446,6 +450,7 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
         splits = load_splits(recipe, split_def["indices"] if split_def else None)
         if split_def is None and dd.is_main:
             write_json(run.dir / "splits.json", {**splits.info, "labels": splits.labels})
+            atomic_write_text(run.dir / "recipe.yaml", resolved_recipe_yaml(recipe, splits.info))
         if dd.is_main:
             run.checkpoints.mkdir(exist_ok=True)
         dd.barrier()
@@ -461,8 +466,11 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
                 run.write_info(resumed_from_step=state.global_step, resumes=int(run.info().get("resumes", 0)) + 1)
         if dd.is_main:
             started = True
+            start = start_summary(trainer, state)
+            if progress if summary is None else summary:
+                print_summary(start)
             run.write_info(status="running", recipe=recipe.name, backbone=recipe.backbone.name, started_utc=_now(),
-                           versions=library_versions(), world_size=dd.world)
+                           versions=library_versions(), world_size=dd.world, summary=start)
         t0 = time.perf_counter()
         trainer.logger = make_logger(logger if dd.is_main else "none", run.dir)
         state = trainer.fit(state, stop_after_steps=stop_after_steps)
@@ -508,6 +516,15 @@ def _record_failure(run: Run, exc: BaseException, new_run: bool) -> None:
                        error=None if interrupted else f"{type(exc).__name__}: {reason}"[:500])
     except Exception:  # a full disk can refuse this too; the original error is what matters
         log.debug("could not record the failure in %s", run.dir / "run.json", exc_info=True)
+
+
+def start_summary(trainer: Trainer, state: TrainState | None) -> dict:
+    """The start-of-run summary of a Trainer about to fit (from `state.epoch` on a resume)."""
+    recipe, bb = trainer.recipe, trainer.model.backbone
+    k = frozen_prefix(recipe.train.freeze, bb.num_stages, state.epoch if state else 0)
+    precision = "mixed fp16/fp32 (autocast)" if trainer.amp else "fp32"
+    return run_summary(recipe, trainer.splits, device=str(trainer.device), precision=precision, frozen_stages=k,
+                       num_stages=bb.num_stages, feature_cache=cache_usable(recipe, trainer.model, k))
 
 
 def _remove_stale_temp_files(run: Run) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,10 +104,21 @@ def _jsonable(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def new_run_dir(name: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
-    """runs/<name>, or runs/<name>-2, -3 ... if taken (never overwrite an earlier run)."""
+def new_run_dir(name: str, runs_dir: Path = DEFAULT_RUNS_DIR, exist_ok: bool = False) -> Path:
+    """runs/<name>, or runs/<name>-2, -3 ... if taken (never overwrite an earlier run unless `exist_ok`).
+
+    `exist_ok` reuses runs/<name>: an earlier edgetl run there (or an empty folder) is removed first, so no
+    stale checkpoint or bundle survives; a folder holding anything else is refused.
+    """
     runs_dir.mkdir(parents=True, exist_ok=True)
     cand = runs_dir / name
+    if exist_ok and cand.is_dir():
+        contents = list(cand.iterdir())
+        if contents and not ((cand / "recipe.yaml").is_file() or (cand / "run.json").is_file()):
+            raise EdgetlError(f"--exist-ok: {cand} is not an edgetl run folder; pick another --name")
+        shutil.rmtree(cand)
+    elif exist_ok and cand.exists():
+        raise EdgetlError(f"--exist-ok: {cand} exists and is not a folder; pick another --name")
     n = 1
     while True:
         try:
@@ -139,3 +151,63 @@ def latest_run(name: str, runs_dir: Path = DEFAULT_RUNS_DIR) -> Run | None:
     if not cands:
         return None
     return Run(max(cands, key=lambda d: int(d.name.rsplit("-", 1)[1]) if d.name != name else 1))
+
+
+def require_finished(run: Run) -> None:
+    """Export needs a finished run: say so (and how to resume) instead of `missing file: splits.json`."""
+    status = run.info().get("status")
+    missing = [p.name for p in (run.dir / "splits.json", run.checkpoint("best")) if not p.is_file()]
+    if status in (None, "completed") and not missing:
+        return
+    why = f"status: {status}" if status not in (None, "completed") else f"no {missing[0]}"
+    raise EdgetlError(f"{run.dir} has not finished training ({why}); resume it with "
+                      f"`edgetl train --resume {run.dir}` (or train it again)")
+
+
+def list_runs(runs_dir: Path = DEFAULT_RUNS_DIR) -> list[dict]:
+    """One row per run folder under `runs_dir`, newest first: status (from run.json), best score, bundle."""
+    if not Path(runs_dir).is_dir():
+        raise EdgetlError(f"runs folder not found: {runs_dir}")
+    rows = []
+    for d in Path(runs_dir).iterdir():
+        if not d.is_dir() or not ((d / "recipe.yaml").is_file() or (d / "run.json").is_file()):
+            continue
+        try:
+            info = read_json(d / "run.json") if (d / "run.json").is_file() else {}
+        except EdgetlError:
+            info = {"status": "unreadable run.json"}
+        manifest = d / "export" / "manifest.json"
+        artifacts = []
+        if manifest.is_file():
+            try:
+                artifacts = list(read_json(manifest).get("artifacts", {}))
+            except (EdgetlError, AttributeError):
+                artifacts = ["?"]
+        rows.append({"name": d.name, "dir": str(d), "status": info.get("status", "unknown"),
+                     "error": info.get("error"), "recipe": info.get("recipe"), "backbone": info.get("backbone"),
+                     "best_score": info.get("best_score"), "best_epoch": info.get("best_epoch"),
+                     "epochs_done": info.get("epochs_done"), "started_utc": info.get("started_utc"),
+                     "bundle": str(manifest.parent) if manifest.is_file() else None, "artifacts": artifacts,
+                     "_mtime": d.stat().st_mtime})
+    rows.sort(key=lambda r: r.pop("_mtime"), reverse=True)
+    return rows
+
+
+def print_runs(rows: list[dict], console=None) -> None:
+    """`edgetl runs` for people: one table row per run."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title="runs")
+    for h in ("run", "status", "best score", "epoch", "backbone", "bundle"):
+        t.add_column(h)
+    colour = {"completed": "green", "failed": "red", "running": "yellow", "stopped": "yellow"}
+    for r in rows:
+        score = r.get("best_score")
+        status = r["status"] + (f": {str(r['error'])[:60]}" if r.get("error") else "")
+        t.add_row(escape(r["name"]), f"[{colour.get(r['status'], 'white')}]{escape(status)}[/]",
+                  f"{score:.4f}" if isinstance(score, (int, float)) and score == score and abs(score) != float("inf") else "-",
+                  str(r.get("best_epoch") or "-"), str(r.get("backbone") or "-"),
+                  escape(f"{r['bundle']} ({', '.join(r['artifacts'])})") if r.get("bundle") else "-")
+    (console or Console()).print(t)

@@ -1,0 +1,78 @@
+"""Tiny generated user data for the docs/your-data.md recipes: PNG folders, image manifests, text CSV/JSONL."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+COLOURS = {"red": (200, 40, 40), "green": (40, 190, 60), "blue": (40, 60, 210)}
+SHAPES = ("square", "bar")
+
+
+def _png(path: Path, colour, shape: str, rng) -> None:
+    from PIL import Image
+
+    img = rng.integers(0, 40, (32, 32, 3)).astype(np.uint8)
+    if shape == "square":
+        img[8:24, 8:24] = colour
+    else:
+        img[12:20, 2:30] = colour
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+
+
+def image_folder(root: Path, per_class: int = 12, splits: bool = True) -> Path:
+    """root/[train|val|test/]<colour>/<n>.png: three easily told apart classes."""
+    rng = np.random.default_rng(0)
+    parts = {"train": per_class, "val": max(2, per_class // 3), "test": max(2, per_class // 3)} if splits \
+        else {"": per_class}
+    for part, n in parts.items():
+        for c, rgb in COLOURS.items():
+            for i in range(n):
+                _png(root / part / c / f"{i}.png", rgb, SHAPES[i % 2], rng)
+    return root
+
+
+def image_manifest(root: Path, n: int = 36, fmt: str = "csv", blank_rows: tuple[int, ...] = ()) -> Path:
+    """root/images/*.png + root/labels.{csv,jsonl}: columns path, colour, shape, size (a number), tags, split."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(n):
+        colour = list(COLOURS)[i % 3]
+        shape = SHAPES[(i // 3) % 2]
+        _png(root / "images" / f"{i}.png", COLOURS[colour], shape, rng)
+        rows.append({"path": f"images/{i}.png", "colour": "" if i in blank_rows else colour, "shape": shape,
+                     "size": round(float(i % 7) + 0.5, 2), "tags": "|".join(t for t in (colour, shape)),
+                     "split": "test" if i % 6 == 5 else "val" if i % 6 == 4 else "train"})
+    return _write(root / f"labels.{fmt}", rows, fmt)
+
+
+def text_manifest(root: Path, n: int = 48, fmt: str = "csv", blank_rows: tuple[int, ...] = ()) -> Path:
+    """root/reviews.{csv,jsonl}: columns text, sentiment (pos/neg), stars (1-5 as a number), split."""
+    good = ["great", "lovely", "excellent", "wonderful", "superb", "fantastic"]
+    bad = ["awful", "terrible", "horrible", "dreadful", "poor", "boring"]
+    things = ["film", "book", "meal", "hotel", "phone", "game", "song", "trip"]
+    rows = []
+    for i in range(n):
+        pos = i % 2 == 0
+        word = (good if pos else bad)[i % 6]
+        rows.append({"text": f"The {things[i % 8]} was {word}, really {word}.",
+                     "sentiment": "" if i in blank_rows else ("pos" if pos else "neg"),
+                     "stars": (4 + i % 2) if pos else (1 + i % 2),
+                     "split": "test" if i % 8 == 7 else "val" if i % 8 == 6 else "train"})
+    root.mkdir(parents=True, exist_ok=True)
+    return _write(root / f"reviews.{fmt}", rows, fmt)
+
+
+def _write(path: Path, rows: list[dict], fmt: str) -> Path:
+    if fmt == "csv":
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
