@@ -383,7 +383,7 @@ def test_text_profile_batch_and_sequence(tmp_path):
 
 
 def test_make_fp16_onnx_keeps_float32_io(tmp_path):
-    pytest.importorskip("modelopt.onnx.autocast", reason="modelopt not installed")
+    pytest.importorskip("modelopt.onnx.autocast", reason="modelopt[onnx] not installed", exc_type=ImportError)
     src = image_onnx(tmp_path / "model.fp32.onnx")
     out = make_fp16_onnx(src, tmp_path / "model.fp16.onnx")
     s = inspect_onnx(out)

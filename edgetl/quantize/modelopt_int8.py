@@ -23,6 +23,8 @@ def modelopt_available() -> tuple[bool, str]:
 
     if importlib.util.find_spec("modelopt") is None:
         return False, "nvidia-modelopt is not installed (pip install 'edgetl[modelopt]')"
+    if importlib.util.find_spec("onnx_graphsurgeon") is None:  # the `qat` extra installs modelopt without [onnx]
+        return False, "nvidia-modelopt's ONNX part is not installed (pip install 'edgetl[modelopt]')"
     return True, ""
 
 
