@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from yourdata import data_for_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
@@ -66,29 +67,9 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("user")
 
 
-def user_data(recipe: dict, workdir: Path) -> None:
-    """The starter recipes for a user's own data read relative paths (data/...): generate tiny data there, the
-    shapes docs/your-data.md describes, so those recipes run exactly as shipped too."""
-    from yourdata import image_folder, image_manifest, text_manifest
-
-    data = recipe.get("data") or {}
-    path = data.get("path")
-    if not path or Path(path).is_absolute() or (workdir / path).exists():
-        return
-    target = workdir / path
-    if data["source"] == "imagefolder":
-        image_folder(target)
-    elif data.get("text_column"):
-        made = text_manifest(target.parent, fmt=data["source"])
-        assert made == target, f"generated {made}, the recipe reads {target}"
-    else:
-        made = image_manifest(target.parent, fmt=data["source"])
-        assert made == target, f"generated {made}, the recipe reads {target}"
-
-
 def _train(recipe_path: Path, workdir: Path) -> Path:
     recipe = yaml.safe_load(recipe_path.read_text())
-    user_data(recipe, workdir)
+    data_for_recipe(recipe, workdir)  # starter recipes for a user's own data read data/... under the cwd
     teacher = (recipe.get("distill") or {}).get("teacher")
     if teacher and not Path(teacher).is_absolute() and not (workdir / teacher).is_dir():
         source = next(r for r in RECIPES if yaml.safe_load(r.read_text())["name"] == Path(teacher).name)

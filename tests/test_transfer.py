@@ -78,9 +78,11 @@ def test_report_needs_two_runs_sharing_a_task(tmp_path):
         transfer_report([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "out")
 
 
-def tiny_overrides(path: Path, teacher: str | None = None) -> list[str]:
-    """Overrides that make any recipe in recipes/ train in seconds (image: 32 px, 48 rows; text: 24 tokens)."""
+def tiny_overrides(path: Path, teacher: str | None = None, data_root: Path | None = None) -> list[str]:
+    """Overrides that make any recipe in recipes/ train in seconds (image: 32 px, 48 rows; text: 24 tokens);
+    recipes for a user's own data get generated data under `data_root`."""
     import yaml
+    from yourdata import data_for_recipe
 
     d = yaml.safe_load(path.read_text())
     text = d.get("input", {}).get("kind") == "text"
@@ -96,6 +98,8 @@ def tiny_overrides(path: Path, teacher: str | None = None) -> list[str]:
               f"extra_data.{name}.split.limit_test=12"]
     if teacher:
         o.append(f"distill.teacher={teacher}")
+    if data_root is not None and (made := data_for_recipe(d, data_root)) is not None:
+        o.append(f"data.path={made}")
     return o
 
 
@@ -110,7 +114,7 @@ def recipe_runs(tmp_path_factory):
 
     def go(recipe_file, name, extra=(), teacher=None):
         path = REPO / "recipes" / recipe_file
-        rec = load_recipe(path, tiny_overrides(path, teacher) + list(extra))
+        rec = load_recipe(path, tiny_overrides(path, teacher, data_root=runs_dir) + list(extra))
         out[name] = train(rec, name=name, runs_dir=runs_dir, progress=False)
         return out[name]
 

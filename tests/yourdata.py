@@ -76,3 +76,20 @@ def _write(path: Path, rows: list[dict], fmt: str) -> Path:
     else:
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def data_for_recipe(recipe: dict, root: Path) -> Path | None:
+    """The starter recipes for a user's own data read relative paths (data/...): generate tiny data of the shape
+    docs/your-data.md describes at root/<data.path>; returns that path (None for built-in datasets)."""
+    data = recipe.get("data") or {}
+    path = data.get("path")
+    if not path or Path(path).is_absolute():
+        return None
+    target = Path(root) / path
+    if target.exists():
+        return target
+    if data["source"] == "imagefolder":
+        return image_folder(target)
+    made = (text_manifest if data.get("text_column") else image_manifest)(target.parent, fmt=data["source"])
+    assert made == target, f"generated {made}, the recipe reads {target}"
+    return made
