@@ -29,6 +29,7 @@ _STATE = {"debug": False}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for programs) instead of a table.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+SkipVerifyOpt = Annotated[bool, typer.Option("--skip-verify", help="Use a bundle whose files do not match their manifest sha256 (refused by default).")]
 
 
 @app.callback()
@@ -173,6 +174,7 @@ def bench(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for inference (default: all).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="bench_data.npz with held-out inputs + labels (bundles only).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where bench.json/md/png go (default: the run dir; <run>/bench-remote with --host).")] = None,
+    skip_verify: SkipVerifyOpt = False,
     as_json: JsonOpt = False,
 ):
     """Latency (p50/p90/p99, throughput) and per-task accuracy of every artifact, measured or estimated."""
@@ -201,7 +203,8 @@ def bench(
                               progress=say)
     else:
         report = bench_fn(target, device, estimate=estimate, artifacts=artifact, batch_sizes=sizes, budget_s=budget,
-                          threads=threads, out=out, data_path=data, providers=provider, progress=say)
+                          threads=threads, out=out, data_path=data, providers=provider, progress=say,
+                          verify=not skip_verify)
     if report.get("schema") == "edgetl-bench-compare/1":  # several hosts: the merged comparison
         from edgetl.bench.merge import print_comparison
 
@@ -321,12 +324,16 @@ def predict(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory (with manifest.json).")],
     inputs: Annotated[list[str], typer.Argument(help="Image files, or texts for a text bundle (use - to read lines from stdin).")],
     artifact: Annotated[Optional[str], typer.Option(help="Artifact to run (default: the bundle's default).")] = None,
+    skip_verify: SkipVerifyOpt = False,
     as_json: JsonOpt = False,
 ):
     """Run a deploy bundle on inputs with the device runtime (no torch needed)."""
     from edgetl.runtime import Predictor
+    from edgetl.runtime.manifest import verify_bundle
 
-    pred = Predictor.load(bundle, artifact=artifact)
+    if not skip_verify:
+        verify_bundle(bundle)  # every file the manifest lists, not only the artifact that runs
+    pred = Predictor.load(bundle, artifact=artifact, verify=not skip_verify)
     items = [line.rstrip("\n") for line in sys.stdin] if inputs == ["-"] else list(inputs)
     if pred.input_kind == "image":
         for p in items:

@@ -144,8 +144,14 @@ def render_pareto_png(report: dict, path: Path) -> Path | None:
     ax.set_title(f"{report['device_display']}: latency vs accuracy")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    import io
+
+    from edgetl.runtime.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())  # a full disk: one line, no half-written .png left
     return path

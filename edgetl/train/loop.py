@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -423,14 +424,19 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
             _remove_stale_temp_files(run)
     else:
         check_recipe(recipe)  # one-line errors before anything is written
-        run_dir = None
-        if dd.is_main:
-            run_dir = new_run_dir(name or recipe.name, Path(runs_dir))
-            atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
-        run = Run(Path(dd.broadcast(str(run_dir) if run_dir else None)))
         split_def = None
     setup_determinism(recipe)
     splits = load_splits(recipe, split_def["indices"] if split_def else None)
+    if resume is None:  # created only once the data loaded: a train that fails validation leaves no run dir
+        run_dir = None
+        if dd.is_main:
+            run_dir = new_run_dir(name or recipe.name, Path(runs_dir))
+            try:
+                atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+            except BaseException:  # a full disk: no run dir rather than an empty one
+                shutil.rmtree(run_dir, ignore_errors=True)
+                raise
+        run = Run(Path(dd.broadcast(str(run_dir) if run_dir else None)))
     if split_def is None and dd.is_main:
         write_json(run.dir / "splits.json", {**splits.info, "labels": splits.labels})
     if dd.is_main:
