@@ -57,10 +57,11 @@ def train(
 ):
     """Fine-tune a pretrained backbone into a multi-task model (writes runs/<name>/)."""
     from edgetl.recipe import load_recipe
+
+    rec = load_recipe(recipe, overrides or [])  # before importing torch: a bad recipe fails in a second
     from edgetl.train.loop import train as train_fn
     from edgetl.train.run import latest_run, open_run
 
-    rec = load_recipe(recipe, overrides or [])
     run = None
     if resume:
         run = latest_run(name or rec.name, runs_dir) if resume == "last" else open_run(resume)

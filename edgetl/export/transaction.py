@@ -168,17 +168,26 @@ def bundle_transaction(out: str | os.PathLike[str]) -> Iterator[Path]:
         for p in staging.rglob("*"):
             if p.is_file() and _DEBRIS.search(p.name):
                 p.unlink()  # temp files of libraries that a clean run leaves (none expected)
-        verify_bundle(staging, load=True)
+        try:
+            verify_bundle(staging, load=True)
+        except EdgetlError as exc:
+            raise EdgetlError(_named(f"export failed verification: {exc.message}; {_kept(out)}, the new bundle "
+                                     "was removed", staging, out)) from None
         _swap(staging, out)
     except KeyboardInterrupt:
         shutil.rmtree(staging, ignore_errors=True)
         raise ExportInterrupted(f"export interrupted; {_kept(out)} and the partial new bundle was removed") from None
     except StorageError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise StorageError(f"export failed: {exc.message}; {_kept(out)}", path=exc.path) from None
+        raise StorageError(_named(f"export failed: {exc.message}; {_kept(out)}", staging, out), path=exc.path) from None
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         line = os_error_line(exc, "export failed", _kept(out) + ", the partial new bundle was removed")
         if line and not isinstance(exc, EdgetlError):
-            raise StorageError(line) from None
+            raise StorageError(_named(line, staging, out)) from None
         raise
+
+
+def _named(line: str, staging: Path, out: Path) -> str:
+    """Messages name the bundle's files, not the (removed) staging directory's."""
+    return line.replace(str(staging), str(out))
