@@ -106,11 +106,12 @@ def test_external_data_found_without_onnx_installed(bundle_copy):
     """The device fallback (no `onnx` package) finds the same locations from the protobuf bytes."""
     from edgetl.runtime.manifest import _scan_locations, onnx_external_data
 
+    (bundle_copy / "w").mkdir()
     _to_external_data(bundle_copy, "w/data one.bin")
     path = bundle_copy / "model.fp32.onnx"
     assert onnx_external_data(path) == ["w/data one.bin"]
     assert _scan_locations(path.read_bytes()) == ["w/data one.bin"]
-    swapped = b"\x12\x0aother.bin\x0a\x08location"  # value before key: still found
+    swapped = b"\x12\x09other.bin\x0a\x08location"  # value before key: still found
     assert _scan_locations(b"junk" + swapped) == ["other.bin"]
 
 
