@@ -3,19 +3,23 @@
 An interrupted or failed export (SIGINT, SIGKILL, a full disk) must never damage the last good bundle, and
 must leave nothing a later command trusts. The new bundle is built in a hidden staging directory in the same
 parent (`.<name>.staging-<pid>`, so renames stay on one file system), every hash is checked and every
-artifact loaded, then the old bundle is renamed to `<name>.prev`, the staging directory to `<name>`, and
-`<name>.prev` is removed. The next export cleans stale staging directories (whose process is gone) and puts
-back a `<name>.prev` that a kill between the two renames left without a `<name>`.
+artifact loaded, then the two directories are exchanged in one atomic step (Linux `renameat2`) and the old
+bundle, now under the staging name, is removed. Where the kernel lacks the exchange, the old bundle is
+renamed to `<name>.prev`, the staging directory to `<name>`, and `<name>.prev` removed. The next export
+cleans stale staging directories (whose process is gone) and puts back a `<name>.prev` that a kill between
+the two renames left without a `<name>`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import re
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,9 +133,36 @@ def _sigint_deferred() -> Iterator[None]:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _swap(staging: Path, out: Path) -> None:
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):  # glibc < 2.28, musl without it
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # kernel or file system without it
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _swap(staging: Path, out: Path, done: list) -> None:
+    """Put `staging` in place of `out`: one atomic exchange where the kernel offers it (the old bundle is then
+    under the staging name, removed after), else old -> <name>.prev, staging -> <name>. SIGINT is held back
+    meanwhile; `done` gets True once the new bundle is in place (a held-back Ctrl-C is raised when the mask
+    is restored, before this returns)."""
     prev = prev_dir(out)
     with _sigint_deferred():
+        if out.exists() and _exchange(staging, out):
+            fsync_dir(out.parent)
+            done.append(True)
+            return
         had_old = out.exists()
         if had_old:
             os.rename(out, prev)
@@ -142,8 +173,7 @@ def _swap(staging: Path, out: Path) -> None:
                 os.rename(prev, out)
             raise
         fsync_dir(out.parent)
-    if had_old:
-        shutil.rmtree(prev, ignore_errors=True)
+        done.append(True)
 
 
 @contextlib.contextmanager
@@ -157,6 +187,7 @@ def bundle_transaction(out: str | os.PathLike[str]) -> Iterator[Path]:
         raise EdgetlError(f"{out}: exists, is not empty and holds no {MANIFEST_NAME}; refusing to replace a "
                           "directory that is not a bundle (pass an empty or new directory with --out)")
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+    swapped: list = []
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         recover(out)
@@ -173,8 +204,13 @@ def bundle_transaction(out: str | os.PathLike[str]) -> Iterator[Path]:
         except EdgetlError as exc:
             raise EdgetlError(_named(f"export failed verification: {exc.message}; {_kept(out)}, the new bundle "
                                      "was removed", staging, out)) from None
-        _swap(staging, out)
+        _swap(staging, out, swapped)
+        shutil.rmtree(prev_dir(out), ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # the old bundle, after an exchange
     except KeyboardInterrupt:
+        if swapped:  # a Ctrl-C held back during the swap lands here: the new bundle is complete and in place
+            raise ExportInterrupted(f"export interrupted after the swap; {out} is the new, verified bundle "
+                                    "(the next export removes the old copy if it is left)") from None
         shutil.rmtree(staging, ignore_errors=True)
         raise ExportInterrupted(f"export interrupted; {_kept(out)} and the partial new bundle was removed") from None
     except StorageError as exc:
