@@ -209,8 +209,10 @@ def bundle_transaction(out: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)  # the old bundle, after an exchange
     except KeyboardInterrupt:
         if swapped:  # a Ctrl-C held back during the swap lands here: the new bundle is complete and in place
-            raise ExportInterrupted(f"export interrupted after the swap; {out} is the new, verified bundle "
-                                    "(the next export removes the old copy if it is left)") from None
+            shutil.rmtree(staging, ignore_errors=True)  # the old bundle, after an exchange
+            shutil.rmtree(prev_dir(out), ignore_errors=True)
+            raise ExportInterrupted(f"export interrupted after the swap; {out} is the new, verified bundle and "
+                                    "the previous one was removed") from None
         shutil.rmtree(staging, ignore_errors=True)
         raise ExportInterrupted(f"export interrupted; {_kept(out)} and the partial new bundle was removed") from None
     except StorageError as exc:
