@@ -335,3 +335,22 @@ def test_non_regular_data_path_says_what_it_is(tmp_path, kind):
     with pytest.raises(EdgetlError) as e:
         load_splits(load_recipe(_csv_recipe(tmp_path, path)))
     assert f"{path} is {want}, not a regular file" in str(e.value) and "not found" not in str(e.value)
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_swap_puts_the_new_bundle_in_place(tmp_path, monkeypatch, exchange):
+    """Both swap paths: the atomic exchange, and two renames through <name>.prev where it is unsupported."""
+    from edgetl.export import transaction
+
+    if not exchange:
+        monkeypatch.setattr(transaction, "_exchange", lambda a, b: False)
+    out, staging = tmp_path / "export", tmp_path / ".export.staging-1"
+    out.mkdir()
+    (out / "manifest.json").write_text("old")
+    staging.mkdir()
+    (staging / "manifest.json").write_text("new")
+    done: list = []
+    transaction._swap(staging, out, done)
+    assert done == [True] and (out / "manifest.json").read_text() == "new"
+    left = {p.name for p in tmp_path.iterdir()} - {"export"}
+    assert left == ({".export.staging-1"} if exchange and sys.platform.startswith("linux") else {"export.prev"})
