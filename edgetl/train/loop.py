@@ -34,7 +34,7 @@ from edgetl.train.checks import check_model, check_recipe
 from edgetl.train.distill import FEATURES, make_projection
 from edgetl.train.distributed import Dist, init_from_env, shutdown
 from edgetl.train.losses import feature_loss, kd_loss, task_loss
-from edgetl.runtime.atomic import atomic_write_text
+from edgetl.runtime.atomic import atomic_write_text, storage_error
 from edgetl.train.run import DEFAULT_RUNS_DIR, Run, new_run_dir, write_json
 
 log = logging.getLogger("edgetl")
@@ -430,7 +430,10 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
     if resume is None:  # created only once the data loaded: a train that fails validation leaves no run dir
         run_dir = None
         if dd.is_main:
-            run_dir = new_run_dir(name or recipe.name, Path(runs_dir))
+            try:
+                run_dir = new_run_dir(name or recipe.name, Path(runs_dir))
+            except OSError as e:  # read-only or full file system: one line
+                raise storage_error(e, Path(runs_dir) / (name or recipe.name)) from None
             try:
                 atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
             except BaseException:  # a full disk: no run dir rather than an empty one
