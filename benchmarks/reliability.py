@@ -469,6 +469,8 @@ def main() -> None:
     ap.add_argument("--skip-kills", action="store_true")
     ap.add_argument("--skip-fuzz", action="store_true")
     ap.add_argument("--skip-export-kills", action="store_true")
+    ap.add_argument("--merge", action="store_true", help="keep benchmarks/results/reliability.json figures of "
+                    "campaigns skipped this time")
     ap.add_argument("--skip-disk-full", action="store_true")
     ap.add_argument("--export-points", default="", help="comma-separated subset of the export interruption points")
     ap.add_argument("--disk-fractions", default="0.02,0.2,0.45,0.7,0.95",
@@ -481,22 +483,33 @@ def main() -> None:
     logging.getLogger("edgetl").setLevel(logging.ERROR)  # the fuzzed datasets warn a lot
     result: dict = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
                     "command": "python benchmarks/reliability.py " + " ".join(sys.argv[1:])}
-    if not args.skip_kills:
-        print("kill campaign:", flush=True)
-        result["kill_campaign"] = kill_campaign(args)
-    if not args.skip_fuzz:
-        print("fuzzing:", flush=True)
-        result["fuzz"] = fuzz(args)
-    if not args.skip_export_kills:
-        print("export interruption campaign:", flush=True)
-        result["export_kills"] = export_kill_campaign(args)
-    if not args.skip_disk_full:
-        print("disk-full campaign:", flush=True)
-        result["disk_full"] = disk_full_campaign(args)
+    out = REPO / "benchmarks" / "results" / "reliability.json"
+    if args.merge and out.is_file():  # keep the figures of campaigns not run this time
+        kept = json.loads(out.read_text())
+        result = {**{k: v for k, v in kept.items() if k not in result}, **result}
+    campaigns = [("kill_campaign", "kill campaign", kill_campaign, args.skip_kills),
+                 ("fuzz", "fuzzing", fuzz, args.skip_fuzz),
+                 ("export_kills", "export interruption campaign", export_kill_campaign, args.skip_export_kills),
+                 ("disk_full", "disk-full campaign", disk_full_campaign, args.skip_disk_full)]
+    from edgetl.runtime.atomic import atomic_write_text
+
+    for key, title, fn, skip in campaigns:
+        if skip:
+            continue
+        print(f"{title}:", flush=True)
+        try:
+            result[key] = fn(args)
+        except Exception as e:  # noqa: BLE001  (a broken campaign is a result too; the others still run)
+            result[key] = {"error": f"{type(e).__name__}: {str(e)[:2000]}"}
+            print(f"  {title} FAILED: {result[key]['error']}", flush=True)
+        atomic_write_text(out, json.dumps(result, indent=2, default=str) + "\n")
 
     print()
     print("| figure | value |")
     print("|---|---|")
+    errors = {k: result.pop(k) for k in [k for k, v in result.items() if isinstance(v, dict) and "error" in v]}
+    for key, v in errors.items():
+        print(f"| {key} | FAILED: {v['error'][:300]} |")
     if "kill_campaign" in result:
         k = result["kill_campaign"]
         print(f"| SIGKILLs survived (inside checkpoint writes / at random times) | {k['kills']} "
@@ -539,17 +552,14 @@ def main() -> None:
                   f"{d['damaged_bundles']} / {d['tracebacks']} / {d['debris_files']} |")
             print(f"| re-runs with space that failed | {d['reruns_failed']} |")
             print(f"| campaign wall time | {d['seconds']} s |")
-    out = REPO / "benchmarks" / "results" / "reliability.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from edgetl.runtime.atomic import atomic_write_text
-
+    result.update(errors)
     atomic_write_text(out, json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nwrote {out.relative_to(REPO)}")
     bad = (result.get("kill_campaign", {}).get("corrupt_checkpoints", 0)
            + result.get("kill_campaign", {}).get("tracebacks", 0)
            + sum(result.get(k, {}).get(f, 0) for k in ("export_kills", "disk_full")
                  for f in ("damaged_bundles", "tracebacks", "debris_files", "reruns_failed"))
-           + result.get("fuzz", {}).get("total", {}).get("crash", 0))
+           + result.get("fuzz", {}).get("total", {}).get("crash", 0) + len(errors))
     sys.exit(1 if bad else 0)
 
 
