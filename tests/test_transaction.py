@@ -354,3 +354,17 @@ def test_swap_puts_the_new_bundle_in_place(tmp_path, monkeypatch, exchange):
     assert done == [True] and (out / "manifest.json").read_text() == "new"
     left = {p.name for p in tmp_path.iterdir()} - {"export"}
     assert left == ({".export.staging-1"} if exchange and sys.platform.startswith("linux") else {"export.prev"})
+
+
+def test_os_error_without_a_file_name_names_the_bundle(tmp_path):
+    """A library's write fails deep inside (no filename): the line names where the bundle was being built."""
+    from edgetl.export.transaction import os_error_line
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError as e:
+            raise RuntimeError("serialization failed") from e
+    except RuntimeError as wrapped:
+        line = os_error_line(wrapped, "export failed", "kept", where=tmp_path)
+    assert line.startswith(f"export failed: {tmp_path}: No space left on device (") and "MB free there" in line, line

@@ -77,13 +77,15 @@ def _kept(out: Path) -> str:
     return f"no bundle was written to {out}"
 
 
-def os_error_line(exc: BaseException, doing: str, kept: str) -> str | None:
-    """One line for an OS error anywhere in `exc`'s chain (libraries wrap them), or None if there is none."""
+def os_error_line(exc: BaseException, doing: str, kept: str, where: str | os.PathLike[str] = "a file") -> str | None:
+    """One line for an OS error anywhere in `exc`'s chain (libraries wrap them), or None if there is none;
+    `where` names the place when the error does not (a write deep inside a library)."""
     cur: BaseException | None = exc
     while cur is not None:
         if isinstance(cur, OSError) and cur.errno is not None:
-            where = cur.filename or "a file"
-            return f"{doing}: {where}: {cur.strerror or os.strerror(cur.errno)}{_free(cur)}; {kept}"
+            if cur.filename is None:
+                cur = OSError(cur.errno, cur.strerror or os.strerror(cur.errno), str(where))
+            return f"{doing}: {cur.filename}: {cur.strerror}{_free(cur)}; {kept}"
         if "No space left on device" in str(cur):  # C++ writers (torch, protobuf) raise RuntimeError
             return f"{doing}: {os.strerror(errno.ENOSPC)} ({str(cur).strip().splitlines()[0][:120]}); {kept}"
         cur = cur.__cause__ or cur.__context__
@@ -220,7 +222,7 @@ def bundle_transaction(out: str | os.PathLike[str]) -> Iterator[Path]:
         raise StorageError(_named(f"export failed: {exc.message}; {_kept(out)}", staging, out), path=exc.path) from None
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        line = os_error_line(exc, "export failed", _kept(out) + ", the partial new bundle was removed")
+        line = os_error_line(exc, "export failed", _kept(out) + ", the partial new bundle was removed", staging)
         if line and not isinstance(exc, EdgetlError):
             raise StorageError(_named(line, staging, out)) from None
         raise
