@@ -368,3 +368,23 @@ def test_os_error_without_a_file_name_names_the_bundle(tmp_path):
     except RuntimeError as wrapped:
         line = os_error_line(wrapped, "export failed", "kept", where=tmp_path)
     assert line.startswith(f"export failed: {tmp_path}: No space left on device (") and "MB free there" in line, line
+
+
+def test_bench_report_on_a_full_disk_keeps_the_previous_report(tmp_path, monkeypatch):
+    from edgetl.bench import report as report_mod
+    from edgetl.bench.harness import write_report
+    from edgetl.runtime import atomic
+
+    (tmp_path / "bench.json").write_text('{"earlier": true}\n')
+    monkeypatch.setattr(report_mod, "render_markdown", lambda r: "# report\n")
+    monkeypatch.setattr(report_mod, "render_pareto_png", lambda r, p: None)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    with pytest.raises(StorageError) as e:
+        write_report({"mode": "measured", "device": "cpu", "rows": []}, tmp_path)
+    assert "No space left on device" in str(e.value) and "previous bench.json is unchanged" in str(e.value)
+    assert (tmp_path / "bench.json").read_text() == '{"earlier": true}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]
