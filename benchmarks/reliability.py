@@ -2,6 +2,7 @@
 
     python benchmarks/reliability.py [--fsync-kills 3,8,13,6,11] [--timed-kills 5] [--fuzz-scale 4]
                                      [--workdir /tmp/edgetl-reliability] [--skip-kills] [--skip-fuzz]
+                                     [--skip-export-kills] [--skip-disk-full]
 
 1. Kill campaign (tests/test_resume_kill.py `run_campaign`): a reference `edgetl train` run, then the same
    recipe (MobileNetV2 offline weights, digits at 32 px, hflip, a checkpoint every step, 3 epochs x 6 steps)
@@ -12,6 +13,19 @@
 2. Fuzzing (tests/test_fuzz_loaders.py, hypothesis, shrinking off so every crash is counted): recipes as dicts,
    recipe YAML files, key=value overrides, bundle manifests, CSV/JSONL datasets. Every input must end in
    success or an EdgetlError with a one-line message; anything else is counted as a crash (traceback).
+
+3. Export interruption campaign (issue 16): a tiny run exported with INT8 + QAT, then the same export
+   interrupted by SIGINT and by SIGKILL at points spread over FP32 export, FP32 evaluation, INT8 calibration,
+   the gate, QAT, the manifest write, verification and the swap (after a progress line plus a delay, or from
+   inside the child at the Nth fsync / rename). After each: the bundle must verify and be byte-identical to
+   the last good one (or be the complete new one), `edgetl predict` and `edgetl bench` must run on it, and
+   after a SIGKILL a re-run export must succeed and leave no staging debris.
+4. Disk-full campaign (issue 16): a small tmpfs (mounted by this script; needs root) filled to leave less
+   space than `edgetl train` / `edgetl export` need, at several sizes so the failure lands at different
+   writes. Each must fail with one line (no traceback), leave no partial or temporary files and leave the
+   previous bundle byte-identical; predict/bench then run and a re-run with space succeeds.
+
+Counts: bundles left damaged, tracebacks, debris files (targets: 0).
 
 Prints a table and writes benchmarks/results/reliability.json.
 """
@@ -96,6 +110,355 @@ def fuzz(args) -> dict:
     return {"per_loader": out, "total": dict(total), "crashes": sorted(set(crashes))}
 
 
+# ------------------------------------------------------------------------------ issue 16: bundles
+# The real CLI in a child; EDGETL_TEST_SIGNAL="fsync:<substring>:<n>:<signal>" signals itself after the nth
+# fsync of a file whose path holds <substring> ("fsyncdir:<suffix>:..." a directory whose path ends with it:
+# the swap's fsync of the bundle's parent); "rename:<suffix>:1:<signal>" right after an os.rename onto it.
+SIGNAL_DRIVER = r"""
+import os, signal, sys
+spec = os.environ.get("EDGETL_TEST_SIGNAL", "")
+if spec:
+    kind, sub, n, sig = spec.split(":")
+    n, sig, count = int(n), getattr(signal, sig), [0]
+    if kind.startswith("fsync"):  # fsync: path holds <substring>; fsyncdir: path ends with it (a directory)
+        _fsync = os.fsync
+        def _hook(fd):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                target = ""
+            r = _fsync(fd)
+            if (target.endswith(sub) if kind == "fsyncdir" else sub in target):
+                count[0] += 1
+                if count[0] == n:
+                    os.kill(os.getpid(), sig)
+            return r
+        os.fsync = _hook
+    else:
+        _rename = os.rename
+        def _hook(src, dst, *a, **kw):
+            r = _rename(src, dst, *a, **kw)
+            if str(dst).endswith(sub):
+                os.kill(os.getpid(), sig)
+            return r
+        os.rename = _hook
+from edgetl.cli import main
+sys.argv = ["edgetl", *sys.argv[1:]]
+main()
+"""
+
+# Interruption points: (name, phase, trigger). trigger: ("line", text in a progress line, delay s) or
+# ("hook", EDGETL_TEST_SIGNAL spec without the signal).
+EXPORT_POINTS = [
+    ("fp32-export", "FP32 export", ("line", "exporting ONNX", 1.5)),
+    ("fp32-verify", "FP32 export", ("line", "exporting ONNX", 4.0)),
+    ("fp32-eval", "FP32 export", ("line", "verified vs PyTorch", 0.3)),
+    ("calibration", "INT8 calibration", ("line", "calibrating activation ranges", 0.5)),
+    ("gate-try", "gate", ("line", "gate try 0", 0.05)),
+    ("gate-latency", "gate", ("line", "gate try 0", 1.0)),
+    ("int8-eval", "gate", ("line", "int8-ort:", 0.0)),
+    ("qat-start", "QAT", ("line", "QAT (", 0.2)),
+    ("qat-train", "QAT", ("line", "QAT (", 2.0)),
+    ("qat-onnx", "QAT", ("line", "QAT epoch", 0.5)),
+    ("labels-write", "manifest write", ("hook", "fsync:digit.txt:1")),
+    ("manifest-write", "manifest write", ("hook", "fsync:manifest.json:1")),
+    ("verify", "verify + swap", ("line", "verifying the new bundle", 0.2)),
+    ("swap", "verify + swap", ("hook", "fsyncdir:runs/xk:1")),
+]
+
+
+def _cli_env(extra: dict | None = None) -> dict:
+    import os
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "200"}
+    env.pop("EDGETL_TEST_SIGNAL", None)
+    env.update(extra or {})
+    return env
+
+
+def _edgetl(*args, env=None, timeout=900):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-c", SIGNAL_DRIVER, *map(str, args)], capture_output=True,
+                          text=True, env=env or _cli_env(), timeout=timeout)
+
+
+def _tree_hashes(d: Path) -> dict:
+    from edgetl.runtime.manifest import sha256_file
+
+    return {p.relative_to(d).as_posix(): sha256_file(p) for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _debris(root: Path) -> list[str]:
+    """Files and dirs an interrupted or failed command must not leave: staging dirs, .prev bundles,
+    temp files of atomic writes and of the ONNX export."""
+    import re
+
+    pat = re.compile(r"(\.staging-\d+$|\.prev$|^\..*\.tmp$|\.tmp\.(onnx|npy|png)$)")
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if pat.search(p.name))
+
+
+def _check_bundle(bundle: Path, good: dict, png: Path, bench_out: Path) -> dict:
+    """verify + predict + bench on what an interrupted command left; 'damaged' unless the bundle is the last
+    good one byte for byte, or a complete new one that verifies."""
+    from edgetl.errors import EdgetlError
+    from edgetl.runtime.manifest import verify_bundle
+
+    out = {"identical": bundle.is_dir() and _tree_hashes(bundle) == good, "verifies": False, "tracebacks": 0}
+    try:
+        verify_bundle(bundle, load=True)
+        out["verifies"] = True
+    except EdgetlError as e:
+        out["verify_error"] = str(e)
+    p = _edgetl("predict", bundle, png)
+    out["predict_rc"] = p.returncode
+    b = _edgetl("bench", bundle, "--budget", "0.05", "--batch", "1", "--out", bench_out)
+    out["bench_rc"] = b.returncode
+    out["tracebacks"] = p.stderr.count("Traceback") + b.stderr.count("Traceback")
+    out["damaged"] = not (out["verifies"] and p.returncode == 0 and b.returncode == 0)
+    out["new_bundle"] = out["verifies"] and not out["identical"]
+    return out
+
+
+def _interrupt(cmd_args, trigger, sig, timeout=900):
+    """Run an export, signal it at the trigger; returns (returncode, stderr, fired)."""
+    import signal as _signal
+    import subprocess
+    import threading
+
+    kind = trigger[0]
+    env = _cli_env({"EDGETL_TEST_SIGNAL": f"{trigger[1]}:{sig}"} if kind == "hook" else None)
+    proc = subprocess.Popen([sys.executable, "-c", SIGNAL_DRIVER, *map(str, cmd_args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    fired = [kind == "hook"]
+
+    def watch():
+        for line in proc.stderr:
+            lines.append(line)
+            if kind == "line" and not fired[0] and trigger[1] in line:
+                fired[0] = True
+                t = threading.Timer(trigger[2], lambda: proc.poll() is None and proc.send_signal(getattr(_signal, sig)))
+                t.start()
+
+    th = threading.Thread(target=watch)
+    th.start()
+    proc.stdout.read()
+    proc.wait(timeout=timeout)
+    th.join()
+    return proc.returncode, "".join(lines), fired[0]
+
+
+def _tiny_run(work: Path, name: str, over: dict) -> Path:
+    import yaml
+
+    from conftest import tiny_recipe_dict
+
+    recipe = work / f"{name}.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict(**{"name": name, **over})))
+    r = _edgetl("train", recipe, "--runs-dir", work / "runs", "--quiet", "--logger", "none")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return work / "runs" / name
+
+
+EXPORT_RECIPE = {"export.qat.epochs": 1, "export.qat.max_steps": 4, "data.split.limit_train": 160,
+                 "data.split.limit_val": 80, "data.split.limit_test": 80}
+EXPORT_ARGS = ("--int8", "--target", "cpu", "--qat", "--threads", "1")
+
+
+def _png(work: Path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    p = work / "digit.png"
+    Image.fromarray((np.arange(64).reshape(8, 8) * 4).astype(np.uint8)).save(p)
+    return p
+
+
+def export_kill_campaign(args) -> dict:
+    import shutil
+
+    work = Path(args.workdir) / "export-kills"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    t0 = time.perf_counter()
+    run = _tiny_run(work, "xk", EXPORT_RECIPE)
+    png = _png(work)
+    first = _edgetl("export", run, *EXPORT_ARGS)
+    assert first.returncode == 0, first.stderr[-3000:]
+    bundle = run / "export"
+    good = _tree_hashes(bundle)
+    trials, reruns = [], 0
+    points = [p for p in EXPORT_POINTS if not args.export_points or p[0] in args.export_points.split(",")]
+    for name, phase, trigger in points:
+        for sig in ("SIGINT", "SIGKILL"):
+            rc, err, fired = _interrupt(("export", run, *EXPORT_ARGS), trigger, sig)
+            lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+            trial = {"point": name, "phase": phase, "signal": sig, "fired": fired, "returncode": rc,
+                     "tracebacks": err.count("Traceback"), "message": lines[-1] if lines else None,
+                     "debris_after_signal": _debris(run)}
+            trial.update(_check_bundle(bundle, good, png, work / "bench-out"))
+            if sig == "SIGINT":
+                trial["one_line"] = rc == 0 or (rc == 130 and len(lines) == 1)
+            if sig == "SIGKILL" or rc == 0:
+                re_run = _edgetl("export", run, *EXPORT_ARGS)
+                reruns += 1
+                trial["rerun_rc"] = re_run.returncode
+                trial["tracebacks"] += re_run.stderr.count("Traceback")
+            trial["debris"] = _debris(run)
+            good = _tree_hashes(bundle) if bundle.is_dir() else good
+            trials.append(trial)
+            print(f"  {name:<15} {sig:<7} rc={rc} identical={trial['identical']} verifies={trial['verifies']} "
+                  f"predict={trial['predict_rc']} bench={trial['bench_rc']} rerun={trial.get('rerun_rc', '-')} "
+                  f"debris={len(trial['debris'])} left-after-signal={len(trial['debris_after_signal'])} "
+                  f"msg={trial['message']!r}", flush=True)
+    return {
+        "interruptions": len(trials),
+        "signals_delivered": sum(t["returncode"] != 0 for t in trials),
+        "phases": sorted({t["phase"] for t in trials}),
+        "points": len(points),
+        "damaged_bundles": sum(t["damaged"] for t in trials),
+        "byte_identical_after_interrupt": sum(t["identical"] for t in trials),
+        "complete_new_bundle_after_interrupt": sum(t["new_bundle"] for t in trials),
+        "tracebacks": sum(t["tracebacks"] for t in trials),
+        "debris_files": sum(len(t["debris"]) for t in trials),
+        "staging_left_right_after_sigkill": sum(bool(t["debris_after_signal"]) for t in trials
+                                                 if t["signal"] == "SIGKILL"),
+        "sigint_one_line": sum(t.get("one_line", False) for t in trials if t["signal"] == "SIGINT"),
+        "sigint_trials": sum(t["signal"] == "SIGINT" for t in trials),
+        "reruns": reruns,
+        "reruns_failed": sum(t.get("rerun_rc", 0) != 0 for t in trials),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "detail": trials,
+    }
+
+
+def _mount_tmpfs(path: Path, size_bytes: int) -> None:
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)], check=True,
+                   capture_output=True)
+
+
+def _umount(path: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", str(path)], capture_output=True)
+
+
+def _fill(mnt: Path, leave: int) -> None:
+    """A filler file so that about `leave` bytes stay free on the tmpfs."""
+    import shutil
+
+    filler = mnt / "filler"
+    filler.unlink(missing_ok=True)
+    free = shutil.disk_usage(mnt).free
+    with open(filler, "wb") as fh:
+        fh.write(b"\0" * max(0, free - leave))
+
+
+def _du(d: Path) -> int:
+    return sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+
+
+def disk_full_campaign(args) -> dict:
+    import shutil
+
+    work = Path(args.workdir) / "disk-full"
+    for old in (work / "mnt",):
+        _umount(old)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    t0 = time.perf_counter()
+    mnt = work / "mnt"
+    try:
+        _mount_tmpfs(mnt, 96 << 20)
+    except Exception as e:  # noqa: BLE001  (not root, no tmpfs): say so, count nothing
+        return {"skipped": f"cannot mount a tmpfs here ({e}); run as root"}
+    trials = []
+    try:
+        # ---- train onto a nearly full file system
+        import yaml
+
+        from conftest import tiny_recipe_dict
+
+        recipe = work / "df.yaml"
+        recipe.write_text(yaml.safe_dump(tiny_recipe_dict(name="df")))
+        ref = _edgetl("train", recipe, "--runs-dir", work / "ref-runs", "--quiet")
+        assert ref.returncode == 0, ref.stderr[-2000:]
+        need = _du(work / "ref-runs" / "df")
+        for frac in args.disk_fractions:
+            _fill(mnt, int(need * frac))
+            r = _edgetl("train", recipe, "--runs-dir", mnt / "runs", "--quiet")
+            lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+            runs = sorted((mnt / "runs").glob("df*")) if (mnt / "runs").is_dir() else []
+            trial = {"command": "train", "free_fraction_of_need": frac, "returncode": r.returncode,
+                     "tracebacks": r.stderr.count("Traceback"), "one_line": r.returncode != 0 and len(lines) == 1,
+                     "message": lines[-1][:300] if lines else None, "debris": _debris(mnt),
+                     "run_status": [json.loads((d / "run.json").read_text()).get("status")
+                                    if (d / "run.json").is_file() else None for d in runs]}
+            (mnt / "filler").unlink(missing_ok=True)
+            for d in runs:
+                shutil.rmtree(d)
+            again = _edgetl("train", recipe, "--runs-dir", mnt / "runs", "--quiet")
+            trial["rerun_rc"] = again.returncode
+            trial["tracebacks"] += again.stderr.count("Traceback")
+            shutil.rmtree(mnt / "runs", ignore_errors=True)
+            trials.append(trial)
+            print(f"  train  free={frac:.2f}x rc={r.returncode} one_line={trial['one_line']} "
+                  f"debris={len(trial['debris'])} rerun={again.returncode} status={trial['run_status']} "
+                  f"msg={trial['message']!r}", flush=True)
+
+        # ---- export onto a nearly full file system, over a good bundle
+        run = work / "ref-runs" / "df"
+        png = _png(work)
+        bundle = mnt / "export"
+        r = _edgetl("export", run, "--int8", "--target", "cpu", "--out", bundle, "--quiet")
+        assert r.returncode == 0, r.stderr[-2000:]
+        size = _du(bundle)
+        for frac in args.disk_fractions:
+            good = _tree_hashes(bundle)
+            _fill(mnt, int(size * frac))
+            r = _edgetl("export", run, "--int8", "--target", "cpu", "--out", bundle, "--quiet")
+            lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+            trial = {"command": "export", "free_fraction_of_need": frac, "returncode": r.returncode,
+                     "tracebacks": r.stderr.count("Traceback"), "message": lines[-1][:300] if lines else None,
+                     "debris": _debris(mnt)}
+            trial["one_line"] = r.returncode == 0 or len([ln for ln in lines if ln.startswith("error:")]) == 1
+            trial.update(_check_bundle(bundle, good, png, work / "bench-out"))
+            if r.returncode != 0:
+                trial["damaged"] = trial["damaged"] or not trial["identical"]
+            # bench writing its report onto the full disk: one line, the earlier report kept
+            b = _edgetl("bench", bundle, "--budget", "0.05", "--batch", "1")
+            trial["bench_full_disk_rc"] = b.returncode
+            trial["tracebacks"] += b.stderr.count("Traceback")
+            (mnt / "filler").unlink(missing_ok=True)
+            again = _edgetl("export", run, "--int8", "--target", "cpu", "--out", bundle, "--quiet")
+            trial["rerun_rc"] = again.returncode
+            trial["tracebacks"] += again.stderr.count("Traceback")
+            trial["debris"] += _debris(mnt)
+            trials.append(trial)
+            print(f"  export free={frac:.2f}x rc={r.returncode} identical={trial['identical']} "
+                  f"verifies={trial['verifies']} predict={trial['predict_rc']} bench={trial['bench_rc']} "
+                  f"bench-on-full-disk={b.returncode} rerun={again.returncode} debris={len(trial['debris'])} "
+                  f"msg={trial['message']!r}", flush=True)
+    finally:
+        _umount(mnt)
+    return {
+        "trials": len(trials),
+        "failed_as_expected": sum(t["returncode"] != 0 for t in trials),
+        "one_line_errors": sum(t["one_line"] for t in trials),
+        "damaged_bundles": sum(t.get("damaged", False) for t in trials),
+        "tracebacks": sum(t["tracebacks"] for t in trials),
+        "debris_files": sum(len(t["debris"]) for t in trials),
+        "reruns_failed": sum(t["rerun_rc"] != 0 for t in trials),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "detail": trials,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", default="/tmp/edgetl-reliability")
@@ -105,23 +468,48 @@ def main() -> None:
     ap.add_argument("--fuzz-scale", type=float, default=4.0, help="multiplier on the CI example budgets")
     ap.add_argument("--skip-kills", action="store_true")
     ap.add_argument("--skip-fuzz", action="store_true")
+    ap.add_argument("--skip-export-kills", action="store_true")
+    ap.add_argument("--merge", action="store_true", help="keep benchmarks/results/reliability.json figures of "
+                    "campaigns skipped this time")
+    ap.add_argument("--skip-disk-full", action="store_true")
+    ap.add_argument("--export-points", default="", help="comma-separated subset of the export interruption points")
+    ap.add_argument("--disk-fractions", default="0.02,0.2,0.45,0.7,0.95",
+                    help="free space left, as fractions of what the command needs")
     args = ap.parse_args()
+    args.disk_fractions = [float(x) for x in args.disk_fractions.split(",") if x]
 
     import logging
 
     logging.getLogger("edgetl").setLevel(logging.ERROR)  # the fuzzed datasets warn a lot
     result: dict = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
                     "command": "python benchmarks/reliability.py " + " ".join(sys.argv[1:])}
-    if not args.skip_kills:
-        print("kill campaign:", flush=True)
-        result["kill_campaign"] = kill_campaign(args)
-    if not args.skip_fuzz:
-        print("fuzzing:", flush=True)
-        result["fuzz"] = fuzz(args)
+    out = REPO / "benchmarks" / "results" / "reliability.json"
+    if args.merge and out.is_file():  # keep the figures of campaigns not run this time
+        kept = json.loads(out.read_text())
+        result = {**{k: v for k, v in kept.items() if k not in result}, **result}
+    campaigns = [("kill_campaign", "kill campaign", kill_campaign, args.skip_kills),
+                 ("fuzz", "fuzzing", fuzz, args.skip_fuzz),
+                 ("export_kills", "export interruption campaign", export_kill_campaign, args.skip_export_kills),
+                 ("disk_full", "disk-full campaign", disk_full_campaign, args.skip_disk_full)]
+    from edgetl.runtime.atomic import atomic_write_text
+
+    for key, title, fn, skip in campaigns:
+        if skip:
+            continue
+        print(f"{title}:", flush=True)
+        try:
+            result[key] = fn(args)
+        except Exception as e:  # noqa: BLE001  (a broken campaign is a result too; the others still run)
+            result[key] = {"error": f"{type(e).__name__}: {str(e)[:2000]}"}
+            print(f"  {title} FAILED: {result[key]['error']}", flush=True)
+        atomic_write_text(out, json.dumps(result, indent=2, default=str) + "\n")
 
     print()
     print("| figure | value |")
     print("|---|---|")
+    errors = {k: result.pop(k) for k in [k for k, v in result.items() if isinstance(v, dict) and "error" in v]}
+    for key, v in errors.items():
+        print(f"| {key} | FAILED: {v['error'][:300]} |")
     if "kill_campaign" in result:
         k = result["kill_campaign"]
         print(f"| SIGKILLs survived (inside checkpoint writes / at random times) | {k['kills']} "
@@ -142,15 +530,36 @@ def main() -> None:
               f"{t.get('crash', 0)}) |")
         for c in f["crashes"]:
             print(f"  crash: {c}")
-    out = REPO / "benchmarks" / "results" / "reliability.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from edgetl.runtime.atomic import atomic_write_text
-
+    if "export_kills" in result:
+        e = result["export_kills"]
+        print(f"| export interruptions (SIGINT + SIGKILL) at points / phases | {e['interruptions']} at {e['points']} "
+              f"points / {', '.join(e['phases'])} |")
+        print(f"| bundles damaged after an interruption | {e['damaged_bundles']} (byte-identical old bundle: "
+              f"{e['byte_identical_after_interrupt']}, complete new bundle: {e['complete_new_bundle_after_interrupt']}) |")
+        print(f"| tracebacks (export, predict, bench, re-runs) | {e['tracebacks']} |")
+        print(f"| debris files after the next command | {e['debris_files']} (staging left right after a SIGKILL: "
+              f"{e['staging_left_right_after_sigkill']}, removed by the re-run) |")
+        print(f"| SIGINT: one-line message, exit 130 | {e['sigint_one_line']} of {e['sigint_trials']} |")
+        print(f"| re-runs after SIGKILL (failed) | {e['reruns']} ({e['reruns_failed']}) |")
+        print(f"| campaign wall time | {e['seconds']} s |")
+    if "disk_full" in result:
+        d = result["disk_full"]
+        if "skipped" in d:
+            print(f"| disk-full campaign | skipped: {d['skipped']} |")
+        else:
+            print(f"| disk-full trials (train + export), failed as expected | {d['trials']}, {d['failed_as_expected']} |")
+            print(f"| one-line errors / bundles damaged / tracebacks / debris files | {d['one_line_errors']} / "
+                  f"{d['damaged_bundles']} / {d['tracebacks']} / {d['debris_files']} |")
+            print(f"| re-runs with space that failed | {d['reruns_failed']} |")
+            print(f"| campaign wall time | {d['seconds']} s |")
+    result.update(errors)
     atomic_write_text(out, json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nwrote {out.relative_to(REPO)}")
     bad = (result.get("kill_campaign", {}).get("corrupt_checkpoints", 0)
            + result.get("kill_campaign", {}).get("tracebacks", 0)
-           + result.get("fuzz", {}).get("total", {}).get("crash", 0))
+           + sum(result.get(k, {}).get(f, 0) for k in ("export_kills", "disk_full")
+                 for f in ("damaged_bundles", "tracebacks", "debris_files", "reruns_failed"))
+           + result.get("fuzz", {}).get("total", {}).get("crash", 0) + len(errors))
     sys.exit(1 if bad else 0)
 
 

@@ -31,6 +31,7 @@ _STATE: dict = {"debug": False, "run_dir": None}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for programs) instead of a table.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+SkipVerifyOpt = Annotated[bool, typer.Option("--skip-verify", help="Use a bundle whose files do not match their manifest sha256 (refused by default).")]
 
 
 @app.callback()
@@ -60,13 +61,13 @@ def train(
     quiet: QuietOpt = False,
 ):
     """Fine-tune a pretrained backbone into a multi-task model (writes runs/<name>/)."""
-    from edgetl.train.loop import train as train_fn
     from edgetl.train.start import resolve_train_target
 
     if logger not in ("tensorboard", "none", "auto"):
         raise EdgetlError(f"--logger {logger!r}: allowed tensorboard, none, auto")
     target = resolve_train_target(recipe, overrides or [], data=data, backbone=backbone, name=name,
-                                  runs_dir=runs_dir, resume=resume)
+                                  runs_dir=runs_dir, resume=resume)  # before importing torch: bad input fails fast
+    from edgetl.train.loop import train as train_fn
     if target.starter_yaml:
         typer.echo(f"# recipe chosen for --data {data} (change any key with key=value; saved as <run>/recipe.yaml)\n"
                    + target.starter_yaml.rstrip(), err=True)
@@ -214,6 +215,7 @@ def bench(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for inference (default: all).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="bench_data.npz with held-out inputs + labels (bundles only).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where bench.json/md/png go (default: the run dir; <run>/bench-remote with --host).")] = None,
+    skip_verify: SkipVerifyOpt = False,
     as_json: JsonOpt = False,
 ):
     """Latency (p50/p90/p99, throughput) and per-task accuracy of every artifact, measured or estimated."""
@@ -243,7 +245,8 @@ def bench(
                               progress=say)
     else:
         report = bench_fn(target, device, estimate=estimate, artifacts=artifact, batch_sizes=sizes, budget_s=budget,
-                          threads=threads, out=out, data_path=data, providers=provider, progress=say)
+                          threads=threads, out=out, data_path=data, providers=provider, progress=say,
+                          verify=not skip_verify)
     if report.get("schema") == "edgetl-bench-compare/1":  # several hosts: the merged comparison
         from edgetl.bench.merge import print_comparison
 
@@ -364,12 +367,17 @@ def predict(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory (with manifest.json), or a run directory (its export/).")],
     inputs: Annotated[list[str], typer.Argument(help="Image files, or texts for a text bundle (use - to read lines from stdin).")],
     artifact: Annotated[Optional[str], typer.Option(help="Artifact to run (default: the bundle's default).")] = None,
+    skip_verify: SkipVerifyOpt = False,
     as_json: JsonOpt = False,
 ):
     """Run a deploy bundle on inputs with the device runtime (no torch needed)."""
     from edgetl.runtime import Predictor
+    from edgetl.runtime.manifest import resolve_bundle_dir, verify_bundle
 
-    pred = Predictor.load(bundle, artifact=artifact)
+    bundle = resolve_bundle_dir(bundle)  # a run dir means its export/, as in `edgetl bench`
+    if not skip_verify:
+        verify_bundle(bundle)  # every file the manifest lists, not only the artifact that runs
+    pred = Predictor.load(bundle, artifact=artifact, verify=not skip_verify)
     items = [line.rstrip("\n") for line in sys.stdin] if inputs == ["-"] else list(inputs)
     if pred.input_kind == "image":
         for p in items:

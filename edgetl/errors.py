@@ -23,3 +23,12 @@ class UnverifiedError(EdgetlError):
     """A feature needs something this machine lacks (TensorRT, a GPU, a package)."""
 
     exit_code = 3
+
+
+class StorageError(EdgetlError):
+    """The file system refused a write (full disk, quota, read-only, permissions): the message names the file,
+    what was needed when known, and says that no partial file was left."""
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.path = path

@@ -387,14 +387,18 @@ def recipe_from_dict(data: Any, source: str = "<recipe>", overrides: list[str] |
 
 
 def read_yaml(path: str | Path) -> Any:
+    """Parse a recipe file: a regular file of at most 1 MB (checked before reading), YAML safe_load only."""
+    from edgetl.runtime.limits import MAX_RECIPE_BYTES, read_limited
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise EdgetlError(f"recipe file not found: {p}")
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        text = read_limited(p, "recipe", MAX_RECIPE_BYTES).decode("utf-8")
+    except UnicodeDecodeError as e:
         raise EdgetlError(f"cannot read {p}: {e}") from None
     try:
+        _count_nodes(text, str(p))
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -408,6 +412,17 @@ def read_yaml(path: str | Path) -> Any:
 
 
 _MAX_VALUES = 100_000
+
+
+def _count_nodes(text: str, source: str) -> None:
+    """Refuse more than 100k scalars from the parser's event stream, before any object is built (a 1 MB
+    flow list holds 500k of them); anchors are expanded later and counted by `plain_data`."""
+    count = 0
+    for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when built
+        if isinstance(event, yaml.ScalarEvent):
+            count += 1
+            if count > _MAX_VALUES:
+                raise EdgetlError(f"{source}: more than {_MAX_VALUES} values; a recipe holds a few hundred")
 
 
 def plain_data(data: Any, source: str) -> Any:

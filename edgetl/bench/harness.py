@@ -20,7 +20,7 @@ from edgetl.bench.latency import measure_latency, measure_throughput
 from edgetl.bench.report import machine_name
 from edgetl.errors import EdgetlError
 from edgetl.evaluate.metrics import all_task_metrics, primary_score
-from edgetl.runtime.manifest import read_manifest
+from edgetl.runtime.manifest import read_manifest, verify_bundle
 
 BENCH_DATA = "bench_data.npz"
 
@@ -84,6 +84,9 @@ def locate(target: str | Path) -> tuple[Path, Path | None, Path | None]:
         return p, None, data if data.is_file() else None
     if (p / "recipe.yaml").is_file():
         bundle = p / "export"
+        if not bundle.exists() and (p / "export.prev" / "manifest.json").is_file():
+            raise EdgetlError(f"{p}: an export was killed while swapping bundles; the previous bundle is in "
+                              f"{p / 'export.prev'} (the next `edgetl export {p}` puts it back)")
         if not (bundle / "manifest.json").is_file():
             raise EdgetlError(f"{p}: no exported bundle yet; run `edgetl export {p} --int8` first")
         return bundle, p, None
@@ -118,7 +121,7 @@ def missing_artifact_message(name: str, bundle: Path, manifest) -> str:
 
 
 def bench_artifact(bundle: Path, name: str, data: BenchData | None, *, batch_sizes, budget_s: float,
-                   threads: int | None, providers=None) -> dict:
+                   threads: int | None, providers=None, verify: bool = True) -> dict:
     from edgetl.runtime import Predictor
 
     entry = read_manifest(bundle).artifacts[name]
@@ -129,7 +132,7 @@ def bench_artifact(bundle: Path, name: str, data: BenchData | None, *, batch_siz
     if entry.format != "onnx":  # ORT providers and threads do not apply to a TensorRT engine
         providers, threads = None, None
     try:
-        pred = Predictor.load(bundle, artifact=name, providers=providers, intra_op_threads=threads)
+        pred = Predictor.load(bundle, artifact=name, providers=providers, intra_op_threads=threads, verify=verify)
     except EdgetlError as e:
         return {**row, "status": f"load failed: {e}"}
     row["providers"] = list(getattr(pred.backend, "providers", ()) or ())
@@ -272,8 +275,12 @@ def _add_comparisons(rows: list[dict], kinds: dict[str, str]) -> None:
 
 def bench(target: str | Path, device: str = "cpu", *, estimate: bool | None = None, artifacts: list[str] | None = None,
           batch_sizes=(1, 8, 32), budget_s: float = 3.0, threads: int | None = None, pytorch: bool = True,
-          out: Path | None = None, data_path: Path | None = None, providers=None, progress=None) -> dict:
-    """Benchmark a run or bundle; writes bench.json (+ bench.md, bench.png) and returns the report dict."""
+          out: Path | None = None, data_path: Path | None = None, providers=None, progress=None,
+          verify: bool = True) -> dict:
+    """Benchmark a run or bundle; writes bench.json (+ bench.md, bench.png) and returns the report dict.
+
+    With `verify` (the default) a bundle whose files do not match their manifest sha256 is refused before
+    anything is measured or written, so a broken bundle never replaces an earlier report."""
     from edgetl.bench.devices import get_device_profile
     from edgetl.bench.sysinfo import collect_system_info, detect_local_device
 
@@ -294,7 +301,7 @@ def bench(target: str | Path, device: str = "cpu", *, estimate: bool | None = No
     if estimate and profile is None:
         raise EdgetlError(f"--estimate: no device profile for this machine ({local}); set EDGETL_DEVICES_DIR")
     bundle, run_dir, data_file = locate(target)
-    manifest = read_manifest(bundle)
+    manifest = verify_bundle(bundle) if verify else read_manifest(bundle)
     kinds = {t.name: t.kind for t in manifest.tasks}
     names = artifacts or list(manifest.artifacts)
     unknown = [a for a in names if a not in manifest.artifacts and a != "pytorch"]
@@ -330,7 +337,7 @@ def bench(target: str | Path, device: str = "cpu", *, estimate: bool | None = No
             if progress:
                 progress(f"benchmarking {name}")
             rows.append(bench_artifact(bundle, name, data, batch_sizes=batch_sizes, budget_s=budget_s,
-                                       threads=threads, providers=providers))
+                                       threads=threads, providers=providers, verify=verify))
         _add_comparisons(rows, kinds)
     warnings = [f"other processes used {100 * r['other_cpu_share']:.0f}% of the CPUs while {r['artifact']} was timed: "
                 "its latency and x fp32 may be off (rerun on an idle machine)"
@@ -355,12 +362,21 @@ def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
     from edgetl.bench.report import render_markdown, render_pareto_png
     from edgetl.runtime.atomic import atomic_write_text
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from edgetl.errors import StorageError
+    from edgetl.runtime.atomic import storage_error
+
     stem = "bench" if report["mode"] == "measured" else f"bench.estimate.{report['device']}"
     paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md"}
-    atomic_write_text(paths["json"], json.dumps(report, indent=2, default=float) + "\n")
-    atomic_write_text(paths["md"], render_markdown(report))
-    png = render_pareto_png(report, out_dir / f"{stem}.png")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise storage_error(e, out_dir) from None
+    try:  # the markdown first: the JSON (what programs read) is replaced only when its companions could be
+        atomic_write_text(paths["md"], render_markdown(report))
+        atomic_write_text(paths["json"], json.dumps(report, indent=2, default=float) + "\n")
+        png = render_pareto_png(report, out_dir / f"{stem}.png")
+    except StorageError as e:
+        raise StorageError(f"bench: {e.message}; the previous {paths['json'].name} is unchanged", path=e.path) from None
     if png:
         paths["png"] = png
     report["files"] = {k: str(v) for k, v in paths.items()}

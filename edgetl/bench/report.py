@@ -159,11 +159,17 @@ def render_pareto_png(report: dict, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    import io
+
+    from edgetl.runtime.atomic import atomic_write_bytes
+
     fig = pareto_figure(report, pts, plt)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())  # a full disk: one line, no half-written .png left
     return path
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from edgetl.data.examples import RawDataset
 from edgetl.errors import EdgetlError
+from edgetl.runtime.limits import regular_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -22,6 +23,8 @@ def decode_image(path: Path) -> np.ndarray:
     """File -> uint8 HxWx1 (grey) or HxWx3; anything else is converted or refused with the file's name."""
     from PIL import Image, UnidentifiedImageError
 
+    if not Path(path).is_dir():  # a FIFO or device would block or never end (a directory fails below)
+        regular_file(path, "image")
     try:
         with Image.open(path) as im:
             im.load()
@@ -76,8 +79,9 @@ def _images_dataset(name, images, columns, sources, split, class_names) -> RawDa
 
 
 def _read_rows(path: Path, fmt: str) -> list[dict]:
-    if not path.is_file():
+    if not path.exists():
         raise EdgetlError(f"data.path: {fmt} file not found: {path}")
+    regular_file(path, f"data.path ({fmt})")  # says what it is: a FIFO, a device, a directory...
     rows: list[dict] = []
     try:
         if fmt == "csv":
@@ -151,10 +155,11 @@ def load_manifest_file(path: str | Path, fmt: str, kind: str, path_column: str, 
             texts.append(t)
         return RawDataset("text", str(path), texts=texts, columns=columns, split=split)
     images, sources = [], []
-    for r in rows:
+    for n, r in enumerate(rows, 2 if fmt == "csv" else 1):
         p = Path(str(r[path_column]))
         if not p.is_absolute():
             p = path.parent / p
+        regular_file(p, f"{path}: row {n}: column {path_column!r}")
         images.append(decode_image(p))
         sources.append(str(p))
     return _images_dataset(str(path), images, columns, sources, split, {})

@@ -84,6 +84,11 @@ def verify_onnx(loaded, onnx_path: Path, atol: float, samples: int) -> dict:
     return report
 
 
+# Above this many bytes of initializers an artifact is saved with its weights in `<file>.data` (ONNX external
+# data, listed with its sha256 in the manifest); protobuf cannot hold a model over 2 GB in one file.
+EXTERNAL_DATA_BYTES = 1 << 30
+
+
 def embed_metadata(path: Path, meta: dict[str, str]) -> None:
     """Write edgetl's description into the ONNX file's metadata_props (what Netron and friends show)."""
     import onnx
@@ -97,5 +102,12 @@ def embed_metadata(path: Path, meta: dict[str, str]) -> None:
         entry.key, entry.value = k, v
     model.producer_name, model.producer_version = "edgetl", meta.get("edgetl.version", "")
     tmp = Path(path).with_suffix(".meta.tmp.onnx")
-    onnx.save(model, str(tmp))
+    weights = sum(t.ByteSize() for t in model.graph.initializer)
+    if weights > EXTERNAL_DATA_BYTES:  # protobuf caps a file at 2 GB: weights go to one <model>.data file
+        data = Path(path).with_name(Path(path).name + ".data")
+        data.unlink(missing_ok=True)  # onnx appends to an existing data file; the tensors are in memory
+        onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name,
+                  size_threshold=1024)
+    else:
+        onnx.save(model, str(tmp))
     tmp.replace(path)

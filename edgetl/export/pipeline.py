@@ -1,7 +1,9 @@
 """`export_run(run, ...) -> bundle dir`: FP32 ONNX (verified), INT8 / FP16 artifacts, manifest.
 
 One artifact table drives what gets built; every artifact is scored on the same held-out split and its
-figures go into the manifest, so the bundle describes itself.
+figures go into the manifest, so the bundle describes itself. The bundle is built in a staging directory
+and swapped in only once verified (edgetl/export/transaction.py): a failed or interrupted export leaves the
+previous bundle as it was.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from edgetl.evaluate.onnx_eval import evaluate_onnx, feeds_for
 from edgetl.export.loaded import LoadedRun, load_run
 from edgetl.train.run import Run, open_run, require_finished
 from edgetl.export.onnx_export import embed_metadata, export_onnx, verify_onnx
+from edgetl.export.transaction import ExportInterrupted, bundle_transaction
 from edgetl.recipe import QatSpec
 from edgetl.runtime.atomic import atomic_write_bytes, atomic_write_text
-from edgetl.runtime.manifest import bundle_file_hashes, sha256_file, write_manifest
+from edgetl.runtime.manifest import bundle_file_hashes, onnx_external_data, sha256_file, write_manifest
 
 log = logging.getLogger("edgetl")
 
@@ -100,16 +103,27 @@ def export_run(run_path, opts: ExportOptions | None = None) -> Path:
     opts = opts or ExportOptions()
     t_start = time.perf_counter()
     require_finished(open_run(run_path) if not isinstance(run_path, Run) else run_path)
-    loaded = load_run(run_path)
-    recipe = loaded.recipe
+    try:
+        loaded = load_run(run_path)
+    except KeyboardInterrupt:
+        raise ExportInterrupted("export interrupted before anything was written") from None
     out = Path(opts.out_dir) if opts.out_dir else loaded.run.export_dir
-    out.mkdir(parents=True, exist_ok=True)
-    kinds = loaded.kinds
     say = _say(opts)
+    with bundle_transaction(out) as staging:
+        default = _build_bundle(loaded, staging, opts, say, t_start)
+        say("verifying the new bundle (every sha256, every artifact loads), then swapping it in")
+    say(f"bundle: {out} (default artifact: {default})")
+    return out
+
+
+def _build_bundle(loaded: LoadedRun, out: Path, opts: ExportOptions, say, t_start: float) -> str:
+    """Every artifact, labels, tokenizer and (last) the manifest, into `out` (the staging directory)."""
+    recipe = loaded.recipe
+    kinds = loaded.kinds
 
     # ---- FP32: export, simplify, verify against PyTorch
     fp32 = out / ARTIFACTS["fp32"][0]
-    say(f"exporting ONNX (opset {recipe.export.opset}) -> {fp32}")
+    say(f"exporting ONNX (opset {recipe.export.opset}) -> {fp32.name}")
     export_onnx(loaded, fp32, opset=recipe.export.opset)
     verification = verify_onnx(loaded, fp32, recipe.export.atol, recipe.export.verify_samples)
     say("verified vs PyTorch: " + ", ".join(
@@ -118,7 +132,7 @@ def export_run(run_path, opts: ExportOptions | None = None) -> Path:
         for t in verification["max_abs_diff"]))
     if not verification["passed"] and not opts.allow_mismatch:
         raise EdgetlError(f"ONNX verification failed: max|diff| {max(verification['max_abs_diff'].values()):.2e} > "
-                          f"atol {recipe.export.atol} or top-1 disagreement (see {fp32}); --allow-mismatch to ship anyway")
+                          f"atol {recipe.export.atol} or top-1 disagreement; --allow-mismatch to ship anyway")
 
     input_spec = _save_tokenizer(loaded, out) if loaded.model.backbone.kind == "text" else loaded.prep.manifest("input")
     onnx_meta = onnx_metadata(loaded, input_spec)
@@ -214,8 +228,7 @@ def export_run(run_path, opts: ExportOptions | None = None) -> Path:
         "export_seconds": round(time.perf_counter() - t_start, 1),
     }
     write_manifest(out, manifest)
-    say(f"bundle: {out} (default artifact: {default})")
-    return out
+    return default
 
 
 def onnx_metadata(loaded: LoadedRun, input_spec: dict) -> dict[str, str]:
@@ -273,8 +286,10 @@ def _entry(name: str, out: Path, test: dict, val: dict, **extra) -> dict:
     if extra.get("metadata"):
         embed_metadata(path, {**extra["metadata"], "edgetl.artifact": name, "edgetl.precision": precision})
     kinds_acc = {t: (m.get("accuracy", m.get("micro_f1", m.get("mae")))) for t, m in test.items()}
+    external = onnx_external_data(path)  # weights in <file>.data: listed, hashed in `files` like the model
     return {"file": fname, "format": "onnx", "precision": precision, "target": target,
             "sha256": sha256_file(path), "size_bytes": path.stat().st_size,
+            **({"external_data": external} if external else {}),
             "accuracy": kinds_acc, "metrics_split": "test", "test_metrics": test, "val_metrics": val,
             "verification": extra.get("verification"), "quantization": extra.get("quantization")}
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -248,7 +249,7 @@ def gate_search(quantizer, out: Path, ev: Evaluator, *, max_drop: float, search:
         say(f"gate: drop {_worst(first['drop']):.2f} points > budget {max_drop} (search disabled)")
 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    paths[best["try"]].replace(out)
+    shutil.move(paths[best["try"]], out)  # the tries live in /tmp: a rename cannot cross file systems
     paths[best["try"]] = Path(out)
     ops = dict(quantizer.candidates())
     gate.update({"passed": best["passed"], "drop": best["drop"], "excluded_nodes": best["excluded"],

@@ -19,6 +19,7 @@ from typing import Any
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime.atomic import atomic_write_text
+from edgetl.runtime.limits import MAX_MANIFEST_BYTES, read_limited
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -29,10 +30,12 @@ __all__ = [
     "Task",
     "TextInput",
     "bundle_file_hashes",
+    "onnx_external_data",
     "parse_manifest",
     "read_manifest",
     "resolve_in_bundle",
     "sha256_file",
+    "verify_bundle",
     "verify_files",
     "write_manifest",
 ]
@@ -202,6 +205,110 @@ def verify_files(
     return checked
 
 
+def verify_bundle(bundle_dir: str | os.PathLike[str], load: bool = False) -> Manifest:
+    """Read the manifest and check the sha256 of every file it lists; with `load`, also load every ONNX
+    artifact (which checks its external data is listed and its inputs/outputs match the manifest)."""
+    manifest = read_manifest(bundle_dir)
+    verify_files(bundle_dir, manifest)
+    if load:
+        from edgetl.runtime.predictor import Predictor
+
+        for name, art in manifest.artifacts.items():
+            if art.format == "onnx":
+                Predictor.load(bundle_dir, artifact=name)
+    return manifest
+
+
+def onnx_external_data(path: str | os.PathLike[str]) -> list[str]:
+    """The external-data files an ONNX model names (`location`s, relative to the model's folder), found by
+    parsing the model with `onnx` (tensor data not loaded); where `onnx` is not installed (a device with the
+    light install), by scanning the protobuf bytes for `location` entries, in either field order."""
+    try:
+        import onnx
+    except ImportError:
+        return _scan_locations(Path(path).read_bytes())
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001  (DecodeError and friends: ONNX Runtime reports the bad file when it loads)
+        return _scan_locations(Path(path).read_bytes())
+    found: list[str] = []
+
+    def tensors(graph):
+        yield from graph.initializer
+        for sp in graph.sparse_initializer:
+            yield sp.values
+            yield sp.indices
+        for node in graph.node:
+            yield from _node_tensors(node, tensors)
+
+    for t in (*tensors(model.graph), *(x for f in model.functions for n in f.node for x in _node_tensors(n, tensors))):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            loc = next((e.value for e in t.external_data if e.key == "location"), None)
+            if loc is not None and loc not in found:
+                found.append(loc)
+    return found
+
+
+def _node_tensors(node, tensors):
+    for a in node.attribute:
+        if a.HasField("t"):
+            yield a.t
+        yield from a.tensors
+        if a.HasField("sparse_tensor"):
+            yield a.sparse_tensor.values
+            yield a.sparse_tensor.indices
+        for g in (*([a.g] if a.HasField("g") else []), *a.graphs):
+            yield from tensors(g)
+
+
+def _scan_locations(data: bytes) -> list[str]:
+    """StringStringEntryProto {key: "location", value: <path>} in raw protobuf bytes, key first or value first."""
+    found: list[str] = []
+    key = b"\x0a\x08location"
+    for m in re.finditer(re.escape(key), data):
+        value = None
+        if data[m.end() : m.end() + 1] == b"\x12":  # key, then value
+            value = _varint_string(data, m.end() + 1)
+        else:  # value, then key: \x12 <varint length> <value> right before the key
+            for n in range(1, 4097):
+                head = _varint(n)
+                start = m.start() - n - len(head) - 1
+                if start < 0:
+                    break
+                if data[start] == 0x12 and data[start + 1 : m.start() - n] == head:
+                    value = _varint_string(data, start + 1)
+                    break
+        if value is not None and value not in found:
+            found.append(value)
+    return found
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _varint_string(data: bytes, pos: int) -> str | None:
+    size, shift, i = 0, 0, pos
+    while i < len(data) and shift < 35:
+        b = data[i]
+        size |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            break
+        shift += 7
+    if size == 0 or size > 4096 or i + size > len(data):
+        return None
+    try:
+        return data[i : i + size].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 # ---------------------------------------------------------------------------------- read and write
 
 
@@ -223,11 +330,11 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
     if not Path(bundle_dir).is_dir():
         what = "is a file" if Path(bundle_dir).exists() else "not found"
         raise EdgetlError(f"{bundle_dir}: {what}; pass the bundle directory that holds {MANIFEST_NAME}")
+    if not os.path.lexists(path):
+        raise EdgetlError(f"{path}: not found; is {bundle_dir} a deploy bundle?")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EdgetlError(f"{path}: not found; is {bundle_dir} a deploy bundle?") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_limited(path, "manifest", MAX_MANIFEST_BYTES).decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise EdgetlError(f"{path}: cannot read: {exc}") from None
     try:
         data = json.loads(text)

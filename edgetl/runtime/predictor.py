@@ -8,6 +8,7 @@ input needs them), so it runs where torch does not.
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,11 +18,21 @@ import numpy as np
 
 from edgetl.errors import EdgetlError
 from edgetl.runtime.backends import Backend, ProviderSpec, create_backend
-from edgetl.runtime.manifest import (MANIFEST_NAME, ImageInput, Manifest, Task, read_manifest, resolve_bundle_dir,
-                                     verify_files)
+from edgetl.runtime.manifest import (
+    MANIFEST_NAME,
+    Artifact,
+    ImageInput,
+    Manifest,
+    Task,
+    onnx_external_data,
+    read_manifest,
+    resolve_bundle_dir,
+    resolve_in_bundle,
+    verify_files,
+)
 from edgetl.runtime.preprocess import ImagePreprocessor, TextEncoder
 
-__all__ = ["Predictor", "TaskPrediction", "default_artifact_name"]
+__all__ = ["Predictor", "TaskPrediction", "default_artifact_name", "external_data_names"]
 
 DEFAULT_ARTIFACT_ORDER = ("int8-ort", "fp32")  # after the manifest's own "default_artifact"
 
@@ -60,6 +71,21 @@ def default_artifact_name(manifest: Manifest) -> str:
         f"{MANIFEST_NAME}: no default artifact (no 'default_artifact', 'int8-ort' or 'fp32'); "
         f"pick one of: {', '.join(manifest.artifacts)}"
     )
+
+
+def external_data_names(bundle_dir: str | os.PathLike[str], manifest: Manifest, entry: Artifact) -> list[str]:
+    """Bundle-relative names of the external-data files an ONNX artifact loads; each must be listed in
+    `files` (edgetl's own check: ONNX Runtime only checks the path stays beside the model)."""
+    model = resolve_in_bundle(bundle_dir, entry.file, f"artifacts.{entry.name}.file")
+    names = []
+    for loc in onnx_external_data(model):
+        rel = posixpath.normpath(posixpath.join(posixpath.dirname(entry.file), loc))
+        path = resolve_in_bundle(bundle_dir, rel, f"external data of {entry.file}")
+        if rel not in manifest.files:
+            raise EdgetlError(f"{path}: external data of {entry.file} is not listed in {MANIFEST_NAME} 'files', so "
+                              f"it cannot be verified; refusing to load artifact {entry.name!r}")
+        names.append(rel)
+    return names
 
 
 class Predictor:
@@ -111,8 +137,9 @@ class Predictor:
     ) -> Predictor:
         """Load a bundle's artifact (default: manifest's default_artifact, else int8-ort, else fp32).
 
-        With `verify`, the sha256 of every file it loads (model, engine manifest, tokenizer) is checked
-        against manifest.json first. `providers` are ONNX Runtime execution providers (default CPU).
+        With `verify`, the sha256 of every file it loads (model, its ONNX external data, engine manifest,
+        tokenizer) is checked against manifest.json first, and external data the manifest does not list is
+        refused. `providers` are ONNX Runtime execution providers (default CPU).
         """
         bundle_dir = resolve_bundle_dir(bundle_dir)  # a run dir means its export/, as in `edgetl bench`
         manifest = read_manifest(bundle_dir)
@@ -130,6 +157,8 @@ class Predictor:
             if manifest.input.kind == "text":
                 names.append(manifest.input.tokenizer)  # type: ignore[union-attr]
             digests = verify_files(bundle_dir, manifest, names)
+            if entry.format == "onnx":
+                verify_files(bundle_dir, manifest, external_data_names(bundle_dir, manifest, entry))
             if entry.sha256 is not None and digests[entry.file] != entry.sha256:
                 raise EdgetlError(
                     f"{bundle_dir / entry.file}: sha256 differs from artifacts.{name}.sha256 in {MANIFEST_NAME}"

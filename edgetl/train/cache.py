@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -97,6 +98,21 @@ def _prefix(model, x, k: int) -> torch.Tensor:
     return bb.forward_prefix(x, k)
 
 
+def _reserve(path: Path, nbytes: int) -> None:
+    """Allocate the memory-mapped file's blocks now: a full disk is then one error line here, not a SIGBUS
+    when a page is first written."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        with open(path, "r+b") as fh:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+    except OSError as e:
+        from edgetl.runtime.atomic import storage_error
+
+        path.unlink(missing_ok=True)
+        raise storage_error(e, path, nbytes) from None
+
+
 def _open(path: Path) -> torch.Tensor:
     arr = np.load(path, mmap_mode="r")
     with warnings.catch_warnings():  # read-only memory map: rows are copied out when indexed, never written
@@ -129,6 +145,7 @@ def build_cache(model, prep, examples: Examples, k: int, *, batch_size: int, dev
             if mode == "disk" or (mode == "auto" and nbytes > DISK_THRESHOLD_BYTES):
                 cache_dir.mkdir(parents=True, exist_ok=True)
                 out_np = np.lib.format.open_memmap(str(tmp), mode="w+", dtype=np.float32, shape=shape)
+                _reserve(tmp, nbytes)
                 out = torch.from_numpy(out_np)
             else:
                 out = torch.empty(shape, dtype=torch.float32)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from edgetl.train.checks import check_model, check_recipe
 from edgetl.train.distill import FEATURES, make_projection
 from edgetl.train.distributed import Dist, init_from_env, shutdown
 from edgetl.train.losses import feature_loss, kd_loss, task_loss
-from edgetl.runtime.atomic import atomic_write_text
+from edgetl.runtime.atomic import atomic_write_text, storage_error
 from edgetl.train.run import DEFAULT_RUNS_DIR, Run, new_run_dir, write_json
 from edgetl.train.summary import print_summary, resolved_recipe_yaml, run_summary
 from edgetl.versions import library_versions
@@ -438,16 +439,20 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
             _remove_stale_temp_files(run)
     else:
         check_recipe(recipe)  # one-line errors before anything is written
-        run_dir = None
-        if dd.is_main:
-            run_dir = new_run_dir(name or recipe.name, Path(runs_dir), exist_ok=exist_ok)
-            atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
-        run = Run(Path(dd.broadcast(str(run_dir) if run_dir else None)))
         split_def = None
+    run = resume  # a new run's dir is made once its data loaded: a train that fails validation leaves none
     started = False  # training began: a failure from here on is recorded in run.json, not cleaned away
     try:
         setup_determinism(recipe)
         splits = load_splits(recipe, split_def["indices"] if split_def else None)
+        if resume is None:
+            run_dir = None
+            if dd.is_main:
+                try:
+                    run_dir = new_run_dir(name or recipe.name, Path(runs_dir), exist_ok=exist_ok)
+                except OSError as e:  # read-only or full file system: one line
+                    raise storage_error(e, Path(runs_dir) / (name or recipe.name)) from None
+            run = Run(Path(dd.broadcast(str(run_dir) if run_dir else None)))
         if split_def is None and dd.is_main:
             write_json(run.dir / "splits.json", {**splits.info, "labels": splits.labels})
             atomic_write_text(run.dir / "recipe.yaml", resolved_recipe_yaml(recipe, splits.info))
@@ -492,7 +497,7 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
             shutdown()
         return run
     except BaseException as exc:
-        if dd.is_main:
+        if dd.is_main and run is not None:
             _record_failure(run, exc, new_run=resume is None and not started)
         raise
 
@@ -500,8 +505,6 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
 def _record_failure(run: Run, exc: BaseException, new_run: bool) -> None:
     """A new run that failed before training (bad data, bad recipe) leaves nothing behind; a run that was
     training says so in run.json: "interrupted" (resumable) or "failed" with the one-line reason."""
-    import shutil
-
     if new_run and not run.checkpoint("last").is_file():
         shutil.rmtree(run.dir, ignore_errors=True)
         return
