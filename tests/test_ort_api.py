@@ -20,21 +20,9 @@ from edgetl.quantize.ort_int8 import OrtDynamicQuantizer, OrtStaticQuantizer
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
-from test_quantize import SmallCNN, TinyEncoder, _export, _images  # noqa: E402  (same tiny models)
+from test_quantize import TinyEncoder, _export, _images, cnn  # noqa: E402,F401  (the same tiny models and fixture)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def cnn(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    m = SmallCNN().eval()
-    for mod in m.modules():
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.running_mean.uniform_(-0.2, 0.2)
-            mod.running_var.uniform_(0.5, 2.0)
-    p = tmp_path_factory.mktemp("cnn") / "cnn.onnx"
-    return _export(m, (torch.zeros(2, 3, 32, 32),), p, ["input"], ["cls"], {"input": {0: "b"}, "cls": {0: "b"}})
 
 
 @pytest.fixture(scope="module")
