@@ -84,7 +84,12 @@ def calibrate(model_path: Path, feeds: list[dict], method: str, work_dir: Path, 
     calibrator.collect_data(Reader(feeds))
     ranges = calibrator.compute_data()
     del calibrator
+    _cache_file(work_dir, method).unlink(missing_ok=True)  # the "cache" path must never read older ranges
     return ranges
+
+
+def _cache_file(work_dir: Path, method: str) -> Path:
+    return Path(work_dir) / f"ranges-{method}.json"
 
 
 def default_static_ops() -> list[str]:
@@ -221,7 +226,7 @@ def quantize_static_qdq(model_path: Path, out_path: Path, *, feeds: list[dict], 
                   extra_options={**calibration_options(method), **extra_options})
     with _atomic_output(out_path) as tmp, weight_memo(memo):
         if chosen == "cache":
-            cache_file = Path(work_dir) / f"ranges-{method}.json"
+            cache_file = _cache_file(work_dir, method)
             if not cache_file.is_file():
                 from onnxruntime.quantization import save_tensors_data
 
