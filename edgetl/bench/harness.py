@@ -20,7 +20,7 @@ from edgetl.bench.latency import measure_latency, measure_throughput
 from edgetl.bench.report import machine_name
 from edgetl.errors import EdgetlError
 from edgetl.evaluate.metrics import all_task_metrics, primary_score
-from edgetl.runtime.manifest import read_manifest, verify_bundle
+from edgetl.runtime.manifest import files_for_artifacts, read_manifest, verify_files
 
 BENCH_DATA = "bench_data.npz"
 
@@ -301,7 +301,9 @@ def bench(target: str | Path, device: str = "cpu", *, estimate: bool | None = No
     if estimate and profile is None:
         raise EdgetlError(f"--estimate: no device profile for this machine ({local}); set EDGETL_DEVICES_DIR")
     bundle, run_dir, data_file = locate(target)
-    manifest = verify_bundle(bundle) if verify else read_manifest(bundle)
+    manifest = read_manifest(bundle)
+    if verify:  # the files the asked-for artifacts read (a remote bench gets only those)
+        verify_files(bundle, manifest, files_for_artifacts(manifest, artifacts))
     kinds = {t.name: t.kind for t in manifest.tasks}
     names = artifacts or list(manifest.artifacts)
     unknown = [a for a in names if a not in manifest.artifacts and a != "pytorch"]

@@ -167,18 +167,11 @@ def stage_bundle(bundle: Path, data_file: Path | None, artifacts: Sequence[str] 
     the bench data (as `bench_data.npz`, where the remote `edgetl bench` finds it).
     """
     from edgetl.bench.harness import BENCH_DATA
-    from edgetl.runtime.manifest import MANIFEST_NAME, read_manifest, resolve_in_bundle
+    from edgetl.runtime.manifest import MANIFEST_NAME, files_for_artifacts, read_manifest, resolve_in_bundle
 
     manifest = read_manifest(bundle)
-    skip: set[str] = set()
-    if artifacts:
-        for name, entry in manifest.artifacts.items():
-            if name not in artifacts:
-                skip |= {entry.file, f"{entry.file}.json"}
-        for name in artifacts:
-            if name != "pytorch" and name in manifest.artifacts:
-                skip -= {manifest.artifacts[name].file, f"{manifest.artifacts[name].file}.json"}
-    names = [MANIFEST_NAME] + [f for f in manifest.files if f not in skip]
+    wanted = [a for a in artifacts if a != "pytorch"] if artifacts else None
+    names = [MANIFEST_NAME] + files_for_artifacts(manifest, wanted)
     total = 0
     dest.mkdir(parents=True)
     for rel in names:

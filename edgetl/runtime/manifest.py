@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -30,6 +31,7 @@ __all__ = [
     "Task",
     "TextInput",
     "bundle_file_hashes",
+    "files_for_artifacts",
     "onnx_external_data",
     "parse_manifest",
     "read_manifest",
@@ -205,6 +207,23 @@ def verify_files(
     return checked
 
 
+def files_for_artifacts(manifest: Manifest, artifacts: Iterable[str] | None = None) -> list[str]:
+    """Every file the manifest lists, less the model files (and their sidecars and external data) of artifacts
+    not in `artifacts` (None: all of them): what a bench of those artifacts reads, and what a remote bench
+    copies to the device."""
+    if artifacts is None:
+        return list(manifest.files)
+    keep = set(artifacts)
+    skip: set[str] = set()
+    for name, entry in manifest.artifacts.items():
+        own = {entry.file, f"{entry.file}.json", *(entry.raw.get("external_data") or [])}
+        if name in keep:
+            skip -= own
+        else:
+            skip |= own - {e.file for n, e in manifest.artifacts.items() if n in keep}
+    return [f for f in manifest.files if f not in skip]
+
+
 def verify_bundle(bundle_dir: str | os.PathLike[str], load: bool = False) -> Manifest:
     """Read the manifest and check the sha256 of every file it lists; with `load`, also load every ONNX
     artifact (which checks its external data is listed and its inputs/outputs match the manifest)."""
@@ -221,11 +240,11 @@ def verify_bundle(bundle_dir: str | os.PathLike[str], load: bool = False) -> Man
 
 def onnx_external_data(path: str | os.PathLike[str]) -> list[str]:
     """The external-data files an ONNX model names (`location`s, relative to the model's folder), found by
-    parsing the model with `onnx` (tensor data not loaded); where `onnx` is not installed (a device with the
-    light install), by scanning the protobuf bytes for `location` entries, in either field order."""
-    try:
-        import onnx
-    except ImportError:
+    parsing the model with `onnx` (tensor data not loaded) when this process already loaded it (export, bench
+    on the workstation); otherwise -- a device with the light install, where the runtime must not pull in
+    more than numpy + onnxruntime -- by scanning the protobuf bytes for `location` entries, in either order."""
+    onnx = sys.modules.get("onnx")
+    if onnx is None:
         return _scan_locations(Path(path).read_bytes())
     try:
         model = onnx.load_model(str(path), load_external_data=False)
