@@ -7,7 +7,6 @@ stops its thread pool's spinning when a run ends, so the sessions not being time
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
