@@ -32,8 +32,21 @@ POLICIES = {"linear-probe": "linear_probe", "fine-tune": "none"}
 
 def _train(cmd_prefix: list[str], overrides: list[str], runs_dir: Path, threads: int) -> tuple[float, Path]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
-    cmd = [*cmd_prefix, "-m", "edgetl", "train", str(REPO / "recipes/quickstart.yaml"), *overrides,
-           "--runs-dir", str(runs_dir), "--name", "qs", "-q", "--logger", "none"]
+    cmd = [
+        *cmd_prefix,
+        "-m",
+        "edgetl",
+        "train",
+        str(REPO / "recipes/quickstart.yaml"),
+        *overrides,
+        "--runs-dir",
+        str(runs_dir),
+        "--name",
+        "qs",
+        "-q",
+        "--logger",
+        "none",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -69,26 +82,48 @@ def main() -> None:
 
     base = Path(args.runs_dir)
     shutil.rmtree(base, ignore_errors=True)
-    common = [f"data.split.limit_train={args.train}", f"data.split.limit_val={args.val}",
-              f"data.split.limit_test={args.test}", f"train.epochs={args.epochs}"]
-    out: dict = {"setup": {"recipe": "recipes/quickstart.yaml", "train": args.train, "val": args.val,
-                           "test": args.test, "epochs": args.epochs, "global_batch": 32,
-                           "single": "1 process x 2 threads", "ddp": "torchrun 2 ranks x 1 thread, Gloo"},
-                 "results": {}}
+    common = [
+        f"data.split.limit_train={args.train}",
+        f"data.split.limit_val={args.val}",
+        f"data.split.limit_test={args.test}",
+        f"train.epochs={args.epochs}",
+    ]
+    out: dict = {
+        "setup": {
+            "recipe": "recipes/quickstart.yaml",
+            "train": args.train,
+            "val": args.val,
+            "test": args.test,
+            "epochs": args.epochs,
+            "global_batch": 32,
+            "single": "1 process x 2 threads",
+            "ddp": "torchrun 2 ranks x 1 thread, Gloo",
+        },
+        "results": {},
+    }
     for label, policy in POLICIES.items():
         ov = [*common, f"train.freeze.policy={policy}", "train.num_threads=2"]
         w1, d1 = _train([sys.executable], ov, base / label / "single", threads=2)
         ov_ddp = [*common, f"train.freeze.policy={policy}", "train.num_threads=1"]
-        w2, d2 = _train([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541"],
-                        ov_ddp, base / label / "ddp", threads=1)
+        w2, d2 = _train(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541"],
+            ov_ddp,
+            base / label / "ddp",
+            threads=1,
+        )
         one, ddp = _summary(d1, w1), _summary(d2, w2)
-        res = {"single": one, "ddp": ddp,
-               "val_accuracy_diff_points": [100 * (b - a) for a, b in zip(one["val_accuracy"], ddp["val_accuracy"])],
-               "test_accuracy_diff_points": 100 * (ddp["test_accuracy"] - one["test_accuracy"])}
+        res = {
+            "single": one,
+            "ddp": ddp,
+            "val_accuracy_diff_points": [100 * (b - a) for a, b in zip(one["val_accuracy"], ddp["val_accuracy"])],
+            "test_accuracy_diff_points": 100 * (ddp["test_accuracy"] - one["test_accuracy"]),
+        }
         out["results"][label] = res
-        print(f"{label:13s} single: val {one['val_accuracy']} test {one['test_accuracy']:.3f} {w1:.0f} s | "
-              f"ddp x2: val {ddp['val_accuracy']} test {ddp['test_accuracy']:.3f} {w2:.0f} s | "
-              f"test diff {res['test_accuracy_diff_points']:+.1f} points")
+        print(
+            f"{label:13s} single: val {one['val_accuracy']} test {one['test_accuracy']:.3f} {w1:.0f} s | "
+            f"ddp x2: val {ddp['val_accuracy']} test {ddp['test_accuracy']:.3f} {w2:.0f} s | "
+            f"test diff {res['test_accuracy_diff_points']:+.1f} points"
+        )
     res_dir = REPO / "benchmarks" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
     (res_dir / "ddp.json").write_text(json.dumps(out, indent=2) + "\n")

@@ -71,8 +71,12 @@ def main() -> None:
     if args.teacher:
         teacher = open_run(args.teacher)
     else:
-        teacher = train(load_recipe(REPO / "recipes/distill-teacher.yaml", subset), name="teacher", runs_dir=runs_dir,
-                        progress=False)
+        teacher = train(
+            load_recipe(REPO / "recipes/distill-teacher.yaml", subset),
+            name="teacher",
+            runs_dir=runs_dir,
+            progress=False,
+        )
     t_sum = summarize_run(teacher.dir)
     t_acc = t_sum.scores["category"].value
     print(f"teacher {teacher.dir}: test accuracy {100 * t_acc:.2f}", flush=True)
@@ -84,13 +88,19 @@ def main() -> None:
         for variant, extra in VARIANTS.items():
             over = subset + [f"distill.teacher={teacher.dir}", f"train.seed={seed}", *extra]
             t0 = time.perf_counter()
-            run = train(load_recipe(REPO / "recipes/distill.yaml", over), name=f"student-{variant}-s{seed}",
-                        runs_dir=runs_dir, progress=False)
+            run = train(
+                load_recipe(REPO / "recipes/distill.yaml", over),
+                name=f"student-{variant}-s{seed}",
+                runs_dir=runs_dir,
+                progress=False,
+            )
             seconds[variant].append(time.perf_counter() - t0)
             acc = summarize_run(run.dir).scores["category"].value
             scores[variant].append(acc)
             dirs[variant].append(str(run.dir))
-            print(f"seed {seed} {variant:<14} test accuracy {100 * acc:.2f}  ({seconds[variant][-1]:.0f} s)", flush=True)
+            print(
+                f"seed {seed} {variant:<14} test accuracy {100 * acc:.2f}  ({seconds[variant][-1]:.0f} s)", flush=True
+            )
 
     def paired(v):
         return [100 * (a - b) for a, b in zip(scores[v], scores["none"])]
@@ -99,8 +109,17 @@ def main() -> None:
     se_single = 100 * (2 * 0.85 * 0.15 / n_test) ** 0.5  # SE of one paired difference at ~85 % accuracy
     t_ms, s_ms = forward_ms(teacher.dir), forward_ms(Path(dirs["none"][0]))
     summary = {
-        "setup": {"teacher": "mobilenet_v2 @64px fine-tuned", "student": "mobilenet_v2 @32px", "train": args.train,
-                  "val": args.val, "test": n_test, "epochs": 3, "seeds": args.seeds, "temperature": 4.0, "alpha": 0.7},
+        "setup": {
+            "teacher": "mobilenet_v2 @64px fine-tuned",
+            "student": "mobilenet_v2 @32px",
+            "train": args.train,
+            "val": args.val,
+            "test": n_test,
+            "epochs": 3,
+            "seeds": args.seeds,
+            "temperature": 4.0,
+            "alpha": 0.7,
+        },
         "teacher_test_accuracy": t_acc,
         "student_test_accuracy": scores,
         "mean": {v: statistics.mean(s) for v, s in scores.items()},
@@ -108,21 +127,26 @@ def main() -> None:
         "se_one_difference_points": se_single,
         "train_seconds": seconds,
         "forward_ms_batch32": {"teacher": t_ms, "student": s_ms, "student_speedup": t_ms / s_ms},
-        "runs": dirs, "total_seconds": time.perf_counter() - t_all,
+        "runs": dirs,
+        "total_seconds": time.perf_counter() - t_all,
     }
     out = REPO / "benchmarks" / "results" / "distill.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
     print()
-    print(f"| student (32 px) | test accuracy per seed | mean | vs no teacher (paired, points) | train s (mean) |")
+    print("| student (32 px) | test accuracy per seed | mean | vs no teacher (paired, points) | train s (mean) |")
     print("|---|---|---|---|---|")
     for v in VARIANTS:
         d = paired(v)
         ds = "-" if v == "none" else f"{statistics.mean(d):+.2f} (per seed {', '.join(f'{x:+.2f}' for x in d)})"
-        print(f"| {v} | {', '.join(f'{100 * s:.2f}' for s in scores[v])} | {100 * statistics.mean(scores[v]):.2f} | "
-              f"{ds} | {statistics.mean(seconds[v]):.0f} |")
-    print(f"\nteacher (64 px) test accuracy {100 * t_acc:.2f}; one paired difference has SE ~{se_single:.2f} points "
-          f"on {n_test} test rows; forward batch 32: teacher {t_ms:.0f} ms, student {s_ms:.0f} ms "
-          f"({t_ms / s_ms:.1f}x faster)")
+        print(
+            f"| {v} | {', '.join(f'{100 * s:.2f}' for s in scores[v])} | {100 * statistics.mean(scores[v]):.2f} | "
+            f"{ds} | {statistics.mean(seconds[v]):.0f} |"
+        )
+    print(
+        f"\nteacher (64 px) test accuracy {100 * t_acc:.2f}; one paired difference has SE ~{se_single:.2f} points "
+        f"on {n_test} test rows; forward batch 32: teacher {t_ms:.0f} ms, student {s_ms:.0f} ms "
+        f"({t_ms / s_ms:.1f}x faster)"
+    )
     print(f"wrote {out}")
 
 

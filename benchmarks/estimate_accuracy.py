@@ -171,7 +171,9 @@ def measure_rounds(fns: dict, rounds: int, budget_s: float, wait_idle_s: float =
             if wait_idle_s > 0:
                 wait_for_idle(wait_idle_s)
             st, other = _other_cpu_pct(
-                lambda fn=fn: measure_latency(fn, warmup_s=0.3, min_iters=10, max_iters=2000, budget_s=budget_s / rounds)
+                lambda fn=fn: measure_latency(
+                    fn, warmup_s=0.3, min_iters=10, max_iters=2000, budget_s=budget_s / rounds
+                )
             )
             st = st.to_dict()
             st["other_cpu_pct"] = other
@@ -344,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"device profile: {profile.name} ({profile.status}); ORT CPU, {args.threads} threads, batch 1")
-    print(f"{'model':20s} {'px':>4s} {'prec':5s} {'measured p50':>13s} {'estimate':>10s} {'error':>8s}  fit?      other CPU")
+    print(
+        f"{'model':20s} {'px':>4s} {'prec':5s} {'measured p50':>13s} {'estimate':>10s} {'error':>8s}  fit?      other CPU"
+    )
     for r in rows:
         other = r.get("other_cpu_pct")
         busy = "" if other is None else f"{other:5.1f}%" + ("  BUSY: measurement inflated" if other > BUSY_PCT else "")
@@ -354,10 +358,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     n_busy = sum(1 for r in rows if (r.get("other_cpu_pct") or 0) > BUSY_PCT)
     if n_busy:
-        print(f"WARNING: {n_busy} rows were measured while other processes used >{BUSY_PCT}% of the CPUs; re-run when idle")
+        print(
+            f"WARNING: {n_busy} rows were measured while other processes used >{BUSY_PCT}% of the CPUs; re-run when idle"
+        )
     within = [r for r in rows if abs(r["error_pct"]) <= 30]
-    print(f"within ±30%: {len(within)}/{len(rows)} rows; held out within ±30%: "
-          f"{sum(1 for r in within if not r['fit'])}/{sum(1 for r in rows if not r['fit'])}")
+    print(
+        f"within ±30%: {len(within)}/{len(rows)} rows; held out within ±30%: "
+        f"{sum(1 for r in within if not r['fit'])}/{sum(1 for r in rows if not r['fit'])}"
+    )
     if fitted:
         print(f"\nfitted on {sorted(FIT_SET)}:")
         print(
@@ -365,8 +373,10 @@ def main(argv: list[str] | None = None) -> int:
             f"pointwise_overhead_us: {fitted['pointwise_overhead_us']}"
         )
         for r in fitted["rows"]:
-            print(f"  {r['model']:20s} {r['size']:4d} {r['precision']:5s} {r['estimate_ms']:8.2f} ms "
-                  f"{r['error_pct']:+7.1f}% {'fit' if r['fit'] else 'held out'}")
+            print(
+                f"  {r['model']:20s} {r['size']:4d} {r['precision']:5s} {r['estimate_ms']:8.2f} ms "
+                f"{r['error_pct']:+7.1f}% {'fit' if r['fit'] else 'held out'}"
+            )
 
     for r in rows:
         r.pop("onnx")

@@ -28,16 +28,28 @@ sys.path.insert(0, str(REPO))
 def recipe(args, cache: str):
     from edgetl.recipe import recipe_from_dict
 
-    return recipe_from_dict({
-        "name": f"fc-{cache}",
-        "backbone": {"name": "mobilenet_v2", "weights": "offline"},
-        "input": {"kind": "image", "image_size": args.image_size},
-        "tasks": [{"name": "category", "column": "label"}],
-        "data": {"source": "fashion-mnist", "split": {"limit_train": args.train, "limit_val": args.val,
-                                                       "limit_test": args.val}},
-        "train": {"epochs": args.epochs, "batch_size": 64, "lr": 0.003, "seed": 0, "schedule": "constant",
-                  "freeze": {"policy": "linear_probe"}, "feature_cache": cache},
-    }, "feature_cache.py")
+    return recipe_from_dict(
+        {
+            "name": f"fc-{cache}",
+            "backbone": {"name": "mobilenet_v2", "weights": "offline"},
+            "input": {"kind": "image", "image_size": args.image_size},
+            "tasks": [{"name": "category", "column": "label"}],
+            "data": {
+                "source": "fashion-mnist",
+                "split": {"limit_train": args.train, "limit_val": args.val, "limit_test": args.val},
+            },
+            "train": {
+                "epochs": args.epochs,
+                "batch_size": 64,
+                "lr": 0.003,
+                "seed": 0,
+                "schedule": "constant",
+                "freeze": {"policy": "linear_probe"},
+                "feature_cache": cache,
+            },
+        },
+        "feature_cache.py",
+    )
 
 
 def main() -> None:
@@ -47,7 +59,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--runs-dir", default="/tmp/edgetl-fc")
-    ap.add_argument("--repeats", type=int, default=2, help="on/off pairs, run alternately (A B A B): load drift hits both")
+    ap.add_argument(
+        "--repeats", type=int, default=2, help="on/off pairs, run alternately (A B A B): load drift hits both"
+    )
     args = ap.parse_args()
 
     import torch
@@ -70,9 +84,11 @@ def main() -> None:
             r["train_wall_s"].append(wall)
             r["cached"] = [x["cached"] for x in rows]
             r["val_accuracy"] = [x["val"]["category"]["accuracy"] for x in rows]
-            print(f"[{rep + 1}/{args.repeats}] {cache:>6}: epochs {[f'{x:.2f}' for x in r['epoch_seconds'][-len(rows):]]} s, "
-                  f"cache build {r['cache_build_s'][-1]:.1f} s, run wall {wall:.1f} s, val acc {r['val_accuracy']}",
-                  flush=True)
+            print(
+                f"[{rep + 1}/{args.repeats}] {cache:>6}: epochs {[f'{x:.2f}' for x in r['epoch_seconds'][-len(rows) :]]} s, "
+                f"cache build {r['cache_build_s'][-1]:.1f} s, run wall {wall:.1f} s, val acc {r['val_accuracy']}",
+                flush=True,
+            )
     for r in results.values():
         r["median_epoch_s"] = statistics.median(r["epoch_seconds"])
         r["median_cache_build_s"] = statistics.median(r["cache_build_s"])
@@ -83,10 +99,19 @@ def main() -> None:
     amortised = off["median_train_wall_s"] / on["median_train_wall_s"]
     same = max(abs(a - b) for a, b in zip(on["val_accuracy"], off["val_accuracy"]))
     summary = {
-        "setup": {"backbone": "mobilenet_v2 (offline ImageNet)", "policy": "linear_probe", "dataset": "fashion-mnist",
-                  "train": args.train, "val": args.val, "image_size": args.image_size, "epochs": args.epochs,
-                  "batch_size": 64, "threads": torch.get_num_threads(), "repeats": args.repeats,
-                  "load_average_at_end": list(os.getloadavg())},
+        "setup": {
+            "backbone": "mobilenet_v2 (offline ImageNet)",
+            "policy": "linear_probe",
+            "dataset": "fashion-mnist",
+            "train": args.train,
+            "val": args.val,
+            "image_size": args.image_size,
+            "epochs": args.epochs,
+            "batch_size": 64,
+            "threads": torch.get_num_threads(),
+            "repeats": args.repeats,
+            "load_average_at_end": list(os.getloadavg()),
+        },
         "runs": results,
         "epoch_speedup": speedup,
         "whole_run_speedup": amortised,
@@ -100,12 +125,18 @@ def main() -> None:
     print()
     print("| | median train epoch (s) | cache build (s) | whole run incl. val (s) | final val acc |")
     print("|---|---|---|---|---|")
-    print(f"| cache on (memory) | {on['median_epoch_s']:.3f} | {on['median_cache_build_s']:.1f} | "
-          f"{on['median_train_wall_s']:.1f} | {on['val_accuracy'][-1]:.4f} |")
-    print(f"| cache off (recompute) | {off['median_epoch_s']:.3f} | - | {off['median_train_wall_s']:.1f} | "
-          f"{off['val_accuracy'][-1]:.4f} |")
-    print(f"\nper-epoch speedup {speedup:.0f}x (goal >= 10x: {'met' if speedup >= 10 else 'MISSED'}); "
-          f"whole {args.epochs}-epoch run {amortised:.1f}x; max val-accuracy difference {same:.4f}")
+    print(
+        f"| cache on (memory) | {on['median_epoch_s']:.3f} | {on['median_cache_build_s']:.1f} | "
+        f"{on['median_train_wall_s']:.1f} | {on['val_accuracy'][-1]:.4f} |"
+    )
+    print(
+        f"| cache off (recompute) | {off['median_epoch_s']:.3f} | - | {off['median_train_wall_s']:.1f} | "
+        f"{off['val_accuracy'][-1]:.4f} |"
+    )
+    print(
+        f"\nper-epoch speedup {speedup:.0f}x (goal >= 10x: {'met' if speedup >= 10 else 'MISSED'}); "
+        f"whole {args.epochs}-epoch run {amortised:.1f}x; max val-accuracy difference {same:.4f}"
+    )
     print(f"wrote {out}")
 
 

@@ -31,17 +31,31 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # the loopback sshd + light-install helpers live with the tests
 
+from test_remote_sshd import HEAVY, SshServer, free_port, light_python, ssh_tools_missing  # noqa: E402
+
 from edgetl.bench.harness import bench  # noqa: E402
 from edgetl.bench.remote import bench_remote  # noqa: E402
-from test_remote_sshd import HEAVY, SshServer, free_port, light_python, ssh_tools_missing  # noqa: E402
 
 
 def _small_run(runs_dir: Path) -> Path:
     run = runs_dir / "fleet"
     if not (run / "export" / "manifest.json").is_file():
         edgetl = [sys.executable, "-m", "edgetl"]
-        subprocess.run([*edgetl, "train", str(REPO / "recipes" / "quickstart.yaml"), "train.epochs=1",
-                        "data.split.limit_train=500", "--name", "fleet", "--runs-dir", str(runs_dir), "-q"], check=True)
+        subprocess.run(
+            [
+                *edgetl,
+                "train",
+                str(REPO / "recipes" / "quickstart.yaml"),
+                "train.epochs=1",
+                "data.split.limit_train=500",
+                "--name",
+                "fleet",
+                "--runs-dir",
+                str(runs_dir),
+                "-q",
+            ],
+            check=True,
+        )
         subprocess.run([*edgetl, "export", str(run), "--int8", "--target", "cpu", "-q"], check=True)
     return run
 
@@ -85,8 +99,15 @@ def main() -> None:
 
         dead = f"root@127.0.0.1:{free_port()}"
         t0 = time.perf_counter()
-        merged = bench_remote(run, [a.host, b.host, dead], out=args.out / "fleet", python=str(wrapper),
-                              progress=lambda m: print("  " + m), **common, **ssh)
+        merged = bench_remote(
+            run,
+            [a.host, b.host, dead],
+            out=args.out / "fleet",
+            python=str(wrapper),
+            progress=lambda m: print("  " + m),
+            **common,
+            **ssh,
+        )
         fleet_s = time.perf_counter() - t0
     finally:
         for s in servers:
@@ -96,26 +117,48 @@ def main() -> None:
     per_host = merged["hosts"]
     ok_reports = [json.loads(Path(h["files"]["json"]).read_text()) for h in per_host if h["status"] == "ok"]
     result = {
-        "command": "python benchmarks/fleet.py" + (f" --run {args.run}" if args.run else "")
-                   + f" --budget {args.budget} --batch {args.batch}",
-        "machine": {"cpu": (local["system"].get("cpu") or {}).get("model"), "threads": os.cpu_count(),
-                    "python": platform.python_version()},
-        "run": str(run), "artifacts": arts, "batch_sizes": sizes, "budget_s": args.budget,
+        "command": "python benchmarks/fleet.py"
+        + (f" --run {args.run}" if args.run else "")
+        + f" --budget {args.budget} --batch {args.batch}",
+        "machine": {
+            "cpu": (local["system"].get("cpu") or {}).get("model"),
+            "threads": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "run": str(run),
+        "artifacts": arts,
+        "batch_sizes": sizes,
+        "budget_s": args.budget,
         "local": {"wall_s": round(local_s, 2), "p50_ms": _p50(local["rows"])},
-        "single_host": {"wall_s": round(single_s, 2), "remote_bench_s": single["remote"]["bench_s"],
-                        "bundle_mb": round(single["remote"]["bundle_bytes"] / 1e6, 2), "p50_ms": _p50(single["rows"])},
-        "fleet": {"wall_s": round(fleet_s, 2),
-                  "hosts": [{k: h[k] for k in ("host", "status", "error", "wall_s")} for h in per_host],
-                  "remote_bench_s": [r["remote"]["bench_s"] for r in ok_reports],
-                  "p50_ms": {r["host"]: _p50(r["rows"]) for r in ok_reports},
-                  "accuracy": {r["host"]: {x["artifact"]: x["metrics"] for x in r["rows"] if "metrics" in x} for r in ok_reports},
-                  "consistency": merged["consistency"], "files": merged["files"]},
+        "single_host": {
+            "wall_s": round(single_s, 2),
+            "remote_bench_s": single["remote"]["bench_s"],
+            "bundle_mb": round(single["remote"]["bundle_bytes"] / 1e6, 2),
+            "p50_ms": _p50(single["rows"]),
+        },
+        "fleet": {
+            "wall_s": round(fleet_s, 2),
+            "hosts": [{k: h[k] for k in ("host", "status", "error", "wall_s")} for h in per_host],
+            "remote_bench_s": [r["remote"]["bench_s"] for r in ok_reports],
+            "p50_ms": {r["host"]: _p50(r["rows"]) for r in ok_reports},
+            "accuracy": {
+                r["host"]: {x["artifact"]: x["metrics"] for x in r["rows"] if "metrics" in x} for r in ok_reports
+            },
+            "consistency": merged["consistency"],
+            "files": merged["files"],
+        },
         "device_side_heavy_import_attempts": attempts,
     }
     print()
     print(f"{'':28} {'wall s':>7} " + " ".join(f"{a + ' p50 ms':>16}" for a in arts))
-    print(f"{'local (in-process)':28} {local_s:7.1f} " + " ".join(f"{result['local']['p50_ms'].get(a, float('nan')):16.2f}" for a in arts))
-    print(f"{'1 ssh device':28} {single_s:7.1f} " + " ".join(f"{result['single_host']['p50_ms'].get(a, float('nan')):16.2f}" for a in arts))
+    print(
+        f"{'local (in-process)':28} {local_s:7.1f} "
+        + " ".join(f"{result['local']['p50_ms'].get(a, float('nan')):16.2f}" for a in arts)
+    )
+    print(
+        f"{'1 ssh device':28} {single_s:7.1f} "
+        + " ".join(f"{result['single_host']['p50_ms'].get(a, float('nan')):16.2f}" for a in arts)
+    )
     for h, p in result["fleet"]["p50_ms"].items():
         print(f"{'fleet: ' + h:28} {fleet_s:7.1f} " + " ".join(f"{p.get(a, float('nan')):16.2f}" for a in arts))
     for h in per_host:

@@ -25,14 +25,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from int8_common import REPO, ensure_run, latency, machine, md_table, write_json
 
 SPECS = {
     "mobilenet_v2": ([], 0.5),
     "efficientnet_lite0": (["backbone.name=efficientnet_lite0", "train.epochs=2", "data.split.limit_train=2000"], 1.0),
-    "resnet18": (["backbone.name=resnet18", "backbone.weights=none", "train.epochs=2", "data.split.limit_train=2000",
-                  "train.lr=0.002"], 0.3),
+    "resnet18": (
+        [
+            "backbone.name=resnet18",
+            "backbone.weights=none",
+            "train.epochs=2",
+            "data.split.limit_train=2000",
+            "train.lr=0.002",
+        ],
+        0.3,
+    ),
 }
 
 
@@ -47,8 +54,9 @@ def one(name: str, runs_dir: Path, budget_s: float) -> dict:
     run, train_s = ensure_run(f"int8-{name}", overrides, runs_dir)
     t0 = time.perf_counter()
     log: list[str] = []
-    bundle = export_run(run.dir, ExportOptions(int8=True, target="cpu", max_drop=max_drop, progress=False,
-                                               threads=2, log=log))
+    bundle = export_run(
+        run.dir, ExportOptions(int8=True, target="cpu", max_drop=max_drop, progress=False, threads=2, log=log)
+    )
     export_s = time.perf_counter() - t0
     for line in log:
         print(f"  [{name}] {line}")
@@ -63,21 +71,35 @@ def one(name: str, runs_dir: Path, budget_s: float) -> dict:
     st.quantize(plain)
     task = loaded.recipe.tasks[0].name
     kind = loaded.kinds[task]
-    acc = {k: 100 * primary_score(kind, evaluate_onnx(p, loaded, "test")[task])
-           for k, p in (("fp32", bundle / "model.fp32.onnx"), ("plain", plain), ("gated", bundle / "model.int8-ort.onnx"))}
+    acc = {
+        k: 100 * primary_score(kind, evaluate_onnx(p, loaded, "test")[task])
+        for k, p in (("fp32", bundle / "model.fp32.onnx"), ("plain", plain), ("gated", bundle / "model.int8-ort.onnx"))
+    }
     x = feeds_for(loaded.prep, loaded.splits.test, np.arange(1))
     models = {"fp32": bundle / "model.fp32.onnx", "plain": plain, "gated": bundle / "model.int8-ort.onnx"}
     lat2 = latency(models, x, threads=2, budget_s=budget_s)
     lat1 = latency(models, x, threads=1, budget_s=budget_s / 2)
     plain.unlink()
-    return {"model": name, "image_size": loaded.recipe.input.image_size, "max_drop": max_drop,
-            "train_seconds": round(train_s, 1), "export_seconds": round(export_s, 1),
-            "test_accuracy": acc, "test_drop": {k: acc["fp32"] - v for k, v in acc.items()},
-            "val_drop_plain": gate["tries"][0]["drop"][task], "val_drop_gated": gate["drop"][task],
-            "gate_passed": gate["passed"], "excluded_nodes": gate["excluded_nodes"],
-            "gate_tries": len(gate["tries"]), "gate_seconds": gate["seconds"],
-            "sensitivity": gate.get("sensitivity"), "gate_latency": gate.get("latency"),
-            "default_artifact": manifest["default_artifact"], "latency_threads2": lat2, "latency_threads1": lat1}
+    return {
+        "model": name,
+        "image_size": loaded.recipe.input.image_size,
+        "max_drop": max_drop,
+        "train_seconds": round(train_s, 1),
+        "export_seconds": round(export_s, 1),
+        "test_accuracy": acc,
+        "test_drop": {k: acc["fp32"] - v for k, v in acc.items()},
+        "val_drop_plain": gate["tries"][0]["drop"][task],
+        "val_drop_gated": gate["drop"][task],
+        "gate_passed": gate["passed"],
+        "excluded_nodes": gate["excluded_nodes"],
+        "gate_tries": len(gate["tries"]),
+        "gate_seconds": gate["seconds"],
+        "sensitivity": gate.get("sensitivity"),
+        "gate_latency": gate.get("latency"),
+        "default_artifact": manifest["default_artifact"],
+        "latency_threads2": lat2,
+        "latency_threads1": lat1,
+    }
 
 
 def main() -> None:
@@ -91,16 +113,38 @@ def main() -> None:
     torch.set_num_threads(2)
     t0 = time.perf_counter()
     rows = [one(m, args.runs_dir, args.budget_s) for m in args.models.split(",")]
-    headers = ["model", "px", "FP32 acc", "plain INT8 drop (val / test)", "gate budget", "gated drop (val / test)",
-               "kept float", "plain INT8 x (2 thr)", "gated INT8 x (2 thr)", "gated x (1 thr)", "p10 ratio gated (2 thr)"]
+    headers = [
+        "model",
+        "px",
+        "FP32 acc",
+        "plain INT8 drop (val / test)",
+        "gate budget",
+        "gated drop (val / test)",
+        "kept float",
+        "plain INT8 x (2 thr)",
+        "gated INT8 x (2 thr)",
+        "gated x (1 thr)",
+        "p10 ratio gated (2 thr)",
+    ]
     table = []
     for r in rows:
         s2, s1 = r["latency_threads2"]["speedup_vs_fp32"], r["latency_threads1"]["speedup_vs_fp32"]
-        table.append([r["model"], r["image_size"], f"{r['test_accuracy']['fp32']:.2f}",
-                      f"{r['val_drop_plain']:+.2f} / {r['test_drop']['plain']:+.2f}", r["max_drop"],
-                      f"{r['val_drop_gated']:+.2f} / {r['test_drop']['gated']:+.2f}" + ("" if r["gate_passed"] else " FAILED"),
-                      len(r["excluded_nodes"]), f"{s2['plain']:.2f}", f"{s2['gated']:.2f}", f"{s1['gated']:.2f}",
-                      f"{r['latency_threads2']['p10_speedup_vs_fp32']['gated']:.2f}"])
+        table.append(
+            [
+                r["model"],
+                r["image_size"],
+                f"{r['test_accuracy']['fp32']:.2f}",
+                f"{r['val_drop_plain']:+.2f} / {r['test_drop']['plain']:+.2f}",
+                r["max_drop"],
+                f"{r['val_drop_gated']:+.2f} / {r['test_drop']['gated']:+.2f}"
+                + ("" if r["gate_passed"] else " FAILED"),
+                len(r["excluded_nodes"]),
+                f"{s2['plain']:.2f}",
+                f"{s2['gated']:.2f}",
+                f"{s1['gated']:.2f}",
+                f"{r['latency_threads2']['p10_speedup_vs_fp32']['gated']:.2f}",
+            ]
+        )
     md = md_table(headers, table)
     print(md)
     for r in rows:
@@ -108,8 +152,9 @@ def main() -> None:
             print(f"\n{r['model']}: kept in float ({len(r['excluded_nodes'])}): {', '.join(r['excluded_nodes'])}")
     models = args.models.split(",")
     name = "int8_cnn" if models == list(SPECS) else "int8_cnn_" + "_".join(models)
-    out = write_json(name, {"machine": machine(), "seconds": round(time.perf_counter() - t0, 1),
-                                  "rows": rows, "table_md": md})
+    out = write_json(
+        name, {"machine": machine(), "seconds": round(time.perf_counter() - t0, 1), "rows": rows, "table_md": md}
+    )
     print(f"\nwrote {out} ({time.perf_counter() - t0:.0f} s)")
 
 

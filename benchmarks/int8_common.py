@@ -15,8 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def ensure_run(name: str, overrides: list[str], runs_dir: Path, base: str | dict = "recipes/quickstart.yaml",
-               say=print):
+def ensure_run(
+    name: str, overrides: list[str], runs_dir: Path, base: str | dict = "recipes/quickstart.yaml", say=print
+):
     """The run `runs_dir/name` trained from `base` (a recipe file, or a recipe dict) + `overrides`; trained now
     only if it is not there yet with exactly that recipe (training is the slow part on a shared 2-core machine,
     the figures are not)."""
@@ -33,7 +34,9 @@ def ensure_run(name: str, overrides: list[str], runs_dir: Path, base: str | dict
     if (d / "run.json").is_file():
         run = open_run(d)
         done = json.loads((d / "run.json").read_text()).get("status") == "completed"
-        same = run.recipe().model_dump(exclude={"name", "description"}) == rec.model_dump(exclude={"name", "description"})
+        same = run.recipe().model_dump(exclude={"name", "description"}) == rec.model_dump(
+            exclude={"name", "description"}
+        )
         if done and same:
             say(f"[{name}] reusing trained run {d}")
             return run, 0.0
@@ -50,9 +53,13 @@ def latency(models: dict[str, Path], feeds: dict, threads: int = 2, budget_s: fl
 
     res = compare_latency(models, feeds, threads=threads, budget_s=budget_s, min_rounds=20, inner=inner)
     base = next(iter(models))
-    out = {"threads": threads, "rounds": res["rounds"], "ms": res["ms"],
-           "speedup_vs_" + base: {k: speedup(res, base, k) for k in models},
-           "p10_speedup_vs_" + base: {k: res["ms"][base]["p10"] / res["ms"][k]["p10"] for k in models}}
+    out = {
+        "threads": threads,
+        "rounds": res["rounds"],
+        "ms": res["ms"],
+        "speedup_vs_" + base: {k: speedup(res, base, k) for k in models},
+        "p10_speedup_vs_" + base: {k: res["ms"][base]["p10"] / res["ms"][k]["p10"] for k in models},
+    }
     return out
 
 
@@ -68,8 +75,15 @@ def machine() -> dict:
     except OSError:
         pass
     flags = cpu_flags()
-    return {"cpu": model, "cores": os.cpu_count(), "avx2": "avx2" in flags, "avx512f": "avx512f" in flags,
-            "vnni": has_vnni(), "python": platform.python_version(), "loadavg": os.getloadavg()}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "avx2": "avx2" in flags,
+        "avx512f": "avx512f" in flags,
+        "vnni": has_vnni(),
+        "python": platform.python_version(),
+        "loadavg": os.getloadavg(),
+    }
 
 
 def write_json(name: str, data: dict) -> Path:

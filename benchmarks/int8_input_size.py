@@ -22,15 +22,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from int8_common import latency, machine, md_table, write_json
 
 
 def build(name: str):
     import torch
 
-    from edgetl.recipe import BackboneSpec
     from edgetl.models.registry import create_backbone
+    from edgetl.recipe import BackboneSpec
 
     offline = name in ("mobilenet_v2", "efficientnet_lite0")
     bb = create_backbone(BackboneSpec(name=name, weights="offline" if offline else "none"))
@@ -81,33 +80,77 @@ def main() -> None:
             fp32, int8 = tmp / f"{name}_{px}.onnx", tmp / f"{name}_{px}.int8.onnx"
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(model, (x[:2],), str(fp32), dynamo=False, opset_version=17, input_names=["input"],
-                                  output_names=["logits"], dynamic_axes={"input": {0: "b"}, "logits": {0: "b"}})
-            feeds = [{"input": x[i:i + 16].numpy()} for i in range(0, len(x), 16)]
+                torch.onnx.export(
+                    model,
+                    (x[:2],),
+                    str(fp32),
+                    dynamo=False,
+                    opset_version=17,
+                    input_names=["input"],
+                    output_names=["logits"],
+                    dynamic_axes={"input": {0: "b"}, "logits": {0: "b"}},
+                )
+            feeds = [{"input": x[i : i + 16].numpy()} for i in range(0, len(x), 16)]
             OrtStaticQuantizer(fp32, feeds).quantize(int8)
             ops = ort_fused_ops(int8)
             n_conv = sum(n.op_type == "Conv" for n in onnx.load(str(fp32)).graph.node)
             one = {"input": x[:1].numpy()}
             lat2 = latency({"fp32": fp32, "int8": int8}, one, threads=2, budget_s=args.budget_s)
             lat1 = latency({"fp32": fp32, "int8": int8}, one, threads=1, budget_s=args.budget_s / 2)
-            row = {"model": name, "px": px, "convs": n_conv, "qlinearconv": ops.get("QLinearConv", 0),
-                   "fp32_ms_p50": lat2["ms"]["fp32"]["p50"], "int8_ms_p50": lat2["ms"]["int8"]["p50"],
-                   "speedup_2thr": lat2["speedup_vs_fp32"]["int8"], "p10_speedup_2thr": lat2["p10_speedup_vs_fp32"]["int8"],
-                   "speedup_1thr": lat1["speedup_vs_fp32"]["int8"], "p10_speedup_1thr": lat1["p10_speedup_vs_fp32"]["int8"],
-                   "fp32_ms_p10": lat2["ms"]["fp32"]["p10"], "int8_ms_p10": lat2["ms"]["int8"]["p10"]}
+            row = {
+                "model": name,
+                "px": px,
+                "convs": n_conv,
+                "qlinearconv": ops.get("QLinearConv", 0),
+                "fp32_ms_p50": lat2["ms"]["fp32"]["p50"],
+                "int8_ms_p50": lat2["ms"]["int8"]["p50"],
+                "speedup_2thr": lat2["speedup_vs_fp32"]["int8"],
+                "p10_speedup_2thr": lat2["p10_speedup_vs_fp32"]["int8"],
+                "speedup_1thr": lat1["speedup_vs_fp32"]["int8"],
+                "p10_speedup_1thr": lat1["p10_speedup_vs_fp32"]["int8"],
+                "fp32_ms_p10": lat2["ms"]["fp32"]["p10"],
+                "int8_ms_p10": lat2["ms"]["int8"]["p10"],
+            }
             rows.append(row)
-            print(f"{name} {px}px: {row['qlinearconv']}/{n_conv} convs fused; x{row['speedup_2thr']:.2f} (2 thr, "
-                  f"p10 x{row['p10_speedup_2thr']:.2f}), x{row['speedup_1thr']:.2f} (1 thr)", flush=True)
+            print(
+                f"{name} {px}px: {row['qlinearconv']}/{n_conv} convs fused; x{row['speedup_2thr']:.2f} (2 thr, "
+                f"p10 x{row['p10_speedup_2thr']:.2f}), x{row['speedup_1thr']:.2f} (1 thr)",
+                flush=True,
+            )
             for p in (fp32, int8):
                 p.unlink()
-    md = md_table(["model", "px", "QLinearConv / Conv", "FP32 p10 ms", "INT8 p10 ms", "INT8 x (2 thr, paired p50)",
-                   "INT8 x (2 thr, p10)", "INT8 x (1 thr, paired p50)", "INT8 x (1 thr, p10)"],
-                  [[r["model"], r["px"], f"{r['qlinearconv']}/{r['convs']}", f"{r['fp32_ms_p10']:.2f}",
-                    f"{r['int8_ms_p10']:.2f}", f"{r['speedup_2thr']:.2f}", f"{r['p10_speedup_2thr']:.2f}",
-                    f"{r['speedup_1thr']:.2f}", f"{r['p10_speedup_1thr']:.2f}"] for r in rows])
+    md = md_table(
+        [
+            "model",
+            "px",
+            "QLinearConv / Conv",
+            "FP32 p10 ms",
+            "INT8 p10 ms",
+            "INT8 x (2 thr, paired p50)",
+            "INT8 x (2 thr, p10)",
+            "INT8 x (1 thr, paired p50)",
+            "INT8 x (1 thr, p10)",
+        ],
+        [
+            [
+                r["model"],
+                r["px"],
+                f"{r['qlinearconv']}/{r['convs']}",
+                f"{r['fp32_ms_p10']:.2f}",
+                f"{r['int8_ms_p10']:.2f}",
+                f"{r['speedup_2thr']:.2f}",
+                f"{r['p10_speedup_2thr']:.2f}",
+                f"{r['speedup_1thr']:.2f}",
+                f"{r['p10_speedup_1thr']:.2f}",
+            ]
+            for r in rows
+        ],
+    )
     print(md)
-    out = write_json("int8_input_size", {"machine": machine(), "seconds": round(time.perf_counter() - t0, 1),
-                                         "rows": rows, "table_md": md})
+    out = write_json(
+        "int8_input_size",
+        {"machine": machine(), "seconds": round(time.perf_counter() - t0, 1), "rows": rows, "table_md": md},
+    )
     print(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
 
 

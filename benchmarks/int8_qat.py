@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from int8_cnn import SPECS
 from int8_common import REPO, ensure_run, latency, machine, md_table, write_json
 
@@ -81,9 +80,20 @@ def one(name: str, args) -> dict:
     log: list[str] = []
     spec = QatSpec(mode="always", epochs=args.epochs, lr=args.lr, max_steps=args.max_steps)
     te = time.perf_counter()
-    bundle = export_run(run.dir, ExportOptions(int8=True, target="cpu", qat=True, qat_spec=spec, max_drop=max_drop,
-                                               out_dir=run.dir / "export-qat-bench", threads=2, progress=False,
-                                               log=log))
+    bundle = export_run(
+        run.dir,
+        ExportOptions(
+            int8=True,
+            target="cpu",
+            qat=True,
+            qat_spec=spec,
+            max_drop=max_drop,
+            out_dir=run.dir / "export-qat-bench",
+            threads=2,
+            progress=False,
+            log=log,
+        ),
+    )
     export_s = time.perf_counter() - te
     for line in log:
         print(f"  [{name}] {line}")
@@ -97,25 +107,49 @@ def one(name: str, args) -> dict:
     feeds, _ = calibration_feeds(loaded, ptq["calibration"]["size"])
     plain = bundle / "bench.int8-plain.onnx"
     OrtStaticQuantizer(bundle / "model.fp32.onnx", feeds, method=ptq["calibration"]["method"]).quantize(plain)
-    files = {"fp32": bundle / "model.fp32.onnx", "ptq_plain": plain, "ptq_gated": bundle / "model.int8-ort.onnx",
-             "qat": bundle / "model.int8-qat.onnx"}
+    files = {
+        "fp32": bundle / "model.fp32.onnx",
+        "ptq_plain": plain,
+        "ptq_gated": bundle / "model.int8-ort.onnx",
+        "qat": bundle / "model.int8-qat.onnx",
+    }
     control = fp32_control(loaded, spec, feeds, bundle / "bench.fp32-more.onnx")
-    acc = {split: {k: 100 * primary_score(kind, evaluate_onnx(p, loaded, split)[task])
-                   for k, p in {**files, "fp32_more": control}.items()} for split in ("val", "test")}
+    acc = {
+        split: {
+            k: 100 * primary_score(kind, evaluate_onnx(p, loaded, split)[task])
+            for k, p in {**files, "fp32_more": control}.items()
+        }
+        for split in ("val", "test")
+    }
     control.unlink()
     drop = {split: {k: acc[split]["fp32"] - v for k, v in a.items()} for split, a in acc.items()}
     x = feeds_for(loaded.prep, loaded.splits.test, np.arange(1))
     lat = latency(files, x, threads=2, budget_s=args.budget_s)
     plain.unlink()
-    return {"model": name, "run": str(run.dir), "image_size": loaded.recipe.input.image_size, "max_drop": max_drop,
-            "train_seconds": round(train_s, 1), "export_seconds": round(export_s, 1), "accuracy": acc,
-            "drop_vs_fp32": drop, "latency_threads2": lat,
-            "ptq_gate": {k: ptq["gate"].get(k) for k in ("passed", "drop", "excluded_nodes", "seconds", "latency")},
-            "qat": {**qat["qat"], "gate": qat["gate"], "ort_ops": qat["ort_ops"], "ort_layout": qat["ort_layout"],
-                    "reduce_range": qat["reduce_range"], "bn_folded": qat["bn_folded"],
-                    "unsigned_inputs": qat["unsigned_inputs"], "quantized_modules": qat["quantized_modules"],
-                    "verification": arts["int8-qat"]["verification"]},
-            "default_artifact": m["default_artifact"]}
+    return {
+        "model": name,
+        "run": str(run.dir),
+        "image_size": loaded.recipe.input.image_size,
+        "max_drop": max_drop,
+        "train_seconds": round(train_s, 1),
+        "export_seconds": round(export_s, 1),
+        "accuracy": acc,
+        "drop_vs_fp32": drop,
+        "latency_threads2": lat,
+        "ptq_gate": {k: ptq["gate"].get(k) for k in ("passed", "drop", "excluded_nodes", "seconds", "latency")},
+        "qat": {
+            **qat["qat"],
+            "gate": qat["gate"],
+            "ort_ops": qat["ort_ops"],
+            "ort_layout": qat["ort_layout"],
+            "reduce_range": qat["reduce_range"],
+            "bn_folded": qat["bn_folded"],
+            "unsigned_inputs": qat["unsigned_inputs"],
+            "quantized_modules": qat["quantized_modules"],
+            "verification": arts["int8-qat"]["verification"],
+        },
+        "default_artifact": m["default_artifact"],
+    }
 
 
 def main() -> None:
@@ -139,25 +173,72 @@ def main() -> None:
         s, p10 = r["latency_threads2"]["speedup_vs_fp32"], r["latency_threads2"]["p10_speedup_vs_fp32"]
         ops = r["qat"]["ort_ops"]
         convs = ops.get("QLinearConv", 0) + ops.get("Conv", 0) + ops.get("FusedConv", 0)
-        labels = {"ptq_plain": "PTQ all INT8", "ptq_gated": f"PTQ + gate ({r['max_drop']})",
-                  "qat": f"QAT ({r['qat']['epochs_run']} ep, {r['qat']['steps']} steps)"}
-        table.append([r["model"], "FP32", f"{a['val']['fp32']:.2f}", f"{a['test']['fp32']:.2f}", "-", "-", "1.00",
-                      "1.00", "-"])
-        table.append(["", "FP32 + the same fine-tune (control)", f"{a['val']['fp32_more']:.2f}",
-                      f"{a['test']['fp32_more']:.2f}", f"{d['val']['fp32_more']:+.2f}", f"{d['test']['fp32_more']:+.2f}",
-                      "-", "-", "-"])
+        labels = {
+            "ptq_plain": "PTQ all INT8",
+            "ptq_gated": f"PTQ + gate ({r['max_drop']})",
+            "qat": f"QAT ({r['qat']['epochs_run']} ep, {r['qat']['steps']} steps)",
+        }
+        table.append(
+            [r["model"], "FP32", f"{a['val']['fp32']:.2f}", f"{a['test']['fp32']:.2f}", "-", "-", "1.00", "1.00", "-"]
+        )
+        table.append(
+            [
+                "",
+                "FP32 + the same fine-tune (control)",
+                f"{a['val']['fp32_more']:.2f}",
+                f"{a['test']['fp32_more']:.2f}",
+                f"{d['val']['fp32_more']:+.2f}",
+                f"{d['test']['fp32_more']:+.2f}",
+                "-",
+                "-",
+                "-",
+            ]
+        )
         for k, label in labels.items():
-            flt = {"ptq_plain": "0", "ptq_gated": str(len(r["ptq_gate"]["excluded_nodes"]))
-                   + ("" if r["ptq_gate"]["passed"] else " (FAILED)"),
-                   "qat": f"{convs - ops.get('QLinearConv', 0)} of {convs} convs float in ORT"}[k]
-            table.append(["", label, f"{a['val'][k]:.2f}", f"{a['test'][k]:.2f}", f"{d['val'][k]:+.2f}",
-                          f"{d['test'][k]:+.2f}", f"{s[k]:.2f}", f"{p10[k]:.2f}", flt])
-    md = md_table(["model", "variant", "val acc", "test acc", "val drop", "test drop", "x vs FP32 (paired p50)",
-                   "x (p10)", "layers in float"], table)
+            flt = {
+                "ptq_plain": "0",
+                "ptq_gated": str(len(r["ptq_gate"]["excluded_nodes"]))
+                + ("" if r["ptq_gate"]["passed"] else " (FAILED)"),
+                "qat": f"{convs - ops.get('QLinearConv', 0)} of {convs} convs float in ORT",
+            }[k]
+            table.append(
+                [
+                    "",
+                    label,
+                    f"{a['val'][k]:.2f}",
+                    f"{a['test'][k]:.2f}",
+                    f"{d['val'][k]:+.2f}",
+                    f"{d['test'][k]:+.2f}",
+                    f"{s[k]:.2f}",
+                    f"{p10[k]:.2f}",
+                    flt,
+                ]
+            )
+    md = md_table(
+        [
+            "model",
+            "variant",
+            "val acc",
+            "test acc",
+            "val drop",
+            "test drop",
+            "x vs FP32 (paired p50)",
+            "x (p10)",
+            "layers in float",
+        ],
+        table,
+    )
     print(md)
-    p = write_json("int8_qat", {"machine": machine(), "settings": {"epochs": args.epochs, "lr": args.lr,
-                                                                   "max_steps": args.max_steps},
-                                "rows": rows, "table_md": md, "seconds": round(time.perf_counter() - t0, 1)})
+    p = write_json(
+        "int8_qat",
+        {
+            "machine": machine(),
+            "settings": {"epochs": args.epochs, "lr": args.lr, "max_steps": args.max_steps},
+            "rows": rows,
+            "table_md": md,
+            "seconds": round(time.perf_counter() - t0, 1),
+        },
+    )
     print(f"\nwrote {p} ({time.perf_counter() - t0:.0f} s)")
 
 

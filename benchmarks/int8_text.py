@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from int8_common import REPO, ensure_run, latency, machine, md_table, write_json
 
 RECIPE = {
@@ -34,8 +33,14 @@ RECIPE = {
     "input": {"kind": "text", "max_length": 128},
     "tasks": [{"name": "topic", "kind": "classification", "column": "label"}],
     "data": {"source": "bbc-news", "split": {"val_fraction": 0.1, "test_fraction": 0.2, "limit_train": 1000}},
-    "train": {"epochs": 30, "batch_size": 32, "lr": 0.003, "schedule": "cosine", "seed": 0,
-              "freeze": {"policy": "linear_probe"}},
+    "train": {
+        "epochs": 30,
+        "batch_size": 32,
+        "lr": 0.003,
+        "schedule": "cosine",
+        "seed": 0,
+        "freeze": {"policy": "linear_probe"},
+    },
     "export": {"calibration": {"size": 128}, "verify_samples": 64},
 }
 
@@ -70,21 +75,31 @@ def main() -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     pre = preprocess_model(fp32, work / "pre.onnx", text=True)
-    quantize_dynamic(str(pre), str(work / "ort_dynamic_default.onnx"), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Gemm"])
+    quantize_dynamic(
+        str(pre),
+        str(work / "ort_dynamic_default.onnx"),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gemm"],
+    )
     feeds, _ = calibration_feeds(loaded, 128)
     OrtStaticQuantizer(fp32, feeds, text=True).quantize(work / "ort_static_qdq.onnx")
     from edgetl.quantize.ort_int8 import OrtDynamicQuantizer
 
     OrtDynamicQuantizer(fp32).quantize(work / "edgetl_dynamic.onnx")
     tight_log: list[str] = []
-    tight = quantize_cpu_with_gate(loaded, fp32, work / "gated_tight.onnx", feeds, method="minmax", max_drop=0.0,
-                                   say=tight_log.append, threads=2)
+    tight = quantize_cpu_with_gate(
+        loaded, fp32, work / "gated_tight.onnx", feeds, method="minmax", max_drop=0.0, say=tight_log.append, threads=2
+    )
     for line in tight_log:
         print(f"  [gate 0.0] {line}")
-    variants = {"FP32": fp32, "ORT dynamic, defaults": work / "ort_dynamic_default.onnx",
-                "ORT static Q/DQ": work / "ort_static_qdq.onnx", "edgetl dynamic (all INT8)": work / "edgetl_dynamic.onnx",
-                "gated, budget 1.0 (bundle)": bundle / "model.int8-ort.onnx", "gated, budget 0.0": work / "gated_tight.onnx"}
+    variants = {
+        "FP32": fp32,
+        "ORT dynamic, defaults": work / "ort_dynamic_default.onnx",
+        "ORT static Q/DQ": work / "ort_static_qdq.onnx",
+        "edgetl dynamic (all INT8)": work / "edgetl_dynamic.onnx",
+        "gated, budget 1.0 (bundle)": bundle / "model.int8-ort.onnx",
+        "gated, budget 0.0": work / "gated_tight.onnx",
+    }
     acc = {}
     for k, p in variants.items():
         acc[k] = {s: 100 * evaluate_onnx(p, loaded, s)["topic"]["accuracy"] for s in ("val", "test")}
@@ -93,20 +108,51 @@ def main() -> None:
     lat = latency(variants, x, threads=2, budget_s=args.budget_s, inner=2)
     rows = []
     for k, p in variants.items():
-        rows.append({"variant": k, "val_acc": acc[k]["val"], "test_acc": acc[k]["test"],
-                     "val_drop": acc["FP32"]["val"] - acc[k]["val"], "test_drop": acc["FP32"]["test"] - acc[k]["test"],
-                     "ms_p50": lat["ms"][k]["p50"], "speedup": lat["speedup_vs_FP32"][k],
-                     "p10_speedup": lat["p10_speedup_vs_FP32"][k], "size_mb": p.stat().st_size / 1e6})
-    md = md_table(["variant", "val acc", "test acc", "test drop", "p50 ms", "x vs FP32 (paired)", "x (p10)", "MB"],
-                  [[r["variant"], f"{r['val_acc']:.2f}", f"{r['test_acc']:.2f}", f"{r['test_drop']:+.2f}",
-                    f"{r['ms_p50']:.1f}", f"{r['speedup']:.2f}", f"{r['p10_speedup']:.2f}", f"{r['size_mb']:.1f}"]
-                   for r in rows])
+        rows.append(
+            {
+                "variant": k,
+                "val_acc": acc[k]["val"],
+                "test_acc": acc[k]["test"],
+                "val_drop": acc["FP32"]["val"] - acc[k]["val"],
+                "test_drop": acc["FP32"]["test"] - acc[k]["test"],
+                "ms_p50": lat["ms"][k]["p50"],
+                "speedup": lat["speedup_vs_FP32"][k],
+                "p10_speedup": lat["p10_speedup_vs_FP32"][k],
+                "size_mb": p.stat().st_size / 1e6,
+            }
+        )
+    md = md_table(
+        ["variant", "val acc", "test acc", "test drop", "p50 ms", "x vs FP32 (paired)", "x (p10)", "MB"],
+        [
+            [
+                r["variant"],
+                f"{r['val_acc']:.2f}",
+                f"{r['test_acc']:.2f}",
+                f"{r['test_drop']:+.2f}",
+                f"{r['ms_p50']:.1f}",
+                f"{r['speedup']:.2f}",
+                f"{r['p10_speedup']:.2f}",
+                f"{r['size_mb']:.1f}",
+            ]
+            for r in rows
+        ],
+    )
     print(md)
     tg = tight["gate"]
     print(f"\nbudget 0.0: kept in float {tg['excluded_nodes']} ({len(tg['tries'])} tries, {tg['seconds']} s)")
-    out = write_json("int8_text", {"machine": machine(), "seq_len": seq, "train_seconds": round(train_s, 1),
-                                   "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
-                                   "gate_budget_1": gate1, "gate_budget_0": tg, "table_md": md})
+    out = write_json(
+        "int8_text",
+        {
+            "machine": machine(),
+            "seq_len": seq,
+            "train_seconds": round(train_s, 1),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "rows": rows,
+            "gate_budget_1": gate1,
+            "gate_budget_0": tg,
+            "table_md": md,
+        },
+    )
     for p in work.iterdir():
         p.unlink()
     work.rmdir()

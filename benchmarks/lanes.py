@@ -30,8 +30,14 @@ RECIPES = {"quickstart": ("recipes/quickstart.yaml", ["--qat"]), "text": ("recip
 def cli(venv: Path, args: list[str], log) -> float:
     t0 = time.perf_counter()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
-    p = subprocess.run([str(venv / "bin" / "python"), "-m", "edgetl", *args], cwd=REPO, env=env,
-                       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    p = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "edgetl", *args],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     if p.returncode:
         raise SystemExit(f"{venv}: edgetl {' '.join(args)} failed (exit {p.returncode}); see {log.name}")
     return time.perf_counter() - t0
@@ -55,8 +61,11 @@ def main() -> None:
     venvs = [REPO / v for v in a.venvs]
     runs = REPO / a.runs_dir
     runs.mkdir(parents=True, exist_ok=True)
-    quick = ["train.epochs=1", "data.split.limit_train=400", "data.split.limit_val=200",
-             "data.split.limit_test=200"] if a.quick else []
+    quick = (
+        ["train.epochs=1", "data.split.limit_train=400", "data.split.limit_val=200", "data.split.limit_test=200"]
+        if a.quick
+        else []
+    )
     result = {"cpu": collect_system_info()["cpu"], "quick": a.quick, "lanes": {}}
     for venv in venvs:
         lane = venv.name
@@ -67,8 +76,9 @@ def main() -> None:
             with open(runs / f"{name}.log", "w") as log:
                 entry = {"run": str(run)}
                 if not (run / "run.json").is_file():
-                    entry["train_s"] = cli(venv, ["train", recipe, "--name", name, "--runs-dir", str(runs), *quick],
-                                           log)
+                    entry["train_s"] = cli(
+                        venv, ["train", recipe, "--name", name, "--runs-dir", str(runs), *quick], log
+                    )
                 entry["export_s"] = cli(venv, ["export", str(run), "--int8", "--target", "cpu", *flags], log)
             result["lanes"][lane]["recipes"][key] = entry
     for rnd in range(a.rounds):  # interleaved benches: every venv sees the same machine state
@@ -95,15 +105,26 @@ def summarise(result: dict) -> list[dict]:
             manifest = json.loads((Path(entry["run"]) / "export" / "manifest.json").read_text())
             task = manifest["tasks"][0]["name"]
             for art, a in manifest["artifacts"].items():
-                lat = [next(r for r in b["rows"] if r["artifact"] == art)["latency_ms"]["p50_ms"] for b in entry["bench"]]
-                fp32 = [next(r for r in b["rows"] if r["artifact"] == "fp32")["latency_ms"]["p50_ms"]
-                        for b in entry["bench"]]
+                lat = [
+                    next(r for r in b["rows"] if r["artifact"] == art)["latency_ms"]["p50_ms"] for b in entry["bench"]
+                ]
+                fp32 = [
+                    next(r for r in b["rows"] if r["artifact"] == "fp32")["latency_ms"]["p50_ms"]
+                    for b in entry["bench"]
+                ]
                 gate = (a.get("quantization") or {}).get("gate") or {}
-                rows.append({"lane": lane, "recipe": key, "artifact": art, "test_accuracy": a["accuracy"][task],
-                             "p50_ms_batch1": statistics.median(lat),
-                             "speedup_vs_fp32": statistics.median(f / x for f, x in zip(fp32, lat)),
-                             "gate_speedup": (gate.get("latency") or {}).get("speedup_vs_fp32"),
-                             "layers_float": len(gate.get("excluded_nodes", []) or [])})
+                rows.append(
+                    {
+                        "lane": lane,
+                        "recipe": key,
+                        "artifact": art,
+                        "test_accuracy": a["accuracy"][task],
+                        "p50_ms_batch1": statistics.median(lat),
+                        "speedup_vs_fp32": statistics.median(f / x for f, x in zip(fp32, lat)),
+                        "gate_speedup": (gate.get("latency") or {}).get("speedup_vs_fp32"),
+                        "layers_float": len(gate.get("excluded_nodes", []) or []),
+                    }
+                )
     return rows
 
 
@@ -113,16 +134,26 @@ def print_table(result: dict) -> None:
     print(f"CPU: {cpu.get('model')} ({cpu.get('threads')} threads; flags: {flags})")
     for lane, info in result["lanes"].items():
         v = info["versions"]
-        print(f"{lane}: " + ", ".join(f"{k} {v[k]}" for k in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu",
-                                                               "transformers", "timm", "nvidia-modelopt") if k in v))
-    print(f"{'recipe':<11}{'artifact':<10}" + "".join(f"{lane + ' acc':>16}{lane + ' x fp32':>18}"
-                                                     for lane in result["lanes"]))
+        print(
+            f"{lane}: "
+            + ", ".join(
+                f"{k} {v[k]}"
+                for k in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "transformers", "timm", "nvidia-modelopt")
+                if k in v
+            )
+        )
+    print(
+        f"{'recipe':<11}{'artifact':<10}"
+        + "".join(f"{lane + ' acc':>16}{lane + ' x fp32':>18}" for lane in result["lanes"])
+    )
     keys = sorted({(r["recipe"], r["artifact"]) for r in result["table"]})
     for recipe, art in keys:
         cells = ""
         for lane in result["lanes"]:
-            r = next((r for r in result["table"] if (r["lane"], r["recipe"], r["artifact"]) == (lane, recipe, art)), None)
-            cells += (f"{100 * r['test_accuracy']:>16.2f}{r['speedup_vs_fp32']:>18.2f}" if r else f"{'-':>16}{'-':>18}")
+            r = next(
+                (r for r in result["table"] if (r["lane"], r["recipe"], r["artifact"]) == (lane, recipe, art)), None
+            )
+            cells += f"{100 * r['test_accuracy']:>16.2f}{r['speedup_vs_fp32']:>18.2f}" if r else f"{'-':>16}{'-':>18}"
         print(f"{recipe:<11}{art:<10}{cells}")
 
 

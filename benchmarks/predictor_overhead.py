@@ -36,7 +36,11 @@ def measure(bundle: Path, artifact: str, hw: tuple[int, int], channels: int, ite
     p = Predictor.load(bundle, artifact=artifact, intra_op_threads=threads)
     spec = p.manifest.input
     rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, (*hw, channels), dtype=np.uint8) if channels == 3 else rng.integers(0, 256, hw, dtype=np.uint8)
+    img = (
+        rng.integers(0, 256, (*hw, channels), dtype=np.uint8)
+        if channels == 3
+        else rng.integers(0, 256, hw, dtype=np.uint8)
+    )
     # The bare path runs the Predictor's own ORT session: a second session would keep a second thread pool
     # whose idle workers spin and steal one of the 2 cores from whichever session is being timed.
     sess = p.backend.session
@@ -68,10 +72,18 @@ def measure(bundle: Path, artifact: str, hw: tuple[int, int], channels: int, ite
     for _ in range(iters):
         p.preprocess(img)
     pre_ms = (time.perf_counter_ns() - t0) / iters / 1e6
-    return {"artifact": artifact, "input": f"{hw[0]}x{hw[1]}x{channels}", "model_input": list(spec.image_size),
-            "bare_ms_p50": float(np.median(tb)) / 1e6, "predict_ms_p50": float(np.median(tp)) / 1e6,
-            "preprocess_ms_mean": pre_ms, "overhead_paired": float(np.median(tp / tb)),
-            "overhead_of_medians": float(np.median(tp) / np.median(tb)), "iters": iters, "threads": threads}
+    return {
+        "artifact": artifact,
+        "input": f"{hw[0]}x{hw[1]}x{channels}",
+        "model_input": list(spec.image_size),
+        "bare_ms_p50": float(np.median(tb)) / 1e6,
+        "predict_ms_p50": float(np.median(tp)) / 1e6,
+        "preprocess_ms_mean": pre_ms,
+        "overhead_paired": float(np.median(tp / tb)),
+        "overhead_of_medians": float(np.median(tp) / np.median(tb)),
+        "iters": iters,
+        "threads": threads,
+    }
 
 
 def main() -> None:
@@ -97,13 +109,36 @@ def main() -> None:
         for hw, c in (((28, 28), 1), (size, 3)):
             r = measure(bundle, artifact, hw, c, args.iters, args.threads)
             rows.append(r)
-            print(f"{artifact} {r['input']}: bare {r['bare_ms_p50']:.3f} ms, predict {r['predict_ms_p50']:.3f} ms, "
-                  f"overhead x{r['overhead_paired']:.3f} (medians x{r['overhead_of_medians']:.3f})", flush=True)
-    md = md_table(["artifact", "input image", "bare ORT p50 ms", "predict p50 ms", "pre-processing ms",
-                   "predict / bare (paired median)", "predict / bare (medians)", "<= 1.15"],
-                  [[r["artifact"], r["input"], f"{r['bare_ms_p50']:.3f}", f"{r['predict_ms_p50']:.3f}",
-                    f"{r['preprocess_ms_mean']:.3f}", f"{r['overhead_paired']:.3f}", f"{r['overhead_of_medians']:.3f}",
-                    "yes" if r["overhead_paired"] <= 1.15 else "NO"] for r in rows])
+            print(
+                f"{artifact} {r['input']}: bare {r['bare_ms_p50']:.3f} ms, predict {r['predict_ms_p50']:.3f} ms, "
+                f"overhead x{r['overhead_paired']:.3f} (medians x{r['overhead_of_medians']:.3f})",
+                flush=True,
+            )
+    md = md_table(
+        [
+            "artifact",
+            "input image",
+            "bare ORT p50 ms",
+            "predict p50 ms",
+            "pre-processing ms",
+            "predict / bare (paired median)",
+            "predict / bare (medians)",
+            "<= 1.15",
+        ],
+        [
+            [
+                r["artifact"],
+                r["input"],
+                f"{r['bare_ms_p50']:.3f}",
+                f"{r['predict_ms_p50']:.3f}",
+                f"{r['preprocess_ms_mean']:.3f}",
+                f"{r['overhead_paired']:.3f}",
+                f"{r['overhead_of_medians']:.3f}",
+                "yes" if r["overhead_paired"] <= 1.15 else "NO",
+            ]
+            for r in rows
+        ],
+    )
     print(md)
     out = write_json("predictor_overhead", {"machine": machine(), "bundle": str(bundle), "rows": rows, "table_md": md})
     print(f"wrote {out}")

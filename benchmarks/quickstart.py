@@ -52,21 +52,33 @@ def main() -> None:
     out["int8_drop_points"] = rows["int8-ort"].get("drop_vs_fp32")
 
     if not args.skip_scratch:
-        scratch = train(load_recipe(REPO / "recipes/quickstart.yaml", ["backbone.weights=none"]), name="quickstart-scratch",
-                        runs_dir=runs, progress=False)
-        out["transfer"] = {"imagenet_finetuned_val": run.info()["best_score"],
-                           "scratch_val": scratch.info()["best_score"]}
+        scratch = train(
+            load_recipe(REPO / "recipes/quickstart.yaml", ["backbone.weights=none"]),
+            name="quickstart-scratch",
+            runs_dir=runs,
+            progress=False,
+        )
+        out["transfer"] = {
+            "imagenet_finetuned_val": run.info()["best_score"],
+            "scratch_val": scratch.info()["best_score"],
+        }
 
-    print(f"\nquickstart: train {out['seconds']['train']:.0f} s, export {out['seconds']['export']:.0f} s, "
-          f"bench {out['seconds']['bench']:.0f} s, total {out['seconds']['total']:.0f} s")
+    print(
+        f"\nquickstart: train {out['seconds']['train']:.0f} s, export {out['seconds']['export']:.0f} s, "
+        f"bench {out['seconds']['bench']:.0f} s, total {out['seconds']['total']:.0f} s"
+    )
     v = out["fp32_verification"]
-    print(f"ONNX FP32 vs PyTorch: max|diff| {max(v['max_abs_diff'].values()):.2e}, "
-          f"top-1 agreement {min(v['top1_agreement'].values()):.2%} on {v['samples']} validation images")
+    print(
+        f"ONNX FP32 vs PyTorch: max|diff| {max(v['max_abs_diff'].values()):.2e}, "
+        f"top-1 agreement {min(v['top1_agreement'].values()):.2%} on {v['samples']} validation images"
+    )
     print(f"INT8 vs FP32 at batch 1: {out['int8_speedup_vs_fp32']:.2f}x, drop {out['int8_drop_points']} points")
     if "transfer" in out:
         t = out["transfer"]
-        print(f"transfer: ImageNet fine-tuned {t['imagenet_finetuned_val']:.3f} vs from scratch {t['scratch_val']:.3f} "
-              "(validation accuracy, same recipe and budget)")
+        print(
+            f"transfer: ImageNet fine-tuned {t['imagenet_finetuned_val']:.3f} vs from scratch {t['scratch_val']:.3f} "
+            "(validation accuracy, same recipe and budget)"
+        )
     res = REPO / "benchmarks" / "results"
     res.mkdir(parents=True, exist_ok=True)
     (res / "quickstart.json").write_text(json.dumps(out, indent=2, default=float) + "\n")

@@ -54,8 +54,14 @@ def kill_campaign(args) -> dict:
     work = Path(args.workdir) / "kills"
     shutil.rmtree(work, ignore_errors=True)
     fs = tuple(int(x) for x in args.fsync_kills.split(",") if x)
-    res = run_campaign(work, fsync_kills=fs, timed_kills=args.timed_kills, seed=args.seed,
-                       overrides={"train.epochs": 3}, log=lambda s: print("  " + s, flush=True))
+    res = run_campaign(
+        work,
+        fsync_kills=fs,
+        timed_kills=args.timed_kills,
+        seed=args.seed,
+        overrides={"train.epochs": 3},
+        log=lambda s: print("  " + s, flush=True),
+    )
     killed = [k for k in res.kills if k["killed"]]
     return {
         "kills_planned": len(fs) + args.timed_kills,
@@ -74,9 +80,8 @@ def kill_campaign(args) -> dict:
 
 
 def fuzz(args) -> dict:
-    from hypothesis import Phase
-
     import test_fuzz_loaders as F
+    from hypothesis import Phase
 
     F.FUZZ_SETTINGS["phases"] = [Phase.explicit, Phase.generate]  # no shrinking: count every crash
     crashes: list[str] = []
@@ -90,8 +95,9 @@ def fuzz(args) -> dict:
         except Exception as e:  # noqa: BLE001  (anything but EdgetlError is a crash)
             counter["crash"] += 1
             tb = traceback.extract_tb(e.__traceback__)
-            where = next((f"{f.filename.split('edgetl/')[-1]}:{f.lineno}" for f in reversed(tb)
-                          if "/edgetl/" in f.filename), "?")
+            where = next(
+                (f"{f.filename.split('edgetl/')[-1]}:{f.lineno}" for f in reversed(tb) if "/edgetl/" in f.filename), "?"
+            )
             crashes.append(f"{type(e).__name__} at {where}: {str(e)[:100]}")
             return None
 
@@ -100,8 +106,13 @@ def fuzz(args) -> dict:
     for name, (_, n) in F.FUZZERS.items():
         t0 = time.perf_counter()
         c = F.run_fuzzer(name, int(n * args.fuzz_scale))
-        out[name] = {"tried": c["tried"], "ok": c["ok"], "edgetl_error": c["error"], "crash": c["crash"],
-                     "seconds": round(time.perf_counter() - t0, 1)}
+        out[name] = {
+            "tried": c["tried"],
+            "ok": c["ok"],
+            "edgetl_error": c["error"],
+            "crash": c["crash"],
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         print(f"  {name}: {out[name]}", flush=True)
     F._outcome = real
     total = Counter()
@@ -170,8 +181,14 @@ EXPORT_POINTS = [
 def _cli_env(extra: dict | None = None) -> dict:
     import os
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "COLUMNS": "200",
+    }
     env.pop("EDGETL_TEST_SIGNAL", None)
     env.update(extra or {})
     return env
@@ -180,8 +197,13 @@ def _cli_env(extra: dict | None = None) -> dict:
 def _edgetl(*args, env=None, timeout=900):
     import subprocess
 
-    return subprocess.run([sys.executable, "-c", SIGNAL_DRIVER, *map(str, args)], capture_output=True,
-                          text=True, env=env or _cli_env(), timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", SIGNAL_DRIVER, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env or _cli_env(),
+        timeout=timeout,
+    )
 
 
 def _tree_hashes(d: Path) -> dict:
@@ -229,8 +251,13 @@ def _interrupt(cmd_args, trigger, sig, timeout=900):
 
     kind = trigger[0]
     env = _cli_env({"EDGETL_TEST_SIGNAL": f"{trigger[1]}:{sig}"} if kind == "hook" else None)
-    proc = subprocess.Popen([sys.executable, "-c", SIGNAL_DRIVER, *map(str, cmd_args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGNAL_DRIVER, *map(str, cmd_args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     fired = [kind == "hook"]
 
@@ -252,7 +279,6 @@ def _interrupt(cmd_args, trigger, sig, timeout=900):
 
 def _tiny_run(work: Path, name: str, over: dict) -> Path:
     import yaml
-
     from conftest import tiny_recipe_dict
 
     recipe = work / f"{name}.yaml"
@@ -262,8 +288,13 @@ def _tiny_run(work: Path, name: str, over: dict) -> Path:
     return work / "runs" / name
 
 
-EXPORT_RECIPE = {"export.qat.epochs": 1, "export.qat.max_steps": 4, "data.split.limit_train": 160,
-                 "data.split.limit_val": 80, "data.split.limit_test": 80}
+EXPORT_RECIPE = {
+    "export.qat.epochs": 1,
+    "export.qat.max_steps": 4,
+    "data.split.limit_train": 160,
+    "data.split.limit_val": 80,
+    "data.split.limit_test": 80,
+}
 EXPORT_ARGS = ("--int8", "--target", "cpu", "--qat", "--threads", "1")
 
 
@@ -295,9 +326,16 @@ def export_kill_campaign(args) -> dict:
         for sig in ("SIGINT", "SIGKILL"):
             rc, err, fired = _interrupt(("export", run, *EXPORT_ARGS), trigger, sig)
             lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-            trial = {"point": name, "phase": phase, "signal": sig, "fired": fired, "returncode": rc,
-                     "tracebacks": err.count("Traceback"), "message": lines[-1] if lines else None,
-                     "debris_after_signal": _debris(run)}
+            trial = {
+                "point": name,
+                "phase": phase,
+                "signal": sig,
+                "fired": fired,
+                "returncode": rc,
+                "tracebacks": err.count("Traceback"),
+                "message": lines[-1] if lines else None,
+                "debris_after_signal": _debris(run),
+            }
             trial.update(_check_bundle(bundle, good, png, work / "bench-out"))
             if sig == "SIGINT":
                 trial["one_line"] = rc == 0 or (rc == 130 and len(lines) == 1)
@@ -309,10 +347,13 @@ def export_kill_campaign(args) -> dict:
             trial["debris"] = _debris(run)
             good = _tree_hashes(bundle) if bundle.is_dir() else good
             trials.append(trial)
-            print(f"  {name:<15} {sig:<7} rc={rc} identical={trial['identical']} verifies={trial['verifies']} "
-                  f"predict={trial['predict_rc']} bench={trial['bench_rc']} rerun={trial.get('rerun_rc', '-')} "
-                  f"debris={len(trial['debris'])} left-after-signal={len(trial['debris_after_signal'])} "
-                  f"msg={trial['message']!r}", flush=True)
+            print(
+                f"  {name:<15} {sig:<7} rc={rc} identical={trial['identical']} verifies={trial['verifies']} "
+                f"predict={trial['predict_rc']} bench={trial['bench_rc']} rerun={trial.get('rerun_rc', '-')} "
+                f"debris={len(trial['debris'])} left-after-signal={len(trial['debris_after_signal'])} "
+                f"msg={trial['message']!r}",
+                flush=True,
+            )
     return {
         "interruptions": len(trials),
         "signals_delivered": sum(t["returncode"] != 0 for t in trials),
@@ -323,8 +364,9 @@ def export_kill_campaign(args) -> dict:
         "complete_new_bundle_after_interrupt": sum(t["new_bundle"] for t in trials),
         "tracebacks": sum(t["tracebacks"] for t in trials),
         "debris_files": sum(len(t["debris"]) for t in trials),
-        "staging_left_right_after_sigkill": sum(bool(t["debris_after_signal"]) for t in trials
-                                                 if t["signal"] == "SIGKILL"),
+        "staging_left_right_after_sigkill": sum(
+            bool(t["debris_after_signal"]) for t in trials if t["signal"] == "SIGKILL"
+        ),
         "sigint_one_line": sum(t.get("one_line", False) for t in trials if t["signal"] == "SIGINT"),
         "sigint_trials": sum(t["signal"] == "SIGINT" for t in trials),
         "reruns": reruns,
@@ -338,8 +380,9 @@ def _mount_tmpfs(path: Path, size_bytes: int) -> None:
     import subprocess
 
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)], check=True, capture_output=True
+    )
 
 
 def _umount(path: Path) -> None:
@@ -381,7 +424,6 @@ def disk_full_campaign(args) -> dict:
     try:
         # ---- train onto a nearly full file system
         import yaml
-
         from conftest import tiny_recipe_dict
 
         recipe = work / "df.yaml"
@@ -394,11 +436,19 @@ def disk_full_campaign(args) -> dict:
             r = _edgetl("train", recipe, "--runs-dir", mnt / "runs", "--quiet")
             lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
             runs = sorted((mnt / "runs").glob("df*")) if (mnt / "runs").is_dir() else []
-            trial = {"command": "train", "free_fraction_of_need": frac, "returncode": r.returncode,
-                     "tracebacks": r.stderr.count("Traceback"), "one_line": r.returncode != 0 and len(lines) == 1,
-                     "message": lines[-1][:300] if lines else None, "debris": _debris(mnt),
-                     "run_status": [json.loads((d / "run.json").read_text()).get("status")
-                                    if (d / "run.json").is_file() else None for d in runs]}
+            trial = {
+                "command": "train",
+                "free_fraction_of_need": frac,
+                "returncode": r.returncode,
+                "tracebacks": r.stderr.count("Traceback"),
+                "one_line": r.returncode != 0 and len(lines) == 1,
+                "message": lines[-1][:300] if lines else None,
+                "debris": _debris(mnt),
+                "run_status": [
+                    json.loads((d / "run.json").read_text()).get("status") if (d / "run.json").is_file() else None
+                    for d in runs
+                ],
+            }
             (mnt / "filler").unlink(missing_ok=True)
             for d in runs:
                 shutil.rmtree(d)
@@ -407,9 +457,12 @@ def disk_full_campaign(args) -> dict:
             trial["tracebacks"] += again.stderr.count("Traceback")
             shutil.rmtree(mnt / "runs", ignore_errors=True)
             trials.append(trial)
-            print(f"  train  free={frac:.2f}x rc={r.returncode} one_line={trial['one_line']} "
-                  f"debris={len(trial['debris'])} rerun={again.returncode} status={trial['run_status']} "
-                  f"msg={trial['message']!r}", flush=True)
+            print(
+                f"  train  free={frac:.2f}x rc={r.returncode} one_line={trial['one_line']} "
+                f"debris={len(trial['debris'])} rerun={again.returncode} status={trial['run_status']} "
+                f"msg={trial['message']!r}",
+                flush=True,
+            )
 
         # ---- export onto a nearly full file system, over a good bundle
         run = work / "ref-runs" / "df"
@@ -423,9 +476,14 @@ def disk_full_campaign(args) -> dict:
             _fill(mnt, int(size * frac))
             r = _edgetl("export", run, "--int8", "--target", "cpu", "--out", bundle, "--quiet")
             lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
-            trial = {"command": "export", "free_fraction_of_need": frac, "returncode": r.returncode,
-                     "tracebacks": r.stderr.count("Traceback"), "message": lines[-1][:300] if lines else None,
-                     "debris": _debris(mnt)}
+            trial = {
+                "command": "export",
+                "free_fraction_of_need": frac,
+                "returncode": r.returncode,
+                "tracebacks": r.stderr.count("Traceback"),
+                "message": lines[-1][:300] if lines else None,
+                "debris": _debris(mnt),
+            }
             trial["one_line"] = r.returncode == 0 or len([ln for ln in lines if ln.startswith("error:")]) == 1
             trial.update(_check_bundle(bundle, good, png, work / "bench-out"))
             if r.returncode != 0:
@@ -440,10 +498,13 @@ def disk_full_campaign(args) -> dict:
             trial["tracebacks"] += again.stderr.count("Traceback")
             trial["debris"] += _debris(mnt)
             trials.append(trial)
-            print(f"  export free={frac:.2f}x rc={r.returncode} identical={trial['identical']} "
-                  f"verifies={trial['verifies']} predict={trial['predict_rc']} bench={trial['bench_rc']} "
-                  f"bench-on-full-disk={b.returncode} rerun={again.returncode} debris={len(trial['debris'])} "
-                  f"msg={trial['message']!r}", flush=True)
+            print(
+                f"  export free={frac:.2f}x rc={r.returncode} identical={trial['identical']} "
+                f"verifies={trial['verifies']} predict={trial['predict_rc']} bench={trial['bench_rc']} "
+                f"bench-on-full-disk={b.returncode} rerun={again.returncode} debris={len(trial['debris'])} "
+                f"msg={trial['message']!r}",
+                flush=True,
+            )
     finally:
         _umount(mnt)
     return {
@@ -469,28 +530,38 @@ def main() -> None:
     ap.add_argument("--skip-kills", action="store_true")
     ap.add_argument("--skip-fuzz", action="store_true")
     ap.add_argument("--skip-export-kills", action="store_true")
-    ap.add_argument("--merge", action="store_true", help="keep benchmarks/results/reliability.json figures of "
-                    "campaigns skipped this time")
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep benchmarks/results/reliability.json figures of campaigns skipped this time",
+    )
     ap.add_argument("--skip-disk-full", action="store_true")
     ap.add_argument("--export-points", default="", help="comma-separated subset of the export interruption points")
-    ap.add_argument("--disk-fractions", default="0.02,0.2,0.45,0.7,0.95",
-                    help="free space left, as fractions of what the command needs")
+    ap.add_argument(
+        "--disk-fractions",
+        default="0.02,0.2,0.45,0.7,0.95",
+        help="free space left, as fractions of what the command needs",
+    )
     args = ap.parse_args()
     args.disk_fractions = [float(x) for x in args.disk_fractions.split(",") if x]
 
     import logging
 
     logging.getLogger("edgetl").setLevel(logging.ERROR)  # the fuzzed datasets warn a lot
-    result: dict = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
-                    "command": "python benchmarks/reliability.py " + " ".join(sys.argv[1:])}
+    result: dict = {
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}",
+        "command": "python benchmarks/reliability.py " + " ".join(sys.argv[1:]),
+    }
     out = REPO / "benchmarks" / "results" / "reliability.json"
     if args.merge and out.is_file():  # keep the figures of campaigns not run this time
         kept = json.loads(out.read_text())
         result = {**{k: v for k, v in kept.items() if k not in result}, **result}
-    campaigns = [("kill_campaign", "kill campaign", kill_campaign, args.skip_kills),
-                 ("fuzz", "fuzzing", fuzz, args.skip_fuzz),
-                 ("export_kills", "export interruption campaign", export_kill_campaign, args.skip_export_kills),
-                 ("disk_full", "disk-full campaign", disk_full_campaign, args.skip_disk_full)]
+    campaigns = [
+        ("kill_campaign", "kill campaign", kill_campaign, args.skip_kills),
+        ("fuzz", "fuzzing", fuzz, args.skip_fuzz),
+        ("export_kills", "export interruption campaign", export_kill_campaign, args.skip_export_kills),
+        ("disk_full", "disk-full campaign", disk_full_campaign, args.skip_disk_full),
+    ]
     from edgetl.runtime.atomic import atomic_write_text
 
     for key, title, fn, skip in campaigns:
@@ -512,33 +583,47 @@ def main() -> None:
         print(f"| {key} | FAILED: {v['error'][:300]} |")
     if "kill_campaign" in result:
         k = result["kill_campaign"]
-        print(f"| SIGKILLs survived (inside checkpoint writes / at random times) | {k['kills']} "
-              f"({k['kills_inside_checkpoint_writes']} / {k['kills_at_random_times']}) |")
+        print(
+            f"| SIGKILLs survived (inside checkpoint writes / at random times) | {k['kills']} "
+            f"({k['kills_inside_checkpoint_writes']} / {k['kills_at_random_times']}) |"
+        )
         print(f"| resumes, processes started | {k['resumes']}, {k['processes']} |")
         print(f"| corrupt checkpoints after any kill | {k['corrupt_checkpoints']} |")
         print(f"| tracebacks (training processes) | {k['tracebacks']} |")
-        print(f"| max abs diff vs uninterrupted: metrics.jsonl / weights | {k['max_metric_diff']:.3g} / "
-              f"{k['max_weight_diff']:.3g} |")
+        print(
+            f"| max abs diff vs uninterrupted: metrics.jsonl / weights | {k['max_metric_diff']:.3g} / "
+            f"{k['max_weight_diff']:.3g} |"
+        )
         print(f"| campaign wall time | {k['seconds']} s |")
     if "fuzz" in result:
         f = result["fuzz"]
         for name, v in f["per_loader"].items():
-            print(f"| fuzz {name}: tried (ok / EdgetlError / crash) | {v['tried']} ({v['ok']} / "
-                  f"{v['edgetl_error']} / {v['crash']}), {v['seconds']} s |")
+            print(
+                f"| fuzz {name}: tried (ok / EdgetlError / crash) | {v['tried']} ({v['ok']} / "
+                f"{v['edgetl_error']} / {v['crash']}), {v['seconds']} s |"
+            )
         t = f["total"]
-        print(f"| fuzz total: tried (ok / EdgetlError / crash) | {t['tried']} ({t['ok']} / {t['edgetl_error']} / "
-              f"{t.get('crash', 0)}) |")
+        print(
+            f"| fuzz total: tried (ok / EdgetlError / crash) | {t['tried']} ({t['ok']} / {t['edgetl_error']} / "
+            f"{t.get('crash', 0)}) |"
+        )
         for c in f["crashes"]:
             print(f"  crash: {c}")
     if "export_kills" in result:
         e = result["export_kills"]
-        print(f"| export interruptions (SIGINT + SIGKILL) at points / phases | {e['interruptions']} at {e['points']} "
-              f"points / {', '.join(e['phases'])} |")
-        print(f"| bundles damaged after an interruption | {e['damaged_bundles']} (byte-identical old bundle: "
-              f"{e['byte_identical_after_interrupt']}, complete new bundle: {e['complete_new_bundle_after_interrupt']}) |")
+        print(
+            f"| export interruptions (SIGINT + SIGKILL) at points / phases | {e['interruptions']} at {e['points']} "
+            f"points / {', '.join(e['phases'])} |"
+        )
+        print(
+            f"| bundles damaged after an interruption | {e['damaged_bundles']} (byte-identical old bundle: "
+            f"{e['byte_identical_after_interrupt']}, complete new bundle: {e['complete_new_bundle_after_interrupt']}) |"
+        )
         print(f"| tracebacks (export, predict, bench, re-runs) | {e['tracebacks']} |")
-        print(f"| debris files after the next command | {e['debris_files']} (staging left right after a SIGKILL: "
-              f"{e['staging_left_right_after_sigkill']}, removed by the re-run) |")
+        print(
+            f"| debris files after the next command | {e['debris_files']} (staging left right after a SIGKILL: "
+            f"{e['staging_left_right_after_sigkill']}, removed by the re-run) |"
+        )
         print(f"| SIGINT: one-line message, exit 130 | {e['sigint_one_line']} of {e['sigint_trials']} |")
         print(f"| re-runs after SIGKILL (failed) | {e['reruns']} ({e['reruns_failed']}) |")
         print(f"| campaign wall time | {e['seconds']} s |")
@@ -547,19 +632,29 @@ def main() -> None:
         if "skipped" in d:
             print(f"| disk-full campaign | skipped: {d['skipped']} |")
         else:
-            print(f"| disk-full trials (train + export), failed as expected | {d['trials']}, {d['failed_as_expected']} |")
-            print(f"| one-line errors / bundles damaged / tracebacks / debris files | {d['one_line_errors']} / "
-                  f"{d['damaged_bundles']} / {d['tracebacks']} / {d['debris_files']} |")
+            print(
+                f"| disk-full trials (train + export), failed as expected | {d['trials']}, {d['failed_as_expected']} |"
+            )
+            print(
+                f"| one-line errors / bundles damaged / tracebacks / debris files | {d['one_line_errors']} / "
+                f"{d['damaged_bundles']} / {d['tracebacks']} / {d['debris_files']} |"
+            )
             print(f"| re-runs with space that failed | {d['reruns_failed']} |")
             print(f"| campaign wall time | {d['seconds']} s |")
     result.update(errors)
     atomic_write_text(out, json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nwrote {out.relative_to(REPO)}")
-    bad = (result.get("kill_campaign", {}).get("corrupt_checkpoints", 0)
-           + result.get("kill_campaign", {}).get("tracebacks", 0)
-           + sum(result.get(k, {}).get(f, 0) for k in ("export_kills", "disk_full")
-                 for f in ("damaged_bundles", "tracebacks", "debris_files", "reruns_failed"))
-           + result.get("fuzz", {}).get("total", {}).get("crash", 0) + len(errors))
+    bad = (
+        result.get("kill_campaign", {}).get("corrupt_checkpoints", 0)
+        + result.get("kill_campaign", {}).get("tracebacks", 0)
+        + sum(
+            result.get(k, {}).get(f, 0)
+            for k in ("export_kills", "disk_full")
+            for f in ("damaged_bundles", "tracebacks", "debris_files", "reruns_failed")
+        )
+        + result.get("fuzz", {}).get("total", {}).get("crash", 0)
+        + len(errors)
+    )
     sys.exit(1 if bad else 0)
 
 

@@ -75,8 +75,10 @@ def main() -> None:
         runs[name] = train(rec, name=name, runs_dir=runs_dir, progress=False)
         timings[name] = time.perf_counter() - t0
         info = runs[name].info()
-        print(f"[{timings[name]:6.0f} s] {name:<18} best epoch {info['best_epoch']} val score {info['best_score']:.4f}",
-              flush=True)
+        print(
+            f"[{timings[name]:6.0f} s] {name:<18} best epoch {info['best_epoch']} val score {info['best_score']:.4f}",
+            flush=True,
+        )
         return runs[name]
 
     t_all = time.perf_counter()
@@ -89,11 +91,19 @@ def main() -> None:
     go("multitask", "multitask.yaml")
     go("multitask-scratch", "multitask.yaml", ["backbone.weights=none"])
     # stratified like the category runs (not by its own task), so it is scored on the same test rows as multitask
-    go("group-only", "distill-teacher.yaml", ["tasks.0.name=group", "tasks.0.column=group", "data.split.stratify=label"])
+    go(
+        "group-only",
+        "distill-teacher.yaml",
+        ["tasks.0.name=group", "tasks.0.column=group", "data.split.stratify=label"],
+    )
     go("distill", "distill.yaml", [f"distill.teacher={ft.dir}"])
     go("student", "distill.yaml", ["distill=null"])
-    go("multi-dataset", "multi-dataset.yaml", [f"data.split.limit_train={args.train}", f"data.split.limit_val={args.val}",
-                                               "data.split.limit_test=1000"], image=False)
+    go(
+        "multi-dataset",
+        "multi-dataset.yaml",
+        [f"data.split.limit_train={args.train}", f"data.split.limit_val={args.val}", "data.split.limit_test=1000"],
+        image=False,
+    )
     if not args.skip_text:
         go("text-classify", "text-classify.yaml", image=False)
         go("text-scratch", "text-classify.yaml", ["backbone.weights=none"], image=False)
@@ -108,8 +118,21 @@ def main() -> None:
 
     out_dir = REPO / "benchmarks" / "results" / "transfer"
     t0 = time.perf_counter()
-    order = ["finetuned", "scratch", "linear-probe", "partial-freeze", "gradual-unfreeze", "layer-wise-lr", "multitask",
-             "multitask-scratch", "group-only", "distill", "student", "text-classify", "text-scratch"]
+    order = [
+        "finetuned",
+        "scratch",
+        "linear-probe",
+        "partial-freeze",
+        "gradual-unfreeze",
+        "layer-wise-lr",
+        "multitask",
+        "multitask-scratch",
+        "group-only",
+        "distill",
+        "student",
+        "text-classify",
+        "text-scratch",
+    ]
     report = transfer_report([runs[n].dir for n in order if n in runs], out_dir)
     timings["report"] = time.perf_counter() - t0
     # the multi-dataset run shares no task with the others (garment/digit): its own scores, from its eval
@@ -117,8 +140,13 @@ def main() -> None:
 
     md_run = summarize_run(runs["multi-dataset"].dir)
     summary = {
-        "setup": {"fashion_train": args.train, "fashion_val": args.val, "fashion_test": 1000, "threads": 2,
-                  "text": None if args.skip_text else "bbc-news, recipes/text-classify.yaml as is"},
+        "setup": {
+            "fashion_train": args.train,
+            "fashion_val": args.val,
+            "fashion_test": 1000,
+            "threads": 2,
+            "text": None if args.skip_text else "bbc-news, recipes/text-classify.yaml as is",
+        },
         "seconds": {**timings, "total": time.perf_counter() - t_all},
         "test_scores": {r["name"]: {t: s["value"] for t, s in r["scores"].items()} for r in report["runs"]},
         "multi_dataset": {t: s.value for t, s in md_run.scores.items()},
@@ -128,7 +156,9 @@ def main() -> None:
     path = REPO / "benchmarks" / "results" / "transfer.json"
     path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
     print((out_dir / "report.md").read_text())
-    print("multi-dataset (garment + digit, 2:1 mix):", {t: round(100 * v, 2) for t, v in summary["multi_dataset"].items()})
+    print(
+        "multi-dataset (garment + digit, 2:1 mix):", {t: round(100 * v, 2) for t, v in summary["multi_dataset"].items()}
+    )
     print(f"total {summary['seconds']['total']:.0f} s; wrote {path} and {out_dir}/report.{{md,json,png}}")
 
 

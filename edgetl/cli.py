@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,7 +31,12 @@ _STATE: dict = {"debug": False, "run_dir": None}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for programs) instead of a table.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-SkipVerifyOpt = Annotated[bool, typer.Option("--skip-verify", help="Use a bundle whose files do not match their manifest sha256 (refused by default).")]
+SkipVerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-verify", help="Use a bundle whose files do not match their manifest sha256 (refused by default)."
+    ),
+]
 
 
 @app.callback()
@@ -47,17 +52,40 @@ def _console():
 
 
 # --------------------------------------------------------------------------------------------------- train
-@app.command(epilog="Examples: edgetl train recipes/quickstart.yaml train.epochs=3 --name qs | edgetl train --data photos/ train.epochs=3 | edgetl train --resume runs/qs")
+@app.command(
+    epilog="Examples: edgetl train recipes/quickstart.yaml train.epochs=3 --name qs | edgetl train --data photos/ train.epochs=3 | edgetl train --resume runs/qs"
+)
 def train(
-    recipe: Annotated[Optional[str], typer.Argument(help="Recipe YAML file (or leave it out and give --data).", show_default=False)] = None,
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. train.epochs=3")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Train on this folder of images or CSV/JSONL file without a recipe: edgetl picks one (printed, saved in the run dir). See docs/your-data.md.")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="With --data: the backbone (see `edgetl backbones`; default mobilenet_v2 for images, minilm for text).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run name (default: the recipe's name); runs/<name>[-N].")] = None,
+    recipe: Annotated[
+        str | None, typer.Argument(help="Recipe YAML file (or leave it out and give --data).", show_default=False)
+    ] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. train.epochs=3")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Train on this folder of images or CSV/JSONL file without a recipe: edgetl picks one (printed, saved in the run dir). See docs/your-data.md."
+        ),
+    ] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="With --data: the backbone (see `edgetl backbones`; default mobilenet_v2 for images, minilm for text)."
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (default: the recipe's name); runs/<name>[-N].")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
-    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Reuse runs/<name> (an earlier run there is replaced) instead of runs/<name>-N.")] = False,
-    resume: Annotated[Optional[str], typer.Option(help="Continue a run: its directory, or 'last' for the newest run of this recipe.")] = None,
-    logger: Annotated[str, typer.Option(help="Also log to: tensorboard | none | auto (tensorboard when installed).")] = "auto",
+    exist_ok: Annotated[
+        bool,
+        typer.Option(
+            "--exist-ok", help="Reuse runs/<name> (an earlier run there is replaced) instead of runs/<name>-N."
+        ),
+    ] = False,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue a run: its directory, or 'last' for the newest run of this recipe.")
+    ] = None,
+    logger: Annotated[
+        str, typer.Option(help="Also log to: tensorboard | none | auto (tensorboard when installed).")
+    ] = "auto",
     quiet: QuietOpt = False,
 ):
     """Fine-tune a pretrained backbone into a multi-task model (writes runs/<name>/)."""
@@ -65,18 +93,33 @@ def train(
 
     if logger not in ("tensorboard", "none", "auto"):
         raise EdgetlError(f"--logger {logger!r}: allowed tensorboard, none, auto")
-    target = resolve_train_target(recipe, overrides or [], data=data, backbone=backbone, name=name,
-                                  runs_dir=runs_dir, resume=resume)  # before importing torch: bad input fails fast
+    target = resolve_train_target(
+        recipe, overrides or [], data=data, backbone=backbone, name=name, runs_dir=runs_dir, resume=resume
+    )  # before importing torch: bad input fails fast
     from edgetl.train.loop import train as train_fn
+
     if target.starter_yaml:
-        typer.echo(f"# recipe chosen for --data {data} (change any key with key=value; saved as <run>/recipe.yaml)\n"
-                   + target.starter_yaml.rstrip(), err=True)
-    result = train_fn(target.recipe, name=name, runs_dir=runs_dir, resume=target.resume, progress=not quiet,
-                      logger=logger, exist_ok=exist_ok, summary=True)
+        typer.echo(
+            f"# recipe chosen for --data {data} (change any key with key=value; saved as <run>/recipe.yaml)\n"
+            + target.starter_yaml.rstrip(),
+            err=True,
+        )
+    result = train_fn(
+        target.recipe,
+        name=name,
+        runs_dir=runs_dir,
+        resume=target.resume,
+        progress=not quiet,
+        logger=logger,
+        exist_ok=exist_ok,
+        summary=True,
+    )
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return
     info = result.info()
-    typer.echo(f"run: {result.dir}  best epoch {info.get('best_epoch')}  score {info.get('best_score', float('nan')):.4f}")
+    typer.echo(
+        f"run: {result.dir}  best epoch {info.get('best_epoch')}  score {info.get('best_score', float('nan')):.4f}"
+    )
     if info.get("status") == "completed":
         typer.echo(f"next: edgetl export {result.dir} --int8   then: edgetl bench {result.dir}", err=True)
 
@@ -84,9 +127,11 @@ def train(
 @app.command(epilog="Example: edgetl init photos/ --out my-recipe.yaml")
 def init(
     data: Annotated[Path, typer.Argument(help="Folder of images, or CSV/JSONL file.")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. train.epochs=3")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="Backbone (default mobilenet_v2 for images, minilm for text).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the recipe here (default: print it).")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. train.epochs=3")] = None,
+    backbone: Annotated[
+        str | None, typer.Option(help="Backbone (default mobilenet_v2 for images, minilm for text).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the recipe here (default: print it).")] = None,
 ):
     """Write the starter recipe `edgetl train --data` would use, to edit and keep."""
     from edgetl.data.inspect import load_starter
@@ -121,20 +166,46 @@ def runs(
 @app.command(epilog="Example: edgetl export runs/quickstart --int8 --max-drop 0.5")
 def export(
     run: Annotated[str, typer.Argument(help="Run directory (runs/<name>).")],
-    int8: Annotated[bool, typer.Option("--int8", help="Also build an INT8 Q/DQ model (calibrated on the training split).")] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also build an INT8 Q/DQ model (calibrated on the training split).")
+    ] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also build an FP16 model (GPU / TensorRT).")] = False,
-    engine: Annotated[bool, typer.Option("--engine", help="Also build TensorRT engines (needs TensorRT + NVIDIA GPU).")] = False,
-    target: Annotated[str, typer.Option(help="INT8 target: auto | cpu (ONNX Runtime) | tensorrt (modelopt) | all.")] = "auto",
-    max_drop: Annotated[Optional[float], typer.Option(help="Accuracy budget per task, in points (default: recipe's export.max_drop).")] = None,
-    calibration: Annotated[Optional[str], typer.Option(help="Calibration method: minmax | entropy | percentile.")] = None,
-    calibration_size: Annotated[Optional[int], typer.Option(help="Calibration images (stratified sample of the training split).")] = None,
-    no_gate: Annotated[bool, typer.Option("--no-gate", help="Skip the accuracy-gate search (report the drop only).")] = False,
-    qat: Annotated[bool, typer.Option("--qat", help="Also run quantization-aware training (modelopt torch) -> int8-qat (CPU), whatever export.qat.mode says.")] = False,
-    fp16_io: Annotated[bool, typer.Option("--fp16-io", help="FP16 model with FP16 inputs/outputs (default: FP32 inputs/outputs).")] = False,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for the gate's FP32 vs INT8 timing (default: min(cores, 4)).")] = None,
-    allow_mismatch: Annotated[bool, typer.Option("--allow-mismatch", help="Ship even if ONNX vs PyTorch verification fails.")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Bundle directory (default: <run>/export).")] = None,
-    deepstream: Annotated[bool, typer.Option("--deepstream", help="Also write a DeepStream nvinfer config (deepstream/config_infer.txt).")] = False,
+    engine: Annotated[
+        bool, typer.Option("--engine", help="Also build TensorRT engines (needs TensorRT + NVIDIA GPU).")
+    ] = False,
+    target: Annotated[
+        str, typer.Option(help="INT8 target: auto | cpu (ONNX Runtime) | tensorrt (modelopt) | all.")
+    ] = "auto",
+    max_drop: Annotated[
+        float | None, typer.Option(help="Accuracy budget per task, in points (default: recipe's export.max_drop).")
+    ] = None,
+    calibration: Annotated[str | None, typer.Option(help="Calibration method: minmax | entropy | percentile.")] = None,
+    calibration_size: Annotated[
+        int | None, typer.Option(help="Calibration images (stratified sample of the training split).")
+    ] = None,
+    no_gate: Annotated[
+        bool, typer.Option("--no-gate", help="Skip the accuracy-gate search (report the drop only).")
+    ] = False,
+    qat: Annotated[
+        bool,
+        typer.Option(
+            "--qat",
+            help="Also run quantization-aware training (modelopt torch) -> int8-qat (CPU), whatever export.qat.mode says.",
+        ),
+    ] = False,
+    fp16_io: Annotated[
+        bool, typer.Option("--fp16-io", help="FP16 model with FP16 inputs/outputs (default: FP32 inputs/outputs).")
+    ] = False,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for the gate's FP32 vs INT8 timing (default: min(cores, 4)).")
+    ] = None,
+    allow_mismatch: Annotated[
+        bool, typer.Option("--allow-mismatch", help="Ship even if ONNX vs PyTorch verification fails.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Bundle directory (default: <run>/export).")] = None,
+    deepstream: Annotated[
+        bool, typer.Option("--deepstream", help="Also write a DeepStream nvinfer config (deepstream/config_infer.txt).")
+    ] = False,
     quiet: QuietOpt = False,
 ):
     """Export to ONNX (verified against PyTorch), quantize (INT8 / FP16) and write the deploy bundle."""
@@ -151,10 +222,24 @@ def export(
         raise EdgetlError(f"--threads {threads}: must be at least 1")
     if qat and not int8:
         raise EdgetlError("--qat needs --int8 (QAT starts from the INT8 calibration and is scored by the same gate)")
-    bundle = export_run(run, ExportOptions(int8=int8, fp16=fp16, target=target, out_dir=out, max_drop=max_drop,
-                                           calibration_method=calibration, calibration_size=calibration_size,
-                                           gate=not no_gate, allow_mismatch=allow_mismatch, progress=not quiet,
-                                           keep_io_fp32=not fp16_io, threads=threads, qat=True if qat else None))
+    bundle = export_run(
+        run,
+        ExportOptions(
+            int8=int8,
+            fp16=fp16,
+            target=target,
+            out_dir=out,
+            max_drop=max_drop,
+            calibration_method=calibration,
+            calibration_size=calibration_size,
+            gate=not no_gate,
+            allow_mismatch=allow_mismatch,
+            progress=not quiet,
+            keep_io_fp32=not fp16_io,
+            threads=threads,
+            qat=True if qat else None,
+        ),
+    )
     if engine:
         from edgetl.compile.bundle import build_bundle_engines
 
@@ -179,42 +264,128 @@ def _print_manifest_summary(bundle: Path) -> None:
         note = ""
         if gate:
             note = ("gate passed" if gate.get("passed", True) else "gate FAILED") + (
-                f", {len(gate.get('excluded_nodes', []))} layers kept in float" if gate.get("excluded_nodes") else "")
+                f", {len(gate.get('excluded_nodes', []))} layers kept in float" if gate.get("excluded_nodes") else ""
+            )
             lat = gate.get("latency")
             if lat:
-                note += f", x{lat['speedup_vs_fp32']:.2f} vs FP32" + (" (SLOWER)" if gate.get("slower_than_fp32") else "")
+                note += f", x{lat['speedup_vs_fp32']:.2f} vs FP32" + (
+                    " (SLOWER)" if gate.get("slower_than_fp32") else ""
+                )
         if name == m.get("default_artifact"):
             note = (note + ", " if note else "") + "default"
-        t.add_row(name, a["precision"], a["target"], f"{a['size_bytes'] / 1e6:.2f}",
-                  *[f"{100 * a['accuracy'][x['name']]:.2f}" if x["kind"] != "regression" else f"{a['accuracy'][x['name']]:.3f}"
-                    for x in m["tasks"]], note)
+        t.add_row(
+            name,
+            a["precision"],
+            a["target"],
+            f"{a['size_bytes'] / 1e6:.2f}",
+            *[
+                f"{100 * a['accuracy'][x['name']]:.2f}"
+                if x["kind"] != "regression"
+                else f"{a['accuracy'][x['name']]:.3f}"
+                for x in m["tasks"]
+            ],
+            note,
+        )
     Console().print(t)
 
 
 # --------------------------------------------------------------------------------------------------- bench
-@app.command(epilog="Examples: edgetl bench runs/quickstart --device cpu | edgetl bench runs/quickstart --device jetson-orin-nano --estimate | edgetl bench runs/quickstart --host nvidia@orin-nano --host nvidia@orin-nx")
+@app.command(
+    epilog="Examples: edgetl bench runs/quickstart --device cpu | edgetl bench runs/quickstart --device jetson-orin-nano --estimate | edgetl bench runs/quickstart --host nvidia@orin-nano --host nvidia@orin-nx"
+)
 def bench(
     target: Annotated[str, typer.Argument(help="Run directory or bundle directory.")],
-    device: Annotated[str, typer.Option(help="Device profile name (see `edgetl devices`), or cpu/auto for this machine.")] = "cpu",
-    estimate: Annotated[Optional[bool], typer.Option("--estimate/--measure", help="Roofline estimate from the device profile instead of measuring (default: estimate when not on the device).")] = None,
-    host: Annotated[Optional[list[str]], typer.Option(help="Run on a remote device over SSH: user@addr[:port] (repeatable: several hosts run concurrently).", rich_help_panel="Remote devices (SSH)")] = None,
-    hosts_file: Annotated[Optional[Path], typer.Option(help="File with one user@addr[:port] per line (# comments).", rich_help_panel="Remote devices (SSH)")] = None,
-    remote_python: Annotated[str, typer.Option(help="Python on the device that has edgetl (light install).", rich_help_panel="Remote devices (SSH)")] = "python3",
-    remote_dir: Annotated[str, typer.Option(help="Where the bundle is copied on the device (a job directory inside it, removed afterwards).", rich_help_panel="Remote devices (SSH)")] = "~/.cache/edgetl/bench",
-    identity: Annotated[Optional[Path], typer.Option(help="ssh private key (ssh -i).", rich_help_panel="Remote devices (SSH)")] = None,
-    ssh_config: Annotated[Optional[Path], typer.Option(help="ssh client config file (ssh -F; default ~/.ssh/config).", rich_help_panel="Remote devices (SSH)")] = None,
-    ssh_option: Annotated[Optional[list[str]], typer.Option(help="Extra ssh option Key=Value (ssh -o; repeatable).", rich_help_panel="Remote devices (SSH)")] = None,
-    connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for an ssh connection.", rich_help_panel="Remote devices (SSH)")] = 10.0,
-    timeout: Annotated[Optional[float], typer.Option(help="Seconds the remote bench may take per host (default: from artifacts, batches and budget).", rich_help_panel="Remote devices (SSH)")] = None,
-    remote_bundle: Annotated[Optional[str], typer.Option(help="Bench a bundle already on the device (e.g. with engines `edgetl build` made there) instead of copying TARGET's; TARGET still supplies the bench data.", rich_help_panel="Remote devices (SSH)")] = None,
-    keep_remote: Annotated[bool, typer.Option("--keep-remote", help="Leave the job directory on the device.", rich_help_panel="Remote devices (SSH)")] = False,
-    artifact: Annotated[Optional[list[str]], typer.Option(help="Only these artifacts (repeatable), e.g. fp32, int8-ort, trt-fp16.")] = None,
-    provider: Annotated[Optional[list[str]], typer.Option(help="ONNX Runtime execution providers for ONNX artifacts, in order (repeatable), e.g. TensorrtExecutionProvider, CUDAExecutionProvider.")] = None,
+    device: Annotated[
+        str, typer.Option(help="Device profile name (see `edgetl devices`), or cpu/auto for this machine.")
+    ] = "cpu",
+    estimate: Annotated[
+        bool | None,
+        typer.Option(
+            "--estimate/--measure",
+            help="Roofline estimate from the device profile instead of measuring (default: estimate when not on the device).",
+        ),
+    ] = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Run on a remote device over SSH: user@addr[:port] (repeatable: several hosts run concurrently).",
+            rich_help_panel="Remote devices (SSH)",
+        ),
+    ] = None,
+    hosts_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File with one user@addr[:port] per line (# comments).", rich_help_panel="Remote devices (SSH)"
+        ),
+    ] = None,
+    remote_python: Annotated[
+        str,
+        typer.Option(
+            help="Python on the device that has edgetl (light install).", rich_help_panel="Remote devices (SSH)"
+        ),
+    ] = "python3",
+    remote_dir: Annotated[
+        str,
+        typer.Option(
+            help="Where the bundle is copied on the device (a job directory inside it, removed afterwards).",
+            rich_help_panel="Remote devices (SSH)",
+        ),
+    ] = "~/.cache/edgetl/bench",
+    identity: Annotated[
+        Path | None, typer.Option(help="ssh private key (ssh -i).", rich_help_panel="Remote devices (SSH)")
+    ] = None,
+    ssh_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="ssh client config file (ssh -F; default ~/.ssh/config).", rich_help_panel="Remote devices (SSH)"
+        ),
+    ] = None,
+    ssh_option: Annotated[
+        list[str] | None,
+        typer.Option(help="Extra ssh option Key=Value (ssh -o; repeatable).", rich_help_panel="Remote devices (SSH)"),
+    ] = None,
+    connect_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for an ssh connection.", rich_help_panel="Remote devices (SSH)")
+    ] = 10.0,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds the remote bench may take per host (default: from artifacts, batches and budget).",
+            rich_help_panel="Remote devices (SSH)",
+        ),
+    ] = None,
+    remote_bundle: Annotated[
+        str | None,
+        typer.Option(
+            help="Bench a bundle already on the device (e.g. with engines `edgetl build` made there) instead of copying TARGET's; TARGET still supplies the bench data.",
+            rich_help_panel="Remote devices (SSH)",
+        ),
+    ] = None,
+    keep_remote: Annotated[
+        bool,
+        typer.Option(
+            "--keep-remote", help="Leave the job directory on the device.", rich_help_panel="Remote devices (SSH)"
+        ),
+    ] = False,
+    artifact: Annotated[
+        list[str] | None, typer.Option(help="Only these artifacts (repeatable), e.g. fp32, int8-ort, trt-fp16.")
+    ] = None,
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="ONNX Runtime execution providers for ONNX artifacts, in order (repeatable), e.g. TensorrtExecutionProvider, CUDAExecutionProvider."
+        ),
+    ] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes for the throughput sweep, comma-separated.")] = "1,8,32",
     budget: Annotated[float, typer.Option(help="Timed seconds per measurement.")] = 3.0,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for inference (default: all).")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="bench_data.npz with held-out inputs + labels (bundles only).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Where bench.json/md/png go (default: the run dir; <run>/bench-remote with --host).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for inference (default: all).")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="bench_data.npz with held-out inputs + labels (bundles only).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where bench.json/md/png go (default: the run dir; <run>/bench-remote with --host)."),
+    ] = None,
     skip_verify: SkipVerifyOpt = False,
     as_json: JsonOpt = False,
 ):
@@ -238,15 +409,43 @@ def bench(
 
         if estimate:
             raise EdgetlError("--estimate is computed here from the device profile; drop --host (or --estimate)")
-        report = bench_remote(target, hosts, device=device, artifacts=artifact, batch_sizes=sizes, budget_s=budget, out=out,
-                              threads=threads, providers=provider, python=remote_python, remote_dir=remote_dir,
-                              identity=identity, ssh_config=ssh_config, ssh_options=ssh_option or (), connect_timeout_s=connect_timeout,
-                              timeout_s=timeout, keep_remote=keep_remote, data_path=data, remote_bundle=remote_bundle,
-                              progress=say)
+        report = bench_remote(
+            target,
+            hosts,
+            device=device,
+            artifacts=artifact,
+            batch_sizes=sizes,
+            budget_s=budget,
+            out=out,
+            threads=threads,
+            providers=provider,
+            python=remote_python,
+            remote_dir=remote_dir,
+            identity=identity,
+            ssh_config=ssh_config,
+            ssh_options=ssh_option or (),
+            connect_timeout_s=connect_timeout,
+            timeout_s=timeout,
+            keep_remote=keep_remote,
+            data_path=data,
+            remote_bundle=remote_bundle,
+            progress=say,
+        )
     else:
-        report = bench_fn(target, device, estimate=estimate, artifacts=artifact, batch_sizes=sizes, budget_s=budget,
-                          threads=threads, out=out, data_path=data, providers=provider, progress=say,
-                          verify=not skip_verify)
+        report = bench_fn(
+            target,
+            device,
+            estimate=estimate,
+            artifacts=artifact,
+            batch_sizes=sizes,
+            budget_s=budget,
+            threads=threads,
+            out=out,
+            data_path=data,
+            providers=provider,
+            progress=say,
+            verify=not skip_verify,
+        )
     if report.get("schema") == "edgetl-bench-compare/1":  # several hosts: the merged comparison
         from edgetl.bench.merge import print_comparison
 
@@ -257,8 +456,11 @@ def bench(
             typer.echo(f"wrote {', '.join(report.get('files', {}).values())}")
         failed = [d for d in report["devices"] if d["status"] != "ok"]
         if failed:
-            print(f"warning: {len(failed)} of {len(report['devices'])} hosts failed: "
-                  + "; ".join(str(d.get("error")) for d in failed), file=sys.stderr)
+            print(
+                f"warning: {len(failed)} of {len(report['devices'])} hosts failed: "
+                + "; ".join(str(d.get("error")) for d in failed),
+                file=sys.stderr,
+            )
             raise typer.Exit(1)
         return
     if as_json:
@@ -277,7 +479,9 @@ def bench(
 @app.command("bench-merge", epilog="Example: edgetl bench-merge orin/bench.json x86/bench.json --out compare/")
 def bench_merge(
     reports: Annotated[list[Path], typer.Argument(help="bench.json files from several devices (or runs).")],
-    out: Annotated[Path, typer.Option(help="Directory for compare.json / compare.md / compare.png.")] = Path("bench-compare"),
+    out: Annotated[Path, typer.Option(help="Directory for compare.json / compare.md / compare.png.")] = Path(
+        "bench-compare"
+    ),
     as_json: JsonOpt = False,
 ):
     """Merge bench reports from several devices into one device x artifact comparison (table, JSON, PNG)."""
@@ -297,9 +501,17 @@ def bench_merge(
 def build(
     bundle: Annotated[str, typer.Argument(help="Bundle directory (or run directory) to add TensorRT engines to.")],
     fp16: Annotated[bool, typer.Option("--fp16", help="Also build an FP16 engine (trt-fp16).")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="Also build an INT8 engine from the modelopt Q/DQ ONNX (trt-int8).")] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also build an INT8 engine from the modelopt Q/DQ ONNX (trt-int8).")
+    ] = False,
     max_batch: Annotated[int, typer.Option(help="Largest batch the engines accept (profile 1..max, opt 1).")] = 32,
-    evaluate: Annotated[Optional[bool], typer.Option("--evaluate/--no-evaluate", help="Score each engine on the source run's test split (default: when the run is on this machine).")] = None,
+    evaluate: Annotated[
+        bool | None,
+        typer.Option(
+            "--evaluate/--no-evaluate",
+            help="Score each engine on the source run's test split (default: when the run is on this machine).",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
 ):
     """Build TensorRT engines (fp32, + fp16 / int8) for this machine's GPU into a bundle (needs TensorRT)."""
@@ -317,8 +529,14 @@ def build(
     if evaluate is None:
         source = json.loads((path / "manifest.json").read_text()).get("source_run")
         evaluate = bool(source) and Path(source).is_dir()
-    built = build_bundle_engines(path, fp16=fp16, int8=int8, max_batch=max_batch, evaluate=evaluate,
-                                 say=None if quiet else (lambda m: _console().print(f"[cyan]build[/] {m}")))
+    built = build_bundle_engines(
+        path,
+        fp16=fp16,
+        int8=int8,
+        max_batch=max_batch,
+        evaluate=evaluate,
+        say=None if quiet else (lambda m: _console().print(f"[cyan]build[/] {m}")),
+    )
     typer.echo(f"built {', '.join(built)} into {path}")
     _print_manifest_summary(path)
 
@@ -327,7 +545,9 @@ def build(
 @app.command("eval", epilog="Example: edgetl eval runs/quickstart --artifact int8-ort")
 def eval_cmd(
     run: Annotated[str, typer.Argument(help="Run directory.")],
-    artifact: Annotated[str, typer.Option(help="pytorch (the checkpoint) or an exported artifact (fp32, int8-ort, ...).")] = "pytorch",
+    artifact: Annotated[
+        str, typer.Option(help="pytorch (the checkpoint) or an exported artifact (fp32, int8-ort, ...).")
+    ] = "pytorch",
     split: Annotated[str, typer.Option(help="test | val | train")] = "test",
     as_json: JsonOpt = False,
 ):
@@ -345,7 +565,9 @@ def eval_cmd(
 # -------------------------------------------------------------------------------------------------- report
 @app.command(epilog="Example: edgetl report runs/ft runs/probe runs/scratch --out reports/transfer")
 def report(
-    runs: Annotated[list[str], typer.Argument(help="Run directories of the same task(s): fine-tuned, linear probe, scratch, ...")],
+    runs: Annotated[
+        list[str], typer.Argument(help="Run directories of the same task(s): fine-tuned, linear probe, scratch, ...")
+    ],
     out: Annotated[Path, typer.Option(help="Where report.md, report.json and report.png go.")] = Path("report"),
     split: Annotated[str, typer.Option(help="test | val")] = "test",
     as_json: JsonOpt = False,
@@ -364,9 +586,13 @@ def report(
 # ------------------------------------------------------------------------------------------------- predict
 @app.command(epilog="Example: edgetl predict runs/quickstart shoe.png shirt.png")
 def predict(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory (with manifest.json), or a run directory (its export/).")],
-    inputs: Annotated[list[str], typer.Argument(help="Image files, or texts for a text bundle (use - to read lines from stdin).")],
-    artifact: Annotated[Optional[str], typer.Option(help="Artifact to run (default: the bundle's default).")] = None,
+    bundle: Annotated[
+        Path, typer.Argument(help="Bundle directory (with manifest.json), or a run directory (its export/).")
+    ],
+    inputs: Annotated[
+        list[str], typer.Argument(help="Image files, or texts for a text bundle (use - to read lines from stdin).")
+    ],
+    artifact: Annotated[str | None, typer.Option(help="Artifact to run (default: the bundle's default).")] = None,
     skip_verify: SkipVerifyOpt = False,
     as_json: JsonOpt = False,
 ):
@@ -392,8 +618,10 @@ def predict(
         parts = []
         for t in pred.tasks:
             r = row[t.name]
-            parts.append(f"{t.name}={r.get('label', r.get('labels', r.get('value')))}"
-                         + (f" ({r['score']:.3f})" if "score" in r else ""))
+            parts.append(
+                f"{t.name}={r.get('label', r.get('labels', r.get('value')))}"
+                + (f" ({r['score']:.3f})" if "score" in r else "")
+            )
         typer.echo(f"{row['input']}: " + "  ".join(parts))
 
 
@@ -417,9 +645,17 @@ def devices(as_json: JsonOpt = False):
         t.add_column(h)
     for p in profiles:
         d = p.model_dump()
-        t.add_row(p.name + (" *" if p.name == local else ""), p.display_name, p.kind,
-                  _fmt(d.get("peak_int8_tops")), _fmt(d.get("peak_fp16_tflops")), _fmt(d.get("memory_bandwidth_gbs")),
-                  _fmt(d.get("memory_gb")), str(d.get("dla_count", 0)), str(d.get("tensorrt") or d.get("tensorrt_versions") or "-"))
+        t.add_row(
+            p.name + (" *" if p.name == local else ""),
+            p.display_name,
+            p.kind,
+            _fmt(d.get("peak_int8_tops")),
+            _fmt(d.get("peak_fp16_tflops")),
+            _fmt(d.get("memory_bandwidth_gbs")),
+            _fmt(d.get("memory_gb")),
+            str(d.get("dla_count", 0)),
+            str(d.get("tensorrt") or d.get("tensorrt_versions") or "-"),
+        )
     Console().print(t)
 
 
@@ -433,13 +669,17 @@ def backbones(as_json: JsonOpt = False):
     """List registered backbones and which have offline weights."""
     from edgetl.models.registry import list_backbones
 
-    rows = [{"name": e.name, "family": e.family, "kind": e.kind, "offline_weights": e.offline, "description": e.description}
-            for e in list_backbones()]
+    rows = [
+        {"name": e.name, "family": e.family, "kind": e.kind, "offline_weights": e.offline, "description": e.description}
+        for e in list_backbones()
+    ]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
-        typer.echo(f"{r['name']:<22} {r['family']:<12} {r['kind']:<6} {'offline' if r['offline_weights'] else 'online ':<8} {r['description']}")
+        typer.echo(
+            f"{r['name']:<22} {r['family']:<12} {r['kind']:<6} {'offline' if r['offline_weights'] else 'online ':<8} {r['description']}"
+        )
     typer.echo("also: timm:<any timm model> (online), hf:<any Hugging Face encoder or local dir>")
 
 

@@ -32,7 +32,9 @@ def failing_step(exc: BaseException) -> str:
     if f is None:
         return "?"
     parts = Path(f.filename).with_suffix("").parts
-    module = ".".join(parts[len(parts) - 1 - parts[::-1].index("edgetl"):]) if "edgetl" in parts else Path(f.filename).stem
+    module = (
+        ".".join(parts[len(parts) - 1 - parts[::-1].index("edgetl") :]) if "edgetl" in parts else Path(f.filename).stem
+    )
     return f"{module}:{f.name}"
 
 
@@ -42,10 +44,13 @@ def report_crash(exc: BaseException, command: str, run_dir: Path | None = None) 
     message = " ".join(str(exc).split())[:300] or "(no message)"
     step = failing_step(exc)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    text = (f"edgetl {command} failed at {stamp}\ncommand line: {' '.join(sys.argv)}\n"
-            f"python {sys.version.split()[0]} on {sys.platform}\n"
-            + "".join(f"{k} {v}\n" for k, v in library_versions().items())
-            + "\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    text = (
+        f"edgetl {command} failed at {stamp}\ncommand line: {' '.join(sys.argv)}\n"
+        f"python {sys.version.split()[0]} on {sys.platform}\n"
+        + "".join(f"{k} {v}\n" for k, v in library_versions().items())
+        + "\n"
+        + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    )
     path: Path | None = crash_dir(run_dir) / f"crash-{command}-{stamp}.log"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +58,9 @@ def report_crash(exc: BaseException, command: str, run_dir: Path | None = None) 
     except OSError:
         path = None
     vers = ", ".join(f"{k} {v}" for k, v in versions.items()) or "no ML libraries loaded"
-    line = (f"internal error in edgetl {command} ({step}): {type(exc).__name__}: {message} [{vers}]; "
-            + (f"traceback in {path}" if path else "run with --debug for the traceback")
-            + "; please report it")
+    line = (
+        f"internal error in edgetl {command} ({step}): {type(exc).__name__}: {message} [{vers}]; "
+        + (f"traceback in {path}" if path else "run with --debug for the traceback")
+        + "; please report it"
+    )
     return line, path

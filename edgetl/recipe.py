@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -213,7 +213,7 @@ class Recipe(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     description: str = ""
     backbone: BackboneSpec
-    input: Union[ImageInput, TextInput] = Field(default_factory=ImageInput, discriminator="kind")
+    input: ImageInput | TextInput = Field(default_factory=ImageInput, discriminator="kind")
     tasks: Annotated[list[TaskSpec], Field(min_length=1)]
     data: DataSpec
     extra_data: dict[str, DataSpec] = {}
@@ -256,20 +256,27 @@ def _format_validation_error(err: ValidationError, source: str, overrides: list[
         parent = _model_at(Recipe, e["loc"][:-1])
         allowed = list(parent.model_fields) if parent else []
         close = difflib.get_close_matches(str(e["loc"][-1]), allowed, n=1, cutoff=0.6)
-        msg = (f"unknown key; did you mean {close[0]!r}?" if close else "unknown key") + \
-            f" (allowed keys here: {', '.join(allowed) or '?'})"
+        msg = (
+            f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
+        ) + f" (allowed keys here: {', '.join(allowed) or '?'})"
     elif e["type"] == "literal_error":
         msg = msg.replace("Input should be", "must be one of:")
     elif e["type"] in ("union_tag_not_found", "union_tag_invalid"):
         field = e.get("ctx", {}).get("discriminator", "'kind'").strip("'")
         loc = f"{loc}.{field}"
         tags = e.get("ctx", {}).get("expected_tags", "'image', 'text'")
-        msg = (f"`{loc}` is required: {tags.replace(chr(39), '').replace(', ', ' or ')} "
-               f"(add `{field}: image` or `{field}: text` under `{loc.rsplit('.', 1)[0]}:`)"
-               if e["type"] == "union_tag_not_found" else f"must be one of: {tags}")
+        msg = (
+            f"`{loc}` is required: {tags.replace(chr(39), '').replace(', ', ' or ')} "
+            f"(add `{field}: image` or `{field}: text` under `{loc.rsplit('.', 1)[0]}:`)"
+            if e["type"] == "union_tag_not_found"
+            else f"must be one of: {tags}"
+        )
     got = e.get("input")
-    got_s = "" if e["type"] in ("missing", "extra_forbidden", "union_tag_not_found") or isinstance(got, dict) \
+    got_s = (
+        ""
+        if e["type"] in ("missing", "extra_forbidden", "union_tag_not_found") or isinstance(got, dict)
         else f" (got {_repr(got)})"
+    )
     if len(got_s) > 80:
         got_s = got_s[:77] + "...)"
     arg = _override_for(e["loc"], overrides or [])
@@ -433,8 +440,10 @@ def plain_data(data: Any, source: str) -> Any:
         cur = stack.pop()
         count += 1
         if count > _MAX_VALUES:
-            raise EdgetlError(f"{source}: more than {_MAX_VALUES} values once YAML anchors are expanded "
-                              "(self-referencing or exponential aliases?)")
+            raise EdgetlError(
+                f"{source}: more than {_MAX_VALUES} values once YAML anchors are expanded "
+                "(self-referencing or exponential aliases?)"
+            )
         if isinstance(cur, dict):
             stack.extend(cur.values())
         elif isinstance(cur, list):

@@ -9,9 +9,18 @@ import importlib.metadata as md
 import sys
 
 # distribution name -> import name (to tell which ones a failing process had loaded)
-LIBRARIES = {"torch": "torch", "torchvision": "torchvision", "timm": "timm", "transformers": "transformers",
-             "onnx": "onnx", "onnxruntime": "onnxruntime", "onnxruntime-gpu": "onnxruntime",
-             "nvidia-modelopt": "modelopt", "onnxslim": "onnxslim", "numpy": "numpy"}
+LIBRARIES = {
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "timm": "timm",
+    "transformers": "transformers",
+    "onnx": "onnx",
+    "onnxruntime": "onnxruntime",
+    "onnxruntime-gpu": "onnxruntime",
+    "nvidia-modelopt": "modelopt",
+    "onnxslim": "onnxslim",
+    "numpy": "numpy",
+}
 
 
 def library_versions(loaded_only: bool = False) -> dict[str, str]:

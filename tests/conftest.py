@@ -31,8 +31,16 @@ def tiny_recipe_dict(**over) -> dict:
         "backbone": {"name": "mobilenet_v2", "weights": "offline"},
         "input": {"kind": "image", "image_size": 32},
         "tasks": [{"name": "digit", "kind": "classification", "column": "label"}],
-        "data": {"source": "digits", "split": {"val_fraction": 0.15, "test_fraction": 0.15,
-                                                "limit_train": 300, "limit_val": 120, "limit_test": 120}},
+        "data": {
+            "source": "digits",
+            "split": {
+                "val_fraction": 0.15,
+                "test_fraction": 0.15,
+                "limit_train": 300,
+                "limit_val": 120,
+                "limit_test": 120,
+            },
+        },
         "train": {"epochs": 1, "batch_size": 32, "lr": 0.002, "seed": 0, "num_threads": 2},
         "export": {"calibration": {"size": 64}, "verify_samples": 64},
     }
@@ -53,9 +61,14 @@ def trained_run(tmp_path_factory):
     from edgetl.recipe import recipe_from_dict
     from edgetl.train.loop import train
 
-    rec = recipe_from_dict(tiny_recipe_dict(**{
-        "tasks": [{"name": "digit", "column": "label"}, {"name": "parity", "column": "parity"}],
-        "train.epochs": 2}))
+    rec = recipe_from_dict(
+        tiny_recipe_dict(
+            **{
+                "tasks": [{"name": "digit", "column": "label"}, {"name": "parity", "column": "parity"}],
+                "train.epochs": 2,
+            }
+        )
+    )
     return train(rec, runs_dir=tmp_path_factory.mktemp("runs"), progress=False)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import tiny_recipe_dict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -21,8 +22,6 @@ from PIL import Image
 from edgetl.data import load_splits
 from edgetl.errors import EdgetlError
 from edgetl.recipe import recipe_from_dict
-
-from conftest import tiny_recipe_dict
 
 
 def _one_line(e) -> str:
@@ -47,8 +46,11 @@ def _folder(root: Path, classes=("cat", "dog"), n=5) -> Path:
 
 def _folder_recipe(root: Path, **split):
     d = tiny_recipe_dict()
-    d["data"] = {"source": "imagefolder", "path": str(root),
-                 "split": {"val_fraction": 0.25, "test_fraction": 0.25, **split}}
+    d["data"] = {
+        "source": "imagefolder",
+        "path": str(root),
+        "split": {"val_fraction": 0.25, "test_fraction": 0.25, **split},
+    }
     d["tasks"] = [{"name": "animal", "column": "label"}]
     return recipe_from_dict(d)
 
@@ -83,8 +85,10 @@ def test_unreadable_images_name_the_file(tmp_path, damage):
     assert bad.name in msg and "unreadable or truncated image" in msg, msg
 
 
-@pytest.mark.parametrize("mode,channels", [("RGBA", 3), ("CMYK", 3), ("P", 3), ("LA", 3), ("L", 1), ("1", 1),
-                                           ("I;16", 1), ("I", 1), ("F", 1)])
+@pytest.mark.parametrize(
+    "mode,channels",
+    [("RGBA", 3), ("CMYK", 3), ("P", 3), ("LA", 3), ("L", 1), ("1", 1), ("I;16", 1), ("I", 1), ("F", 1)],
+)
 def test_other_channel_layouts_become_grey_or_rgb(tmp_path, mode, channels):
     from edgetl.data.files import decode_image
 
@@ -117,9 +121,13 @@ def _text_jsonl(tmp_path, rows) -> Path:
 
 
 def _text_recipe(path: Path, tasks, **data):
-    d = {"name": "txt", "backbone": {"name": "minilm", "weights": "offline", "pooling": "mean"},
-         "input": {"kind": "text", "max_length": 32}, "tasks": tasks,
-         "data": {"source": path.suffix.lstrip("."), "path": str(path), **data}}
+    d = {
+        "name": "txt",
+        "backbone": {"name": "minilm", "weights": "offline", "pooling": "mean"},
+        "input": {"kind": "text", "max_length": 32},
+        "tasks": tasks,
+        "data": {"source": path.suffix.lstrip("."), "path": str(path), **data},
+    }
     return recipe_from_dict(d)
 
 
@@ -134,23 +142,29 @@ def test_multilabel_label_outside_declared_set(tmp_path):
 def test_class_in_test_but_not_in_train(tmp_path):
     rows = [{"text": f"doc {i}", "label": "a" if i % 2 else "b", "split": "train"} for i in range(10)]
     rows += [{"text": "val doc", "label": "a", "split": "val"}, {"text": "test doc", "label": "c", "split": "test"}]
-    rec = _text_recipe(_text_jsonl(tmp_path, rows), [{"name": "topic", "column": "label", "labels": ["a", "b", "c"]}],
-                       split_column="split")
+    rec = _text_recipe(
+        _text_jsonl(tmp_path, rows),
+        [{"name": "topic", "column": "label", "labels": ["a", "b", "c"]}],
+        split_column="split",
+    )
     with pytest.raises(EdgetlError) as e:
         load_splits(rec)
     assert "class c appears in the test split but not in train" in _one_line(e)
 
 
 def test_bad_split_value_names_it(tmp_path):
-    rows = [{"text": f"doc {i}", "label": "a", "split": "train"} for i in range(6)] + \
-        [{"text": "x", "label": "a", "split": "validation"}]
+    rows = [{"text": f"doc {i}", "label": "a", "split": "train"} for i in range(6)] + [
+        {"text": "x", "label": "a", "split": "validation"}
+    ]
     rec = _text_recipe(_text_jsonl(tmp_path, rows), [{"name": "topic", "column": "label"}], split_column="split")
     with pytest.raises(EdgetlError, match="'validation'; allowed: train, val, test"):
         load_splits(rec)
 
 
-@pytest.mark.parametrize("case", ["val_fraction_zero", "header_only_csv", "empty_jsonl", "blank_lines_jsonl",
-                                  "no_class_folders", "all_rows_test"])
+@pytest.mark.parametrize(
+    "case",
+    ["val_fraction_zero", "header_only_csv", "empty_jsonl", "blank_lines_jsonl", "no_class_folders", "all_rows_test"],
+)
 def test_empty_splits_and_files(tmp_path, case):
     if case == "val_fraction_zero":
         rec, needle = _folder_recipe(_folder(tmp_path / "imgs"), val_fraction=0.0), "the val split is empty"
@@ -192,8 +206,9 @@ def test_csv_rows_with_wrong_field_count_and_bom(tmp_path):
     good = ["path,label"] + [f"{c}/{i}.png,{c}" for c in ("cat", "dog") for i in range(5)]
     p = root / "m.csv"
     p.write_text("\ufeff" + "\n".join(good) + "\n", encoding="utf-8")  # spreadsheet byte-order mark
-    s = load_splits(_csv_recipe(p, [{"name": "animal", "column": "label"}], split={"val_fraction": 0.2,
-                                                                                   "test_fraction": 0.2}))
+    s = load_splits(
+        _csv_recipe(p, [{"name": "animal", "column": "label"}], split={"val_fraction": 0.2, "test_fraction": 0.2})
+    )
     assert s.labels["animal"] == ["cat", "dog"]
     p.write_text("\n".join(good[:4] + ["cat/3.png,cat,extra"] + good[5:]) + "\n")
     with pytest.raises(EdgetlError) as e:
@@ -249,18 +264,35 @@ def _assert_one_line_cli_error(code, err, *needles):
 def small_run(tmp_path_factory):
     from edgetl.train.loop import train
 
-    rec = recipe_from_dict(tiny_recipe_dict(**{
-        "data.split.limit_train": 48, "data.split.limit_val": 30, "data.split.limit_test": 30,
-        "train.num_threads": 1, "train.batch_size": 24}))
+    rec = recipe_from_dict(
+        tiny_recipe_dict(
+            **{
+                "data.split.limit_train": 48,
+                "data.split.limit_val": 30,
+                "data.split.limit_test": 30,
+                "train.num_threads": 1,
+                "train.batch_size": 24,
+            }
+        )
+    )
     return train(rec, name="small", runs_dir=tmp_path_factory.mktemp("runs"), progress=False)
 
 
-@pytest.mark.parametrize("edit,needles", [
-    ("backbone", ("checkpoints/best.safetensors does not match the recipe's model: shape of heads.digit.1.weight",
-                  "(10, 1280)", "(10, 512)")),
-    ("extra_task", ("recipe.yaml: task 'parity' was not trained in this run", "edited after training")),
-    ("fewer_labels", ("task 'digit': label '3' is not in the declared labels",)),
-])
+@pytest.mark.parametrize(
+    "edit,needles",
+    [
+        (
+            "backbone",
+            (
+                "checkpoints/best.safetensors does not match the recipe's model: shape of heads.digit.1.weight",
+                "(10, 1280)",
+                "(10, 512)",
+            ),
+        ),
+        ("extra_task", ("recipe.yaml: task 'parity' was not trained in this run", "edited after training")),
+        ("fewer_labels", ("task 'digit': label '3' is not in the declared labels",)),
+    ],
+)
 def test_export_of_a_run_whose_recipe_was_edited(small_run, tmp_path, monkeypatch, capsys, edit, needles):
     run = tmp_path / "edited"
     shutil.copytree(small_run.dir, run)
@@ -296,36 +328,70 @@ def tiny_bundle(tmp_path_factory) -> Path:
 
     bundle = tmp_path_factory.mktemp("bundle")
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                              torch.nn.Linear(4, 2)).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2)
+    ).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, torch.zeros(1, 3, 8, 8), str(bundle / "model.fp32.onnx"), dynamo=False,
-                          opset_version=17, input_names=["input"], output_names=["kind"],
-                          dynamic_axes={"input": {0: "b"}, "kind": {0: "b"}})
+        torch.onnx.export(
+            net,
+            torch.zeros(1, 3, 8, 8),
+            str(bundle / "model.fp32.onnx"),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["kind"],
+            dynamic_axes={"input": {0: "b"}, "kind": {0: "b"}},
+        )
     (bundle / "labels").mkdir()
     (bundle / "labels" / "kind.txt").write_text("cat\ndog\n")
     model = bundle / "model.fp32.onnx"
-    write_manifest(bundle, {
-        "producer": {"name": "edgetl", "version": edgetl.__version__}, "backbone": "tiny",
-        "input": {"kind": "image", "name": "input", "layout": "NCHW", "dtype": "float32", "image_size": [8, 8],
-                  "channels": 3, "resize": "bilinear", "scale": 1 / 255, "mean": [0.5] * 3, "std": [0.25] * 3},
-        "tasks": [{"name": "kind", "kind": "classification", "labels": ["cat", "dog"], "output": "kind"}],
-        "artifacts": {"fp32": {"file": "model.fp32.onnx", "format": "onnx", "precision": "fp32", "target": "any",
-                               "sha256": sha256_file(model), "size_bytes": model.stat().st_size}},
-        "files": bundle_file_hashes(bundle)})
+    write_manifest(
+        bundle,
+        {
+            "producer": {"name": "edgetl", "version": edgetl.__version__},
+            "backbone": "tiny",
+            "input": {
+                "kind": "image",
+                "name": "input",
+                "layout": "NCHW",
+                "dtype": "float32",
+                "image_size": [8, 8],
+                "channels": 3,
+                "resize": "bilinear",
+                "scale": 1 / 255,
+                "mean": [0.5] * 3,
+                "std": [0.25] * 3,
+            },
+            "tasks": [{"name": "kind", "kind": "classification", "labels": ["cat", "dog"], "output": "kind"}],
+            "artifacts": {
+                "fp32": {
+                    "file": "model.fp32.onnx",
+                    "format": "onnx",
+                    "precision": "fp32",
+                    "target": "any",
+                    "sha256": sha256_file(model),
+                    "size_bytes": model.stat().st_size,
+                }
+            },
+            "files": bundle_file_hashes(bundle),
+        },
+    )
     _png(bundle.parent / "img.png", size=(8, 8))
     return bundle
 
 
-@pytest.mark.parametrize("tamper,needles", [
-    (None, ()),
-    ("model", ("model.fp32.onnx: sha256 mismatch", "modified or corrupted")),
-    ("labels", ("labels/kind.txt: sha256 mismatch",)),
-    ("manifest_json", ("manifest.json: invalid JSON",)),
-    ("missing_model", ("model.fp32.onnx: listed in manifest.json but missing",)),
-    ("newer_schema", ("newer than this edgetl", "upgrade edgetl")),
-])
+@pytest.mark.parametrize(
+    "tamper,needles",
+    [
+        (None, ()),
+        ("model", ("model.fp32.onnx: sha256 mismatch", "modified or corrupted")),
+        ("labels", ("labels/kind.txt: sha256 mismatch",)),
+        ("manifest_json", ("manifest.json: invalid JSON",)),
+        ("missing_model", ("model.fp32.onnx: listed in manifest.json but missing",)),
+        ("newer_schema", ("newer than this edgetl", "upgrade edgetl")),
+    ],
+)
 def test_predict_refuses_tampered_bundles(tiny_bundle, tmp_path, monkeypatch, capsys, tamper, needles):
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
@@ -348,8 +414,9 @@ def test_predict_refuses_tampered_bundles(tiny_bundle, tmp_path, monkeypatch, ca
         return
     _assert_one_line_cli_error(code, err, *needles)
     if tamper == "labels":  # not a file the model run reads: `predict` refuses it all the same (issue 16),
-        code, out, err = _cli(monkeypatch, capsys, "predict", str(bundle), str(tiny_bundle.parent / "img.png"),
-                              "--skip-verify")  # unless told to use the bundle anyway
+        code, out, err = _cli(
+            monkeypatch, capsys, "predict", str(bundle), str(tiny_bundle.parent / "img.png"), "--skip-verify"
+        )  # unless told to use the bundle anyway
         assert code == 0 and ("cat" in out or "dog" in out), (code, out, err)
 
 
@@ -364,20 +431,31 @@ def _engine(tmp_path, **over):
     eng.write_bytes(b"serialized-plan")
     from edgetl.runtime.manifest import sha256_file
 
-    fields = dict(engine_file=eng.name, engine_sha256=sha256_file(eng), onnx_file="model.int8-modelopt.onnx",
-                  onnx_sha256="ab" * 32, tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7",
-                  precision="int8", strongly_typed=False)
+    fields = dict(
+        engine_file=eng.name,
+        engine_sha256=sha256_file(eng),
+        onnx_file="model.int8-modelopt.onnx",
+        onnx_sha256="ab" * 32,
+        tensorrt_version="10.3.0",
+        gpu_name="Orin",
+        compute_capability="8.7",
+        precision="int8",
+        strongly_typed=False,
+    )
     fields.update(over)
     EngineManifest(**fields).write(eng)
     return eng
 
 
-@pytest.mark.parametrize("local,needle", [
-    ({"gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}, "tied to the GPU architecture"),
-    ({"tensorrt_version": "10.7.0"}, "load only on the TensorRT version that built them"),
-    ({"tensorrt_version": "11.0.0"}, "load only on the TensorRT version that built them"),
-    ({"gpu_name": "Jetson AGX Thor"}, "another GPU model"),
-])
+@pytest.mark.parametrize(
+    "local,needle",
+    [
+        ({"gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}, "tied to the GPU architecture"),
+        ({"tensorrt_version": "10.7.0"}, "load only on the TensorRT version that built them"),
+        ({"tensorrt_version": "11.0.0"}, "load only on the TensorRT version that built them"),
+        ({"gpu_name": "Jetson AGX Thor"}, "another GPU model"),
+    ],
+)
 def test_engine_for_another_gpu_or_tensorrt_is_refused(tmp_path, local, needle):
     from edgetl.runtime.engine_manifest import check_engine_file
 
@@ -406,17 +484,37 @@ def test_engine_and_sidecar_that_do_not_belong_together(tmp_path):
     _one_line(e)
 
 
-_JSONISH = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
-                        lambda k: st.one_of(st.lists(k, max_size=3), st.dictionaries(st.text(max_size=6), k,
-                                                                                     max_size=3)), max_leaves=6)
+_JSONISH = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+    lambda k: st.one_of(st.lists(k, max_size=3), st.dictionaries(st.text(max_size=6), k, max_size=3)),
+    max_leaves=6,
+)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from(["tensorrt_version", "gpu_name", "compute_capability", "hardware_compatibility",
-                            "version_compatible", "schema_version", "engine_sha256", "precision", "__new__"]),
-       value=st.one_of(_JSONISH, st.sampled_from(["10", "10.x", "", "8", "8.7.1", "ampere_plus", "same_cc", "9.0"])),
-       drop=st.booleans())
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    key=st.sampled_from(
+        [
+            "tensorrt_version",
+            "gpu_name",
+            "compute_capability",
+            "hardware_compatibility",
+            "version_compatible",
+            "schema_version",
+            "engine_sha256",
+            "precision",
+            "__new__",
+        ]
+    ),
+    value=st.one_of(_JSONISH, st.sampled_from(["10", "10.x", "", "8", "8.7.1", "ampere_plus", "same_cc", "9.0"])),
+    drop=st.booleans(),
+)
 def test_engine_sidecar_fuzz_only_edgetl_errors(tmp_path, key, value, drop):
     """Odd sidecars (wrong types, missing fields) are refused with one line, never a crash."""
     from edgetl.runtime.engine_manifest import check_engine_file, sidecar_path

@@ -15,12 +15,12 @@ import types
 
 import numpy as np
 import pytest
+from test_remote_sshd import N_EXAMPLES, N_WRONG, make_bundle
 
 from edgetl.bench.harness import bench
 from edgetl.errors import EdgetlError
 from edgetl.runtime.engine_manifest import EngineManifest
 from edgetl.runtime.manifest import bundle_file_hashes, read_manifest, sha256_file, write_manifest
-from test_remote_sshd import N_EXAMPLES, N_WRONG, make_bundle
 
 ACC = 1 - N_WRONG / N_EXAMPLES
 ENGINE = "model.trt-fp32.engine"
@@ -29,15 +29,31 @@ ENGINE = "model.trt-fp32.engine"
 def _add_engine(bundle, *, gpu="Orin", cc="8.7", trt="10.3.0", max_batch=4):
     """A trt-fp32 artifact: engine bytes + a valid engine manifest (as edgetl.compile writes them)."""
     (bundle / ENGINE).write_bytes(b"not a real plan: only the fake backend reads this bundle")
-    EngineManifest(engine_file=ENGINE, engine_sha256=sha256_file(bundle / ENGINE), onnx_file="model.fp32.onnx",
-                   onnx_sha256=sha256_file(bundle / "model.fp32.onnx"), tensorrt_version=trt, gpu_name=gpu,
-                   compute_capability=cc, precision="fp32", strongly_typed=False,
-                   profiles={"input": {"min": [1, 3, 8, 8], "opt": [1, 3, 8, 8], "max": [max_batch, 3, 8, 8]}}
-                   ).write(bundle / ENGINE)
+    EngineManifest(
+        engine_file=ENGINE,
+        engine_sha256=sha256_file(bundle / ENGINE),
+        onnx_file="model.fp32.onnx",
+        onnx_sha256=sha256_file(bundle / "model.fp32.onnx"),
+        tensorrt_version=trt,
+        gpu_name=gpu,
+        compute_capability=cc,
+        precision="fp32",
+        strongly_typed=False,
+        profiles={"input": {"min": [1, 3, 8, 8], "opt": [1, 3, 8, 8], "max": [max_batch, 3, 8, 8]}},
+    ).write(bundle / ENGINE)
     data = dict(read_manifest(bundle).raw)
-    data["artifacts"] = {**data["artifacts"], "trt-fp32": {
-        "file": ENGINE, "format": "tensorrt", "precision": "fp32", "target": "tensorrt",
-        "sha256": sha256_file(bundle / ENGINE), "size_bytes": (bundle / ENGINE).stat().st_size, "quantization": None}}
+    data["artifacts"] = {
+        **data["artifacts"],
+        "trt-fp32": {
+            "file": ENGINE,
+            "format": "tensorrt",
+            "precision": "fp32",
+            "target": "tensorrt",
+            "sha256": sha256_file(bundle / ENGINE),
+            "size_bytes": (bundle / ENGINE).stat().st_size,
+            "quantization": None,
+        },
+    }
     data["files"] = bundle_file_hashes(bundle)
     write_manifest(bundle, data)
     return bundle
@@ -85,8 +101,15 @@ def test_engine_row_uses_cuda_event_compute_time_and_its_batch_range(bundle, tmp
     _add_engine(bundle, max_batch=4)
     FakeTensorRTBackend.instances.clear()
     monkeypatch.setattr(trt_backend, "TensorRTBackend", FakeTensorRTBackend)
-    rep = bench(bundle, "cpu", artifacts=["fp32", "trt-fp32"], batch_sizes=(1, 2, 8), budget_s=0.05,
-                providers=["CPUExecutionProvider"], out=tmp_path / "o")  # providers must not reach the engine
+    rep = bench(
+        bundle,
+        "cpu",
+        artifacts=["fp32", "trt-fp32"],
+        batch_sizes=(1, 2, 8),
+        budget_s=0.05,
+        providers=["CPUExecutionProvider"],
+        out=tmp_path / "o",
+    )  # providers must not reach the engine
     rows = {r["artifact"]: r for r in rep["rows"]}
     trt = rows["trt-fp32"]
     assert trt["status"] == "passed" and trt["backend"] == "tensorrt"
@@ -105,8 +128,10 @@ def test_engine_row_uses_cuda_event_compute_time_and_its_batch_range(bundle, tmp
 def test_missing_engine_for_a_precision_is_one_line(bundle):
     with pytest.raises(EdgetlError) as e:
         bench(bundle, "cpu", artifacts=["trt-int8"], budget_s=0.05)
-    assert e.value.message == (f"--artifact trt-int8: {bundle} has no TensorRT int8 engine (it has no TensorRT "
-                               f"engines); build it on the device with `edgetl build {bundle} --int8`")
+    assert e.value.message == (
+        f"--artifact trt-int8: {bundle} has no TensorRT int8 engine (it has no TensorRT "
+        f"engines); build it on the device with `edgetl build {bundle} --int8`"
+    )
     _add_engine(bundle)
     with pytest.raises(EdgetlError, match=r"no TensorRT fp16 engine \(it has trt-fp32\).*edgetl build .* --fp16`$"):
         bench(bundle, "cpu", artifacts=["trt-fp16"], budget_s=0.05)
@@ -129,17 +154,31 @@ def test_engine_built_for_another_gpu_is_one_line(bundle, tmp_path, monkeypatch,
 
     _add_engine(bundle, gpu="Orin", cc="8.7", trt="10.3.0")
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))  # never used further
-    monkeypatch.setattr(trt_backend, "detect_gpu", lambda device=0: {"gpu_name": "NVIDIA H100 80GB HBM3",
-                                                                     "compute_capability": "9.0"})
+    monkeypatch.setattr(
+        trt_backend, "detect_gpu", lambda device=0: {"gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
+    )
     rep = bench(bundle, "cpu", artifacts=["trt-fp32", "fp32"], batch_sizes=(1,), budget_s=0.05, out=tmp_path / "a")
     rows = {r["artifact"]: r for r in rep["rows"]}
     assert rows["fp32"]["status"] == "passed"  # one bad engine does not sink the ONNX rows
     assert rows["trt-fp32"]["status"].startswith(
         "load failed: model.trt-fp32.engine was built with TensorRT 10.3.0 for Orin (compute 8.7); this machine has "
-        "TensorRT 10.3.0 on NVIDIA H100 80GB HBM3 (compute 9.0)")
+        "TensorRT 10.3.0 on NVIDIA H100 80GB HBM3 (compute 9.0)"
+    )
     assert "rebuild" in rows["trt-fp32"]["status"]
-    code, out = _run_cli(monkeypatch, capsys, "bench", bundle, "--artifact", "trt-fp32", "--budget", "0.05",
-                         "--batch", "1", "--out", tmp_path / "b")
+    code, out = _run_cli(
+        monkeypatch,
+        capsys,
+        "bench",
+        bundle,
+        "--artifact",
+        "trt-fp32",
+        "--budget",
+        "0.05",
+        "--batch",
+        "1",
+        "--out",
+        tmp_path / "b",
+    )
     errors = [ln for ln in out.err.splitlines() if ln.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "built with TensorRT 10.3.0 for Orin (compute 8.7)" in errors[0]
     assert "Traceback" not in out.err
@@ -178,14 +217,21 @@ def test_build_without_tensorrt_names_what_to_install(bundle, monkeypatch, capsy
     assert "trt-fp32" not in before["artifacts"]  # nothing half-built
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["build", "/nonexistent/bundle"], "not a run or bundle directory: /nonexistent/bundle"),
-    (["build", "{bundle}", "--max-batch", "0"], "--max-batch 0: must be >= 1"),
-    (["bench", "/nonexistent/run", "--device", "jetson-nope"], "unknown device 'jetson-nope'; known devices: "),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["build", "/nonexistent/bundle"], "not a run or bundle directory: /nonexistent/bundle"),
+        (["build", "{bundle}", "--max-batch", "0"], "--max-batch 0: must be >= 1"),
+        (["bench", "/nonexistent/run", "--device", "jetson-nope"], "unknown device 'jetson-nope'; known devices: "),
+    ],
+)
 def test_bad_input_lines(bundle, args, needle):
-    r = subprocess.run([sys.executable, "-m", "edgetl", *[a.format(bundle=bundle) for a in args]],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "edgetl", *[a.format(bundle=bundle) for a in args]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and needle in r.stderr
     if "known devices" in needle:

@@ -25,8 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "edgetl", *args], capture_output=True, text=True, cwd=REPO,
-                          input=stdin, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "edgetl", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        input=stdin,
+        timeout=300,
+        env=env,
+    )
 
 
 def one_line_error(p: subprocess.CompletedProcess, *needles: str) -> str:
@@ -71,7 +78,7 @@ def test_predict_runs_every_artifact_and_agrees_with_the_manifest(bundle, digit_
     m = json.loads((bundle / "manifest.json").read_text())
     assert {"fp32", "int8-ort"} <= set(m["artifacts"])
     out = {a: _predict_json(bundle, digit_png, artifact=a)[0] for a in ("fp32", "int8-ort")}
-    for a, row in out.items():
+    for row in out.values():
         assert set(row) == {"input", "digit", "parity"}
         assert row["digit"]["label"] in m["tasks"][0]["labels"] and 0 < row["digit"]["score"] <= 1
     default = _predict_json(bundle, digit_png)[0]
@@ -92,8 +99,9 @@ def test_corrupted_model_file_is_refused_by_name(bundle_copy, digit_png):
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))
-    one_line_error(cli("predict", str(bundle_copy), str(digit_png), "--artifact", "int8-ort"),
-                   "model.int8-ort.onnx", "sha256")
+    one_line_error(
+        cli("predict", str(bundle_copy), str(digit_png), "--artifact", "int8-ort"), "model.int8-ort.onnx", "sha256"
+    )
 
 
 def test_edited_model_with_matching_hashes_is_a_load_error(bundle_copy, digit_png):
@@ -104,8 +112,11 @@ def test_edited_model_with_matching_hashes_is_a_load_error(bundle_copy, digit_pn
     m["files"] = bundle_file_hashes(bundle_copy)
     m["artifacts"]["fp32"]["sha256"] = sha256_file(f)
     (bundle_copy / "manifest.json").write_text(json.dumps(m))
-    one_line_error(cli("predict", str(bundle_copy), str(digit_png), "--artifact", "fp32"),
-                   "model.fp32.onnx", "onnxruntime cannot load")
+    one_line_error(
+        cli("predict", str(bundle_copy), str(digit_png), "--artifact", "fp32"),
+        "model.fp32.onnx",
+        "onnxruntime cannot load",
+    )
 
 
 def test_truncated_model_file_is_refused(bundle_copy, digit_png):
@@ -162,17 +173,32 @@ def text_bundle(tmp_path_factory) -> Path:
     ids = torch.ones(2, 5, dtype=torch.int64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Tiny().eval(), (ids, torch.ones_like(ids)), str(b / "model.fp32.onnx"), dynamo=False,
-                          opset_version=17, input_names=["input_ids", "attention_mask"], output_names=["topic"],
-                          dynamic_axes={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"},
-                                        "topic": {0: "b"}})
-    write_manifest(b, {
-        "input": {"kind": "text", "names": ["input_ids", "attention_mask"], "dtype": "int64",
-                  "tokenizer": "tokenizer/tokenizer.json", "max_length": 32, "padding": "longest"},
-        "tasks": [{"name": "topic", "kind": "classification", "labels": ["sport", "tech"], "output": "topic"}],
-        "artifacts": {"fp32": {"file": "model.fp32.onnx", "format": "onnx", "precision": "fp32"}},
-        "files": bundle_file_hashes(b),
-    })
+        torch.onnx.export(
+            Tiny().eval(),
+            (ids, torch.ones_like(ids)),
+            str(b / "model.fp32.onnx"),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["topic"],
+            dynamic_axes={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}, "topic": {0: "b"}},
+        )
+    write_manifest(
+        b,
+        {
+            "input": {
+                "kind": "text",
+                "names": ["input_ids", "attention_mask"],
+                "dtype": "int64",
+                "tokenizer": "tokenizer/tokenizer.json",
+                "max_length": 32,
+                "padding": "longest",
+            },
+            "tasks": [{"name": "topic", "kind": "classification", "labels": ["sport", "tech"], "output": "topic"}],
+            "artifacts": {"fp32": {"file": "model.fp32.onnx", "format": "onnx", "precision": "fp32"}},
+            "files": bundle_file_hashes(b),
+        },
+    )
     return b
 
 
@@ -193,8 +219,15 @@ def test_tampered_tokenizer_is_refused(text_bundle, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ device venv
-_OFFLINE_HINTS = ("No matching distribution", "Could not find a version", "NewConnectionError",
-                  "Temporary failure in name resolution", "Network is unreachable", "ProxyError", "timed out")
+_OFFLINE_HINTS = (
+    "No matching distribution",
+    "Could not find a version",
+    "NewConnectionError",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "ProxyError",
+    "timed out",
+)
 
 
 @pytest.mark.slow
@@ -202,12 +235,19 @@ def test_bundle_runs_in_a_fresh_venv_without_torch(bundle, digit_png):
     """scripts/runtime_venv_check.sh: numpy + onnxruntime + pillow + tokenizers only, then predict."""
     if shutil.which("bash") is None:
         pytest.skip("needs bash")
-    p = subprocess.run(["bash", str(REPO / "scripts" / "runtime_venv_check.sh"), str(bundle), str(digit_png)],
-                       capture_output=True, text=True, timeout=900, cwd=REPO)
+    p = subprocess.run(
+        ["bash", str(REPO / "scripts" / "runtime_venv_check.sh"), str(bundle), str(digit_png)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+    )
     out = p.stdout + p.stderr
     if p.returncode != 0 and "== pip install --no-deps" not in out and any(h in out for h in _OFFLINE_HINTS):
-        pytest.skip("the package registry is unreachable: cannot build the runtime venv "
-                    f"({next(h for h in _OFFLINE_HINTS if h in out)})")
+        pytest.skip(
+            "the package registry is unreachable: cannot build the runtime venv "
+            f"({next(h for h in _OFFLINE_HINTS if h in out)})"
+        )
     assert p.returncode == 0, out[-3000:]
     assert "ok: no torch/torchvision/transformers/pydantic" in out
     assert "digit:" in out and "== ok: the bundle runs without torch" in out

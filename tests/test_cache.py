@@ -4,16 +4,17 @@ training, disk caches are reused, and the cache is skipped whenever the prefix o
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_recipe_dict
 
 from edgetl.data import load_splits
 from edgetl.models import build_model
 from edgetl.recipe import recipe_from_dict
 from edgetl.train.cache import build_cache, cache_key, cache_usable
 
-from conftest import tiny_recipe_dict
-
-SMALL = {"data.split": {"val_fraction": 0.15, "test_fraction": 0.15, "limit_train": 64, "limit_val": 32,
-                        "limit_test": 32}, "train.batch_size": 16}
+SMALL = {
+    "data.split": {"val_fraction": 0.15, "test_fraction": 0.15, "limit_train": 64, "limit_val": 32, "limit_test": 32},
+    "train.batch_size": 16,
+}
 LABELS = {"digit": [str(i) for i in range(10)]}
 
 
@@ -92,7 +93,9 @@ def test_cache_only_when_the_prefix_output_is_fixed(base):
     assert cache_usable(_recipe(), model, 3)
     assert not cache_usable(_recipe(), model, 0)
     assert not cache_usable(_recipe(**{"data.augment": "hflip"}), model, 3)
-    assert not cache_usable(_recipe(**{"train.freeze": {"policy": "first_k", "stages": 3, "freeze_bn": False}}), model, 3)
+    assert not cache_usable(
+        _recipe(**{"train.freeze": {"policy": "first_k", "stages": 3, "freeze_bn": False}}), model, 3
+    )
     assert not cache_usable(_recipe(**{"train.feature_cache": "off"}), model, 3)
 
 

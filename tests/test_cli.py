@@ -5,13 +5,13 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import REPO, tiny_recipe_dict
 
 
 def edgetl(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "edgetl", *args], capture_output=True, text=True, cwd=cwd or REPO,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "edgetl", *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=300
+    )
 
 
 def test_help_lists_verbs_with_examples():
@@ -41,8 +41,9 @@ def test_missing_recipe_file(tmp_path):
 
 
 def test_unknown_key(tmp_path):
-    _assert_one_line_error(edgetl("train", str(_write(tmp_path, tiny_recipe_dict())), "train.epocs=2"),
-                           "train.epocs: unknown key")
+    _assert_one_line_error(
+        edgetl("train", str(_write(tmp_path, tiny_recipe_dict())), "train.epocs=2"), "train.epocs: unknown key"
+    )
 
 
 def test_wrong_type(tmp_path):
@@ -54,15 +55,18 @@ def test_wrong_type(tmp_path):
 def test_missing_dataset_directory(tmp_path):
     d = tiny_recipe_dict()
     d["data"] = {"source": "imagefolder", "path": str(tmp_path / "no-such-dir")}
-    _assert_one_line_error(edgetl("train", str(_write(tmp_path, d)), "--runs-dir", str(tmp_path / "runs")),
-                           "image folder not found")
+    _assert_one_line_error(
+        edgetl("train", str(_write(tmp_path, d)), "--runs-dir", str(tmp_path / "runs")), "image folder not found"
+    )
 
 
 def test_unknown_backbone(tmp_path):
     d = tiny_recipe_dict()
     d["backbone"]["name"] = "mobilenet_v9"
-    _assert_one_line_error(edgetl("train", str(_write(tmp_path, d)), "--runs-dir", str(tmp_path / "runs")),
-                           "unknown backbone 'mobilenet_v9'")
+    _assert_one_line_error(
+        edgetl("train", str(_write(tmp_path, d)), "--runs-dir", str(tmp_path / "runs")),
+        "unknown backbone 'mobilenet_v9'",
+    )
 
 
 def test_empty_class_folder(tmp_path):
@@ -75,8 +79,9 @@ def test_empty_class_folder(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(root / "a" / "x.png")
     d = tiny_recipe_dict()
     d["data"] = {"source": "imagefolder", "path": str(root)}
-    _assert_one_line_error(edgetl("train", str(_write(tmp_path, d)), "--runs-dir", str(tmp_path / "runs")),
-                           "class folder has no images")
+    _assert_one_line_error(
+        edgetl("train", str(_write(tmp_path, d)), "--runs-dir", str(tmp_path / "runs")), "class folder has no images"
+    )
 
 
 def test_unknown_device_lists_known(tmp_path):
@@ -89,8 +94,9 @@ def test_debug_shows_traceback(tmp_path):
     assert r.returncode != 0 and "Traceback" in r.stderr
 
 
-@pytest.mark.parametrize("args", [("export", "/nonexistent/run"), ("eval", "/nonexistent/run"),
-                                  ("predict", "/nonexistent/bundle", "x.png")])
+@pytest.mark.parametrize(
+    "args", [("export", "/nonexistent/run"), ("eval", "/nonexistent/run"), ("predict", "/nonexistent/bundle", "x.png")]
+)
 def test_missing_run_or_bundle(args):
     r = edgetl(*args)
     _assert_one_line_error(r, "not")

@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import tiny_recipe_dict
 
 from edgetl.crash import failing_step, report_crash
 from edgetl.errors import EdgetlError
 from edgetl.recipe import recipe_from_dict
 from edgetl.train.run import Run
-
-from conftest import tiny_recipe_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,8 +75,16 @@ def test_cli_internal_error_is_one_line_with_a_crash_log_in_the_run_dir(tmp_path
 
 
 def _recipe():
-    return recipe_from_dict(tiny_recipe_dict(**{"data.split.limit_train": 64, "data.split.limit_val": 32,
-                                                "data.split.limit_test": 32, "train.batch_size": 16}))
+    return recipe_from_dict(
+        tiny_recipe_dict(
+            **{
+                "data.split.limit_train": 64,
+                "data.split.limit_val": 32,
+                "data.split.limit_test": 32,
+                "train.batch_size": 16,
+            }
+        )
+    )
 
 
 def test_a_run_that_fails_before_training_leaves_no_run_dir(tmp_path, monkeypatch):
@@ -92,7 +99,9 @@ def test_a_run_that_fails_before_training_leaves_no_run_dir(tmp_path, monkeypatc
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.parametrize("exc, status", [(RuntimeError("cuda went away"), "failed"), (KeyboardInterrupt(), "interrupted")])
+@pytest.mark.parametrize(
+    "exc, status", [(RuntimeError("cuda went away"), "failed"), (KeyboardInterrupt(), "interrupted")]
+)
 def test_a_run_that_dies_while_training_says_so_in_run_json(tmp_path, monkeypatch, exc, status):
     import edgetl.train.loop as loop
 
@@ -108,4 +117,4 @@ def test_a_run_that_dies_while_training_says_so_in_run_json(tmp_path, monkeypatc
         assert info["error"] == "RuntimeError: cuda went away"
     else:
         assert info["error"] is None
-    assert getattr(e.value, "edgetl_run_dir") == tmp_path / "dies"
+    assert e.value.edgetl_run_dir == tmp_path / "dies"

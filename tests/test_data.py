@@ -4,14 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import tiny_recipe_dict
 from PIL import Image
 
 from edgetl.data import load_splits
 from edgetl.data.builtin import FASHION_GROUP_OF, load_fashion_mnist
 from edgetl.errors import EdgetlError
 from edgetl.recipe import recipe_from_dict
-
-from conftest import tiny_recipe_dict
 
 
 def test_splits_are_deterministic_and_disjoint(tiny_recipe):
@@ -109,8 +108,9 @@ def test_csv_manifest_and_label_outside_declared_set(tmp_path):
 
 def test_class_in_val_but_not_train(tmp_path):
     root = _folder(tmp_path)
-    rows = ["path,kind,split"] + [f"cat/{i}.png,cat,train" for i in range(4)] + \
-        ["dog/0.png,dog,val", "cat/5.png,cat,test"]
+    rows = (
+        ["path,kind,split"] + [f"cat/{i}.png,cat,train" for i in range(4)] + ["dog/0.png,dog,val", "cat/5.png,cat,test"]
+    )
     (root / "m.csv").write_text("\n".join(rows) + "\n")
     d = tiny_recipe_dict()
     d["data"] = {"source": "csv", "path": str(root / "m.csv"), "split_column": "split"}
@@ -132,8 +132,16 @@ def test_empty_split_is_an_error(tmp_path):
 
 def test_duplicates_across_splits_warn(tmp_path):
     root = _folder(tmp_path)
-    rows = ["path,kind,split", "cat/0.png,cat,train", "cat/1.png,cat,train", "dog/0.png,dog,train",
-            "dog/1.png,dog,train", "cat/0.png,cat,val", "dog/2.png,dog,val", "cat/3.png,cat,test"]
+    rows = [
+        "path,kind,split",
+        "cat/0.png,cat,train",
+        "cat/1.png,cat,train",
+        "dog/0.png,dog,train",
+        "dog/1.png,dog,train",
+        "cat/0.png,cat,val",
+        "dog/2.png,dog,val",
+        "cat/3.png,cat,test",
+    ]
     (root / "m.csv").write_text("\n".join(rows) + "\n")
     d = tiny_recipe_dict()
     d["data"] = {"source": "csv", "path": str(root / "m.csv"), "split_column": "split"}

@@ -13,7 +13,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import REPO, tiny_recipe_dict
 
 pytestmark = pytest.mark.slow
@@ -34,12 +33,49 @@ def _recipe(tmp_path, **over):
 
 def _run_both(tmp_path, recipe):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    single = subprocess.run([sys.executable, "-m", "edgetl", "train", str(recipe), "--runs-dir", str(tmp_path / "single"),
-                             "-q", "--logger", "none"], capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
+    single = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgetl",
+            "train",
+            str(recipe),
+            "--runs-dir",
+            str(tmp_path / "single"),
+            "-q",
+            "--logger",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env=env,
+    )
     assert single.returncode == 0, single.stderr[-2000:]
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-                          "-m", "edgetl", "train", str(recipe), "--runs-dir", str(tmp_path / "ddp"), "-q", "--logger", "none"],
-                         capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-m",
+            "edgetl",
+            "train",
+            str(recipe),
+            "--runs-dir",
+            str(tmp_path / "ddp"),
+            "-q",
+            "--logger",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+        env=env,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     load = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     return load(tmp_path / "single" / "tiny"), load(tmp_path / "ddp" / "tiny")

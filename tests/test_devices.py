@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydantic
 import pytest
 import yaml
 
@@ -205,7 +206,7 @@ def test_match_device_profile_by_name():
 def test_profile_model_is_strict():
     d = _profile_dict("strict-board")
     d["unknown"] = 1
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError):
         DeviceProfile.model_validate(d)
 
 

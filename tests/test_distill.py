@@ -9,15 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from conftest import REPO, tiny_recipe_dict
 
 from edgetl.errors import EdgetlError
 from edgetl.recipe import recipe_from_dict
 from edgetl.train.losses import feature_loss, kd_loss
 
-from conftest import REPO, tiny_recipe_dict
-
-SMALL = {"data.split": {"val_fraction": 0.15, "test_fraction": 0.15, "limit_train": 48, "limit_val": 32,
-                        "limit_test": 32}, "train.batch_size": 16}
+SMALL = {
+    "data.split": {"val_fraction": 0.15, "test_fraction": 0.15, "limit_train": 48, "limit_val": 32, "limit_test": 32},
+    "train.batch_size": 16,
+}
 
 
 def _recipe(**over):
@@ -28,8 +29,9 @@ def _recipe(**over):
 def teacher_run(tmp_path_factory):
     from edgetl.train.loop import train
 
-    return train(_recipe(**{"name": "teacher", "train.epochs": 1}), runs_dir=tmp_path_factory.mktemp("teacher"),
-                 progress=False)
+    return train(
+        _recipe(**{"name": "teacher", "train.epochs": 1}), runs_dir=tmp_path_factory.mktemp("teacher"), progress=False
+    )
 
 
 def test_kd_loss_is_hinton_kl_times_t_squared():
@@ -42,17 +44,23 @@ def test_kd_loss_is_hinton_kl_times_t_squared():
     assert float(kd_loss("classification", s, t, T)) == pytest.approx(float(manual), rel=1e-5)
     assert float(kd_loss("regression", s[:, 0], t[:, 0], T)) == pytest.approx(float(F.mse_loss(s[:, 0], t[:, 0])))
     assert float(feature_loss("cosine", s, 2 * s)) == pytest.approx(0.0, abs=1e-6)  # scale-free
-    assert float(feature_loss("mse", s, 2 * s)) == pytest.approx(float((s ** 2).mean()), rel=1e-5)
+    assert float(feature_loss("mse", s, 2 * s)) == pytest.approx(float((s**2).mean()), rel=1e-5)
 
 
 def test_teacher_with_other_tasks_is_one_line_error(teacher_run, tmp_path):
-    d = tiny_recipe_dict(**{**SMALL, "tasks": [{"name": "parity", "column": "parity"}],
-                            "distill": {"teacher": str(teacher_run.dir)}})
+    d = tiny_recipe_dict(
+        **{**SMALL, "tasks": [{"name": "parity", "column": "parity"}], "distill": {"teacher": str(teacher_run.dir)}}
+    )
     path = tmp_path / "student.yaml"
     path.write_text(yaml.safe_dump(d))
     runs = tmp_path / "runs"
-    p = subprocess.run([sys.executable, "-m", "edgetl", "train", str(path), "--runs-dir", str(runs), "-q"],
-                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "edgetl", "train", str(path), "--runs-dir", str(runs), "-q"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert p.returncode != 0
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "has no task 'parity'" in lines[0] and "teacher tasks: digit" in lines[0], p.stderr
@@ -67,11 +75,21 @@ def test_teacher_checks(teacher_run):
     with pytest.raises(EdgetlError, match="run directory not found"):
         check_recipe(_recipe(**{"distill": {"teacher": str(teacher_run.dir) + "-missing"}}))
     with pytest.raises(EdgetlError, match="is classification in the teacher, regression in the student"):
-        check_recipe(_recipe(**{"tasks": [{"name": "digit", "kind": "regression", "column": "label"}],
-                                "distill": {"teacher": str(teacher_run.dir)}}))
+        check_recipe(
+            _recipe(
+                **{
+                    "tasks": [{"name": "digit", "kind": "regression", "column": "label"}],
+                    "distill": {"teacher": str(teacher_run.dir)},
+                }
+            )
+        )
     # same task name, labels in another order: the teacher's logits would mean other classes
-    rec = _recipe(**{"tasks": [{"name": "digit", "column": "label", "labels": [str(i) for i in range(9, -1, -1)]}],
-                     "distill": {"teacher": str(teacher_run.dir)}})
+    rec = _recipe(
+        **{
+            "tasks": [{"name": "digit", "column": "label", "labels": [str(i) for i in range(9, -1, -1)]}],
+            "distill": {"teacher": str(teacher_run.dir)},
+        }
+    )
     with pytest.raises(EdgetlError, match="task 'digit' has labels"):
         Teacher.from_spec(rec, load_splits(rec), "cpu")
     # a backbone teacher has no heads: feature distillation only
@@ -89,9 +107,18 @@ def test_distilled_student_loss_mix_projection_and_resume(teacher_run, tmp_path)
     from edgetl.train.loop import Trainer, train
     from edgetl.train.run import Run
 
-    over = {"name": "student", "input.image_size": 24, "train.epochs": 2,
-            "distill": {"teacher": str(teacher_run.dir), "alpha": 0.7, "temperature": 2.0, "feature": "cosine",
-                        "feature_weight": 0.5}}
+    over = {
+        "name": "student",
+        "input.image_size": 24,
+        "train.epochs": 2,
+        "distill": {
+            "teacher": str(teacher_run.dir),
+            "alpha": 0.7,
+            "temperature": 2.0,
+            "feature": "cosine",
+            "feature_weight": 0.5,
+        },
+    }
     run = train(_recipe(**over), runs_dir=tmp_path, progress=False, stop_after_steps=4)  # stops in epoch 2
     assert run.info()["status"] == "stopped"
     proj = load_file(run.checkpoints / "last.distill.safetensors")
@@ -144,8 +171,13 @@ def test_teacher_sees_the_students_flips(teacher_run):
 def test_backbone_spec_teacher_feature_distillation(tmp_path):
     from edgetl.train.loop import train
 
-    rec = _recipe(**{"name": "fd", "backbone.weights": "none",
-                     "distill": {"teacher": {"name": "mobilenet_v2", "weights": "offline"}, "feature": "mse"}})
+    rec = _recipe(
+        **{
+            "name": "fd",
+            "backbone.weights": "none",
+            "distill": {"teacher": {"name": "mobilenet_v2", "weights": "offline"}, "feature": "mse"},
+        }
+    )
     run = train(rec, runs_dir=tmp_path, progress=False)
     row = run.metrics()[-1]
     assert np.isfinite(row["train_loss"]) and row["val"]["digit"]["n"] == 32

@@ -39,7 +39,14 @@ def conv_model(tmp_path, *, cin=3, cout=16, hw=32, k=3, group=1, stride=1, batch
         conv_in.append("B")
     nodes = [
         helper.make_node(
-            "Conv", conv_in, ["c"], kernel_shape=[k, k], pads=[k // 2] * 4, strides=[stride] * 2, group=group, name="conv"
+            "Conv",
+            conv_in,
+            ["c"],
+            kernel_shape=[k, k],
+            pads=[k // 2] * 4,
+            strides=[stride] * 2,
+            group=group,
+            name="conv",
         )
     ]
     if relu:

@@ -15,10 +15,10 @@ import sys
 import threading
 
 import pytest
+from test_remote_sshd import N_EXAMPLES, N_WRONG, free_port, light_python, make_bundle, start_sshd
 
 from edgetl.bench.remote import bench_remote
 from edgetl.errors import EdgetlError
-from test_remote_sshd import N_EXAMPLES, N_WRONG, free_port, light_python, make_bundle, start_sshd
 
 FAST = {"batch_sizes": (1,), "budget_s": 0.05}
 
@@ -77,12 +77,19 @@ def test_fleet_merges_two_devices_and_reports_the_failures(two_sshd, bundle, lig
     a, b = two_sshd
     dead = free_port()
     hosts = [a.host, f"root@127.0.0.1:{dead}", b.host, f"root@127.0.0.1:{silent_port}"]
-    merged = bench_remote(bundle, hosts, out=tmp_path / "fleet", python=str(light), connect_timeout_s=3,
-                          **FAST, **a.client_kwargs())
+    merged = bench_remote(
+        bundle, hosts, out=tmp_path / "fleet", python=str(light), connect_timeout_s=3, **FAST, **a.client_kwargs()
+    )
     status = {d["label"]: d for d in merged["devices"]}
-    assert status[a.host]["status"] == status[b.host]["status"] == "ok", "; ".join(str(d.get("error")) for d in merged["devices"])
-    assert [d["label"] for d in merged["devices"]] == [a.host, b.host, f"root@127.0.0.1:{dead}",
-                                                       f"root@127.0.0.1:{silent_port}"]
+    assert status[a.host]["status"] == status[b.host]["status"] == "ok", "; ".join(
+        str(d.get("error")) for d in merged["devices"]
+    )
+    assert [d["label"] for d in merged["devices"]] == [
+        a.host,
+        b.host,
+        f"root@127.0.0.1:{dead}",
+        f"root@127.0.0.1:{silent_port}",
+    ]
     assert status[a.host]["status"] == status[b.host]["status"] == "ok"
     assert "Connection refused" in status[f"root@127.0.0.1:{dead}"]["error"]
     silent_err = status[f"root@127.0.0.1:{silent_port}"]["error"]
@@ -118,9 +125,31 @@ def test_fleet_cli_with_hosts_file(two_sshd, bundle, light, tmp_path):
     dead = free_port()
     hosts = tmp_path / "hosts.txt"
     hosts.write_text(f"# the lab\n{a.host}\n{b.host}   # second board\nroot@127.0.0.1:{dead}\n")
-    r = subprocess.run([sys.executable, "-m", "edgetl", "bench", str(bundle), "--hosts-file", str(hosts), *a.cli_args(),
-                        "--remote-python", str(light), "--artifact", "fp32", "--batch", "1", "--budget", "0.05",
-                        "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=240)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgetl",
+            "bench",
+            str(bundle),
+            "--hosts-file",
+            str(hosts),
+            *a.cli_args(),
+            "--remote-python",
+            str(light),
+            "--artifact",
+            "fp32",
+            "--batch",
+            "1",
+            "--budget",
+            "0.05",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert r.returncode == 1, r.stderr  # some hosts failed: results written, exit status says so
     assert "Traceback" not in r.stderr
     warn = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
@@ -133,8 +162,14 @@ def test_fleet_cli_with_hosts_file(two_sshd, bundle, light, tmp_path):
 def test_all_hosts_failing_is_one_error(bundle, tmp_path):
     d1, d2 = free_port(), free_port()
     with pytest.raises(EdgetlError) as e:
-        bench_remote(bundle, [f"root@127.0.0.1:{d1}", f"root@127.0.0.1:{d2}"], out=tmp_path / "o",
-                     ssh_config=os.devnull, connect_timeout_s=3, **FAST)
+        bench_remote(
+            bundle,
+            [f"root@127.0.0.1:{d1}", f"root@127.0.0.1:{d2}"],
+            out=tmp_path / "o",
+            ssh_config=os.devnull,
+            connect_timeout_s=3,
+            **FAST,
+        )
     assert e.value.message.startswith("all 2 hosts failed; first: root@127.0.0.1:")
     assert "\n" not in e.value.message
     merged = json.loads((tmp_path / "o" / "compare.json").read_text())  # the failures are still on record

@@ -6,15 +6,16 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO, tiny_recipe_dict
 
 from edgetl.errors import EdgetlError
 from edgetl.recipe import FreezeSpec, TrainSpec, recipe_from_dict
 from edgetl.train.freezing import apply_freeze, frozen_prefix, param_groups, set_train_mode
 
-from conftest import REPO, tiny_recipe_dict
-
-SMALL = {"data.split": {"val_fraction": 0.15, "test_fraction": 0.15, "limit_train": 64, "limit_val": 32,
-                        "limit_test": 32}, "train.batch_size": 16}
+SMALL = {
+    "data.split": {"val_fraction": 0.15, "test_fraction": 0.15, "limit_train": 64, "limit_val": 32, "limit_test": 32},
+    "train.batch_size": 16,
+}
 
 
 def _snapshot(module):
@@ -42,7 +43,14 @@ def test_frozen_prefix_schedules():
     assert frozen_prefix(FreezeSpec(policy="linear_probe"), 5, 7) == 5
     assert [frozen_prefix(FreezeSpec(policy="first_k", stages=3), 5, e) for e in range(3)] == [3, 3, 3]
     assert [frozen_prefix(FreezeSpec(policy="gradual"), 5, e) for e in range(7)] == [5, 4, 3, 2, 1, 0, 0]
-    assert [frozen_prefix(FreezeSpec(policy="gradual", every=2, stages=3), 5, e) for e in range(6)] == [3, 3, 2, 2, 1, 1]
+    assert [frozen_prefix(FreezeSpec(policy="gradual", every=2, stages=3), 5, e) for e in range(6)] == [
+        3,
+        3,
+        2,
+        2,
+        1,
+        1,
+    ]
     with pytest.raises(EdgetlError, match="only 5 stages"):
         frozen_prefix(FreezeSpec(policy="first_k", stages=6), 5, 0)
 
@@ -50,8 +58,14 @@ def test_frozen_prefix_schedules():
 @pytest.mark.parametrize("freeze_bn", [True, False])
 def test_first_k_frozen_weights_never_move_and_hold_no_optimizer_state(tmp_path, freeze_bn):
     # feature cache off: the frozen stages really run in every step, in train() mode for the unfrozen part
-    tr = _trainer(tmp_path, **{"train.freeze": {"policy": "first_k", "stages": 3, "freeze_bn": freeze_bn},
-                               "train.feature_cache": "off", "train.epochs": 1})
+    tr = _trainer(
+        tmp_path,
+        **{
+            "train.freeze": {"policy": "first_k", "stages": 3, "freeze_bn": freeze_bn},
+            "train.feature_cache": "off",
+            "train.epochs": 1,
+        },
+    )
     stages = list(tr.model.backbone.stages)
     before = [_snapshot(s) for s in stages]
     tr.fit()
@@ -97,7 +111,11 @@ def test_gradual_unfreezing_schedule_and_optimizer(tmp_path):
         moved = bool(_changed(before[i], s) & {n for n, _ in s.named_parameters()})
         assert moved == (i >= 3), (i, moved)  # stages 3, 4 unfroze (epochs 2, 3); 0..2 never did
     names = [g["name"] for g in tr.optimizer.param_groups]
-    assert names == ["stage3:" + tr.model.backbone.stage_names[3], "stage4:" + tr.model.backbone.stage_names[4], "heads"]
+    assert names == [
+        "stage3:" + tr.model.backbone.stage_names[3],
+        "stage4:" + tr.model.backbone.stage_names[4],
+        "heads",
+    ]
     # the head kept its Adam moments across the two re-freezes: 3 epochs x 4 steps
     head_p = next(tr.model.heads.parameters())
     assert int(tr.optimizer.state[head_p]["step"]) == 12
@@ -112,7 +130,7 @@ def test_layer_decay_scales_learning_rates_from_the_top(tiny_recipe):
     groups = param_groups(model, rec.train, 2)
     assert [g["name"].split(":")[0] for g in groups] == ["stage2", "stage3", "stage4", "heads"]
     lrs = [g["lr"] for g in groups]
-    assert lrs[:3] == pytest.approx([0.01 * 0.5 ** 3, 0.01 * 0.5 ** 2, 0.01 * 0.5])
+    assert lrs[:3] == pytest.approx([0.01 * 0.5**3, 0.01 * 0.5**2, 0.01 * 0.5])
     assert lrs[3] == 0.02
     without = param_groups(model, TrainSpec(lr=0.01), 0)
     assert all(g["lr"] == 0.01 for g in without)
@@ -137,8 +155,13 @@ def test_freeze_depth_beyond_backbone_is_one_line_error(tmp_path):
     rec["train"]["freeze"] = {"policy": "first_k", "stages": 9}
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(rec))
-    p = subprocess.run([sys.executable, "-m", "edgetl", "train", str(path), "--runs-dir", str(tmp_path / "runs"), "-q"],
-                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "edgetl", "train", str(path), "--runs-dir", str(tmp_path / "runs"), "-q"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert p.returncode != 0
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: train.freeze.stages=9"), p.stderr

@@ -27,20 +27,75 @@ from conftest import tiny_recipe_dict  # noqa: E402
 from edgetl.errors import EdgetlError  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- values
-_KEYS = ["name", "backbone", "weights", "input", "kind", "image_size", "tasks", "column", "labels", "data",
-         "source", "path", "split", "train", "epochs", "lr", "freeze", "policy", "export", "distill", "teacher",
-         "extra_data", "dataset", "weight", "batch_size", "mean", "std", "x", "", "0", "__class__"]
+_KEYS = [
+    "name",
+    "backbone",
+    "weights",
+    "input",
+    "kind",
+    "image_size",
+    "tasks",
+    "column",
+    "labels",
+    "data",
+    "source",
+    "path",
+    "split",
+    "train",
+    "epochs",
+    "lr",
+    "freeze",
+    "policy",
+    "export",
+    "distill",
+    "teacher",
+    "extra_data",
+    "dataset",
+    "weight",
+    "batch_size",
+    "mean",
+    "std",
+    "x",
+    "",
+    "0",
+    "__class__",
+]
 _TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
 _SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=-(10**400), max_value=10**400),
-    st.floats(allow_nan=True, allow_infinity=True), _TEXT, st.sampled_from(_KEYS),
-    st.sampled_from(["digits", "csv", "jsonl", "imagefolder", "bbc-news", "image", "text", "classification",
-                     "regression", "multilabel", "offline", "none", "gradual", "first_k", "mobilenet_v2"]))
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True),
+    _TEXT,
+    st.sampled_from(_KEYS),
+    st.sampled_from(
+        [
+            "digits",
+            "csv",
+            "jsonl",
+            "imagefolder",
+            "bbc-news",
+            "image",
+            "text",
+            "classification",
+            "regression",
+            "multilabel",
+            "offline",
+            "none",
+            "gradual",
+            "first_k",
+            "mobilenet_v2",
+        ]
+    ),
+)
 _VALUES = st.recursive(
     _SCALARS,
-    lambda kids: st.one_of(st.lists(kids, max_size=4),
-                           st.dictionaries(st.one_of(st.sampled_from(_KEYS), _TEXT), kids, max_size=4)),
-    max_leaves=12)
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=4), st.dictionaries(st.one_of(st.sampled_from(_KEYS), _TEXT), kids, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def _one_line(e: EdgetlError) -> None:
@@ -97,19 +152,33 @@ def _mutate(base: dict, muts) -> dict:
     return d
 
 
-_MUTATIONS = st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(["set", "delete", "add", "wrap"]),
-                                _VALUES, st.one_of(st.sampled_from(_KEYS), _TEXT)), min_size=1, max_size=4)
+_MUTATIONS = st.lists(
+    st.tuples(
+        st.integers(0, 10_000),
+        st.sampled_from(["set", "delete", "add", "wrap"]),
+        _VALUES,
+        st.one_of(st.sampled_from(_KEYS), _TEXT),
+    ),
+    min_size=1,
+    max_size=4,
+)
 
-FUZZ_SETTINGS = dict(deadline=None, derandomize=True, database=None,
-                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                            HealthCheck.filter_too_much])
+FUZZ_SETTINGS = dict(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 
 
 def _text_recipe() -> dict:
-    return {"name": "txt", "backbone": {"name": "minilm", "weights": "offline", "pooling": "mean"},
-            "input": {"kind": "text", "max_length": 32},
-            "tasks": [{"name": "topic", "column": "label"}],
-            "data": {"source": "jsonl", "path": "data.jsonl"}}
+    return {
+        "name": "txt",
+        "backbone": {"name": "minilm", "weights": "offline", "pooling": "mean"},
+        "input": {"kind": "text", "max_length": 32},
+        "tasks": [{"name": "topic", "column": "label"}],
+        "data": {"source": "jsonl", "path": "data.jsonl"},
+    }
 
 
 # ---------------------------------------------------------------------------------------------- recipes
@@ -117,12 +186,14 @@ def fuzz_recipe_dicts(n: int) -> Counter:
     from edgetl.recipe import recipe_from_dict
 
     c: Counter = Counter()
-    bases = [tiny_recipe_dict(), _text_recipe(),
-             tiny_recipe_dict(**{"train.freeze": {"policy": "gradual", "stages": 2}, "distill": {"teacher": "runs/t"}})]
+    bases = [
+        tiny_recipe_dict(),
+        _text_recipe(),
+        tiny_recipe_dict(**{"train.freeze": {"policy": "gradual", "stages": 2}, "distill": {"teacher": "runs/t"}}),
+    ]
 
     @settings(max_examples=n, **FUZZ_SETTINGS)
-    @given(st.one_of(st.tuples(st.sampled_from(range(len(bases))), _MUTATIONS),
-                     st.tuples(st.just(-1), _VALUES)))
+    @given(st.one_of(st.tuples(st.sampled_from(range(len(bases))), _MUTATIONS), st.tuples(st.just(-1), _VALUES)))
     def run(case):
         which, muts = case
         data = muts if which < 0 else _mutate(bases[which], muts)
@@ -133,11 +204,36 @@ def fuzz_recipe_dicts(n: int) -> Counter:
 
 
 _YAML_SNIPPETS = [
-    "!!python/object/apply:os.system ['echo pwned']", "!!python/name:os.system", "!!python/module:os",
-    "!!python/object/new:subprocess.Popen [['id']]", "!!binary aGVsbG8=", "2001-12-14", "2001-12-14t21:59:43.10-05:00",
-    "!!set {a, b}", "!!omap [a: 1]", "&a [1, *a]", "*undefined", "? [a, b]\n: 1", "{? !!binary aGk=: 1}",
-    "[[[[[[[[[[]]]]]]]]]]", "'unterminated", "\t- tab", "0x1F", "0o17", ".nan", "-.inf", "~", "1e999",
-    "!!float abc", "!!int xyz", "!!timestamp notadate", "!!str", "{a: 1, a: 2}", "- a\nb: c", "\x00", "\ufeffname: x",
+    "!!python/object/apply:os.system ['echo pwned']",
+    "!!python/name:os.system",
+    "!!python/module:os",
+    "!!python/object/new:subprocess.Popen [['id']]",
+    "!!binary aGVsbG8=",
+    "2001-12-14",
+    "2001-12-14t21:59:43.10-05:00",
+    "!!set {a, b}",
+    "!!omap [a: 1]",
+    "&a [1, *a]",
+    "*undefined",
+    "? [a, b]\n: 1",
+    "{? !!binary aGk=: 1}",
+    "[[[[[[[[[[]]]]]]]]]]",
+    "'unterminated",
+    "\t- tab",
+    "0x1F",
+    "0o17",
+    ".nan",
+    "-.inf",
+    "~",
+    "1e999",
+    "!!float abc",
+    "!!int xyz",
+    "!!timestamp notadate",
+    "!!str",
+    "{a: 1, a: 2}",
+    "- a\nb: c",
+    "\x00",
+    "\ufeffname: x",
 ]
 
 
@@ -150,8 +246,12 @@ def fuzz_recipe_files(n: int, tmp: Path) -> Counter:
     path = tmp / "fuzz.yaml"
 
     @settings(max_examples=n, **FUZZ_SETTINGS)
-    @given(st.integers(0, len(lines) - 1), st.one_of(st.sampled_from(_YAML_SNIPPETS), _TEXT),
-           st.booleans(), st.integers(0, 3000))
+    @given(
+        st.integers(0, len(lines) - 1),
+        st.one_of(st.sampled_from(_YAML_SNIPPETS), _TEXT),
+        st.booleans(),
+        st.integers(0, 3000),
+    )
     def run(line_no, snippet, as_key, depth):
         text = list(lines)
         indent = text[line_no][: len(text[line_no]) - len(text[line_no].lstrip())]
@@ -170,16 +270,64 @@ def fuzz_recipe_files(n: int, tmp: Path) -> Counter:
 
 
 _OVERRIDE_KEYS = st.one_of(
-    st.sampled_from(["train.epochs", "train.lr", "tasks.0.weight", "tasks.0", "tasks", "tasks.1.name",
-                     "tasks.00.kind", "tasks.\u00b2.kind", "tasks.-1.kind", "tasks.9999999999999999999.kind",
-                     "data.split.limit_train", "name.sub", "input.kind", "backbone", "export.calibration.size",
-                     "train.freeze.policy", "extra_data.x.source", "a..b", ".x", "x.", " ", "distill.teacher"]),
-    st.text(alphabet=string.ascii_letters + string.digits + "._\u00b2\u0663", max_size=20))
+    st.sampled_from(
+        [
+            "train.epochs",
+            "train.lr",
+            "tasks.0.weight",
+            "tasks.0",
+            "tasks",
+            "tasks.1.name",
+            "tasks.00.kind",
+            "tasks.\u00b2.kind",
+            "tasks.-1.kind",
+            "tasks.9999999999999999999.kind",
+            "data.split.limit_train",
+            "name.sub",
+            "input.kind",
+            "backbone",
+            "export.calibration.size",
+            "train.freeze.policy",
+            "extra_data.x.source",
+            "a..b",
+            ".x",
+            "x.",
+            " ",
+            "distill.teacher",
+        ]
+    ),
+    st.text(alphabet=string.ascii_letters + string.digits + "._\u00b2\u0663", max_size=20),
+)
 _OVERRIDE_VALUES = st.one_of(
-    st.sampled_from(["3", "1e-3", "true", "[1, 2]", "{a: 1}", "null", "", "!!python/name:os.system", "[", "]: x",
-                     "'", "1e999", "-1", "0", "gradual", "text", "{kind: text}", "[{name: a}]", "*a", "&a 1",
-                     "2001-01-01", "!!binary aGk=", "{? [a]: 1}"]),
-    _TEXT)
+    st.sampled_from(
+        [
+            "3",
+            "1e-3",
+            "true",
+            "[1, 2]",
+            "{a: 1}",
+            "null",
+            "",
+            "!!python/name:os.system",
+            "[",
+            "]: x",
+            "'",
+            "1e999",
+            "-1",
+            "0",
+            "gradual",
+            "text",
+            "{kind: text}",
+            "[{name: a}]",
+            "*a",
+            "&a 1",
+            "2001-01-01",
+            "!!binary aGk=",
+            "{? [a]: 1}",
+        ]
+    ),
+    _TEXT,
+)
 
 
 def fuzz_overrides(n: int, tmp: Path) -> Counter:
@@ -190,8 +338,13 @@ def fuzz_overrides(n: int, tmp: Path) -> Counter:
     path.write_text(yaml.safe_dump(tiny_recipe_dict()))
 
     @settings(max_examples=n, **FUZZ_SETTINGS)
-    @given(st.lists(st.one_of(st.tuples(_OVERRIDE_KEYS, _OVERRIDE_VALUES).map(lambda kv: f"{kv[0]}={kv[1]}"),
-                              _TEXT), min_size=1, max_size=3))
+    @given(
+        st.lists(
+            st.one_of(st.tuples(_OVERRIDE_KEYS, _OVERRIDE_VALUES).map(lambda kv: f"{kv[0]}={kv[1]}"), _TEXT),
+            min_size=1,
+            max_size=3,
+        )
+    )
     def run(overrides):
         for o in overrides:
             _outcome(Counter(), parse_override, o)
@@ -206,15 +359,36 @@ def fuzz_overrides(n: int, tmp: Path) -> Counter:
 def valid_manifest() -> dict:
     h = "ab" * 32
     return {
-        "schema_version": 1, "producer": {"name": "edgetl", "version": "0.1.0"}, "backbone": "mobilenet_v2",
-        "input": {"kind": "image", "name": "input", "layout": "NCHW", "dtype": "float32", "image_size": [32, 32],
-                  "channels": 3, "resize": "bilinear", "scale": 1 / 255, "mean": [0.485, 0.456, 0.406],
-                  "std": [0.229, 0.224, 0.225]},
-        "tasks": [{"name": "digit", "kind": "classification", "labels": [str(i) for i in range(10)],
-                   "output": "digit"},
-                  {"name": "size", "kind": "regression", "labels": [], "output": "size"}],
-        "artifacts": {"fp32": {"file": "model.fp32.onnx", "format": "onnx", "precision": "fp32", "target": "any",
-                               "sha256": h, "size_bytes": 10, "accuracy": {"digit": 0.9}}},
+        "schema_version": 1,
+        "producer": {"name": "edgetl", "version": "0.1.0"},
+        "backbone": "mobilenet_v2",
+        "input": {
+            "kind": "image",
+            "name": "input",
+            "layout": "NCHW",
+            "dtype": "float32",
+            "image_size": [32, 32],
+            "channels": 3,
+            "resize": "bilinear",
+            "scale": 1 / 255,
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+        },
+        "tasks": [
+            {"name": "digit", "kind": "classification", "labels": [str(i) for i in range(10)], "output": "digit"},
+            {"name": "size", "kind": "regression", "labels": [], "output": "size"},
+        ],
+        "artifacts": {
+            "fp32": {
+                "file": "model.fp32.onnx",
+                "format": "onnx",
+                "precision": "fp32",
+                "target": "any",
+                "sha256": h,
+                "size_bytes": 10,
+                "accuracy": {"digit": 0.9},
+            }
+        },
         "default_artifact": "fp32",
         "files": {"model.fp32.onnx": h, "labels/digit.txt": h},
     }
@@ -222,13 +396,36 @@ def valid_manifest() -> dict:
 
 def valid_text_manifest() -> dict:
     m = valid_manifest()
-    m["input"] = {"kind": "text", "names": ["input_ids", "attention_mask"], "dtype": "int64",
-                  "tokenizer": "tokenizer/tokenizer.json", "max_length": 128, "padding": "longest"}
+    m["input"] = {
+        "kind": "text",
+        "names": ["input_ids", "attention_mask"],
+        "dtype": "int64",
+        "tokenizer": "tokenizer/tokenizer.json",
+        "max_length": 128,
+        "padding": "longest",
+    }
     return m
 
 
-_PATHISH = st.sampled_from(["../x", "/etc/passwd", "a/../../b", "C:\\x", "a\\b", "", " ", "a\x00b", "x" * 5000,
-                            "./ok", "ok/./x", "~/.ssh/id_rsa", "\u202e", "model.fp32.onnx", "labels/../../x"])
+_PATHISH = st.sampled_from(
+    [
+        "../x",
+        "/etc/passwd",
+        "a/../../b",
+        "C:\\x",
+        "a\\b",
+        "",
+        " ",
+        "a\x00b",
+        "x" * 5000,
+        "./ok",
+        "ok/./x",
+        "~/.ssh/id_rsa",
+        "\u202e",
+        "model.fp32.onnx",
+        "labels/../../x",
+    ]
+)
 
 
 def fuzz_manifests(n: int, tmp: Path) -> Counter:
@@ -240,13 +437,25 @@ def fuzz_manifests(n: int, tmp: Path) -> Counter:
     bundle.mkdir(exist_ok=True)
 
     @settings(max_examples=n, **FUZZ_SETTINGS)
-    @given(st.one_of(
-        st.tuples(st.sampled_from([0, 1]), st.lists(st.tuples(st.integers(0, 10_000),
-                                                               st.sampled_from(["set", "delete", "add", "wrap"]),
-                                                               st.one_of(_VALUES, _PATHISH),
-                                                               st.one_of(st.sampled_from(_KEYS), _PATHISH)),
-                                                     min_size=1, max_size=4)),
-        st.tuples(st.just(-1), _VALUES)), st.booleans())
+    @given(
+        st.one_of(
+            st.tuples(
+                st.sampled_from([0, 1]),
+                st.lists(
+                    st.tuples(
+                        st.integers(0, 10_000),
+                        st.sampled_from(["set", "delete", "add", "wrap"]),
+                        st.one_of(_VALUES, _PATHISH),
+                        st.one_of(st.sampled_from(_KEYS), _PATHISH),
+                    ),
+                    min_size=1,
+                    max_size=4,
+                ),
+            ),
+            st.tuples(st.just(-1), _VALUES),
+        ),
+        st.booleans(),
+    )
     def run(case, through_file):
         which, muts = case
         data = muts if which < 0 else _mutate(bases[which], muts)
@@ -265,13 +474,47 @@ def fuzz_manifests(n: int, tmp: Path) -> Counter:
 
 
 # ------------------------------------------------------------------------------------------ CSV / JSONL
-_CELL = st.one_of(st.sampled_from(["a", "b", "c", "", " ", "train", "val", "test", "VAL", "1.5", "nan", "x|y",
-                                   "a;b", "1e999", "-0", "\ufeff", "\x00", "\"", "\"\"", ",", "\n", "\r\n",
-                                   "\ud800"]),
-                  _TEXT)
+_CELL = st.one_of(
+    st.sampled_from(
+        [
+            "a",
+            "b",
+            "c",
+            "",
+            " ",
+            "train",
+            "val",
+            "test",
+            "VAL",
+            "1.5",
+            "nan",
+            "x|y",
+            "a;b",
+            "1e999",
+            "-0",
+            "\ufeff",
+            "\x00",
+            '"',
+            '""',
+            ",",
+            "\n",
+            "\r\n",
+            "\ud800",
+        ]
+    ),
+    _TEXT,
+)
 _HUGE = "__HUGE_INT__"  # written as a 5000-digit number (Python refuses to print ints over 4300 digits)
-_JVAL = st.one_of(_CELL, st.integers(min_value=-(10**400), max_value=10**400), st.just(_HUGE), st.floats(),
-                  st.none(), st.booleans(), st.lists(_CELL, max_size=3), st.dictionaries(_TEXT, _CELL, max_size=2))
+_JVAL = st.one_of(
+    _CELL,
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.just(_HUGE),
+    st.floats(),
+    st.none(),
+    st.booleans(),
+    st.lists(_CELL, max_size=3),
+    st.dictionaries(_TEXT, _CELL, max_size=2),
+)
 _COLUMNS = ["text", "label", "score", "tags", "split"]
 
 
@@ -281,11 +524,15 @@ def _table(draw):
     n = draw(st.integers(0, 30))
     rows = []
     for i in range(n):
-        rows.append({"text": f"document {i} " + draw(st.sampled_from(["", "news", "sport", "tech"])),
-                     "label": draw(st.sampled_from(["a", "b", "c"])),
-                     "score": draw(st.sampled_from(["0.5", "1", "-2.25", "3e2", ""])),
-                     "tags": draw(st.sampled_from(["a", "a|b", "b;c", "", "c"])),
-                     "split": draw(st.sampled_from(["train"] * 6 + ["val", "test", "VAL "]))})
+        rows.append(
+            {
+                "text": f"document {i} " + draw(st.sampled_from(["", "news", "sport", "tech"])),
+                "label": draw(st.sampled_from(["a", "b", "c"])),
+                "score": draw(st.sampled_from(["0.5", "1", "-2.25", "3e2", ""])),
+                "tags": draw(st.sampled_from(["a", "a|b", "b;c", "", "c"])),
+                "split": draw(st.sampled_from(["train"] * 6 + ["val", "test", "VAL "])),
+            }
+        )
     header = list(_COLUMNS)
     for _ in range(draw(st.integers(0, 3))):
         op = draw(st.sampled_from(["cell", "cell", "cell", "drop_col", "rename_col", "dup_row", "drop_key"]))
@@ -301,8 +548,14 @@ def _table(draw):
             rows.append(dict(rows[draw(st.integers(0, len(rows) - 1))]))
         elif op == "drop_key" and rows:
             rows[draw(st.integers(0, len(rows) - 1))].pop(draw(st.sampled_from(_COLUMNS)), None)
-    junk = draw(st.one_of(st.none(), st.none(), st.binary(max_size=30),
-                          st.sampled_from([b"\xff\xfe", b"\n\n", b"{", b"[1]\n", b"a,b,c,d,e,f,g\n", b"\x00"])))
+    junk = draw(
+        st.one_of(
+            st.none(),
+            st.none(),
+            st.binary(max_size=30),
+            st.sampled_from([b"\xff\xfe", b"\n\n", b"{", b"[1]\n", b"a,b,c,d,e,f,g\n", b"\x00"]),
+        )
+    )
     return header, rows, junk
 
 
@@ -317,11 +570,16 @@ def fuzz_csv_jsonl(n: int, tmp: Path) -> Counter:
     c: Counter = Counter()
 
     @settings(max_examples=n, **FUZZ_SETTINGS)
-    @given(fmt=st.sampled_from(["csv", "jsonl"]), table=_table(),
-           kinds=st.tuples(st.sampled_from(["classification", "classification", "multilabel", "regression"]),
-                           st.sampled_from(["multilabel", "regression"])),
-           use_split=st.booleans(),
-           declared=st.one_of(st.none(), st.none(), st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=4)))
+    @given(
+        fmt=st.sampled_from(["csv", "jsonl"]),
+        table=_table(),
+        kinds=st.tuples(
+            st.sampled_from(["classification", "classification", "multilabel", "regression"]),
+            st.sampled_from(["multilabel", "regression"]),
+        ),
+        use_split=st.booleans(),
+        declared=st.one_of(st.none(), st.none(), st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=4)),
+    )
     def run(fmt, table, kinds, use_split, declared):
         header, rows, junk = table
         path = tmp / f"data.{fmt}"
@@ -330,8 +588,9 @@ def fuzz_csv_jsonl(n: int, tmp: Path) -> Counter:
             w = csv.writer(buf)
             w.writerow(header)
             for r in rows:
-                w.writerow([json.dumps(r.get(h)) if isinstance(r.get(h), (list, dict)) else r.get(h, "")
-                            for h in header])
+                w.writerow(
+                    [json.dumps(r.get(h)) if isinstance(r.get(h), (list, dict)) else r.get(h, "") for h in header]
+                )
             text = buf.getvalue().replace(_HUGE, "9" * 5000)
         else:
             lines = []
@@ -347,9 +606,10 @@ def fuzz_csv_jsonl(n: int, tmp: Path) -> Counter:
         recipe["data"] = {"source": fmt, "path": str(path), "split": {"val_fraction": 0.3, "test_fraction": 0.2}}
         if use_split:
             recipe["data"]["split_column"] = "split"
-        recipe["tasks"] = [{"name": "topic", "column": "label", "kind": kinds[0]},
-                           {"name": "extra", "column": "score" if kinds[1] == "regression" else "tags",
-                            "kind": kinds[1]}]
+        recipe["tasks"] = [
+            {"name": "topic", "column": "label", "kind": kinds[0]},
+            {"name": "extra", "column": "score" if kinds[1] == "regression" else "tags", "kind": kinds[1]},
+        ]
         if declared is not None and kinds[0] != "regression":
             recipe["tasks"][0]["labels"] = declared
         _outcome(c, load_splits, recipe_from_dict(recipe))

@@ -45,8 +45,9 @@ def _mlp(path: Path, heads: int = 1) -> Path:
         inits.append(numpy_helper.from_array(w, "W6"))
         nodes.append(helper.make_node("MatMul", ["x", "W6"], ["aux"], name="G6"))
         outputs.append(helper.make_tensor_value_info("aux", TensorProto.FLOAT, ["n", 3]))
-    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8])], outputs,
-                          inits)
+    g = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8])], outputs, inits
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     onnx.save(m, str(path))
@@ -60,6 +61,7 @@ def setup(tmp_path_factory):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((4000, 8)).astype(np.float32)
     z, aux = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+
     def margin(logits):
         top2 = np.sort(logits, 1)[:, -2:]
         return top2[:, 1] - top2[:, 0]
@@ -87,8 +89,7 @@ def test_gate_keeps_exactly_the_harmful_tensor_in_float(setup, tmp_path):
     ev = evaluator()
     assert ev.fp32_metrics["cls"]["accuracy"] == 1.0
     out = tmp_path / "int8.onnx"
-    r = gate_search(_quantizer(model, x), out, ev, max_drop=1.0, latency=True, latency_budget_s=0.5,
-                    say=lambda m: None)
+    r = gate_search(_quantizer(model, x), out, ev, max_drop=1.0, latency=True, latency_budget_s=0.5, say=lambda m: None)
     g = r["gate"]
     first = g["tries"][0]
     assert first["excluded"] == [] and first["drop"]["cls"] > 20 and not first["passed"]
@@ -115,8 +116,15 @@ def test_gate_keeps_exactly_the_harmful_tensor_in_float(setup, tmp_path):
 
 def test_gate_without_search_reports_the_failure(setup, tmp_path):
     model, x, evaluator, _ = setup
-    r = gate_search(_quantizer(model, x), tmp_path / "q.onnx", evaluator(), max_drop=1.0, search=False,
-                    latency=False, say=lambda m: None)
+    r = gate_search(
+        _quantizer(model, x),
+        tmp_path / "q.onnx",
+        evaluator(),
+        max_drop=1.0,
+        search=False,
+        latency=False,
+        say=lambda m: None,
+    )
     g = r["gate"]
     assert not g["passed"] and g["excluded_nodes"] == [] and len(g["tries"]) == 1 and not g["searched"]
     assert g["drop"]["cls"] > 20 and "latency" not in g
@@ -126,8 +134,15 @@ def test_gate_without_search_reports_the_failure(setup, tmp_path):
 def test_gate_that_runs_out_of_tries_fails_with_its_best_try(setup, tmp_path):
     model, x, evaluator, _ = setup
     msgs: list[str] = []
-    r = gate_search(_quantizer(model, x), tmp_path / "q.onnx", evaluator(), max_drop=0.0, latency=False,
-                    max_tries=1, say=msgs.append)
+    r = gate_search(
+        _quantizer(model, x),
+        tmp_path / "q.onnx",
+        evaluator(),
+        max_drop=0.0,
+        latency=False,
+        max_tries=1,
+        say=msgs.append,
+    )
     g = r["gate"]
     assert not g["passed"] and g["searched"] and len(g["tries"]) == 1
     assert any("no try met the budget" in m for m in msgs)
@@ -135,8 +150,9 @@ def test_gate_that_runs_out_of_tries_fails_with_its_best_try(setup, tmp_path):
 
 def test_zero_budget_is_met_by_keeping_enough_in_float(setup, tmp_path):
     model, x, evaluator, _ = setup
-    r = gate_search(_quantizer(model, x), tmp_path / "q.onnx", evaluator(), max_drop=0.0, latency=False,
-                    say=lambda m: None)
+    r = gate_search(
+        _quantizer(model, x), tmp_path / "q.onnx", evaluator(), max_drop=0.0, latency=False, say=lambda m: None
+    )
     g = r["gate"]
     assert g["passed"] and all(v <= 0.0 for v in g["drop"].values())
     assert {"G3", "G4"} <= set(g["excluded_nodes"])
@@ -175,13 +191,16 @@ def test_exported_bundle_records_the_gate(exported_run):
     assert m["default_artifact"] == expected
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--max-drop", "-1"], "--max-drop -1.0"),
-    (["--max-drop", "101"], "between 0 and 100"),
-    (["--calibration", "kl"], "--calibration 'kl'"),
-    (["--calibration-size", "0"], "--calibration-size 0"),
-    (["--threads", "0"], "--threads 0"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--max-drop", "-1"], "--max-drop -1.0"),
+        (["--max-drop", "101"], "between 0 and 100"),
+        (["--calibration", "kl"], "--calibration 'kl'"),
+        (["--calibration-size", "0"], "--calibration-size 0"),
+        (["--threads", "0"], "--threads 0"),
+    ],
+)
 def test_export_gate_options_are_checked(tmp_path, args, needle):
     """Checked before anything is loaded (main() prints EdgetlError as one `error:` line, see test_cli)."""
     from typer.testing import CliRunner

@@ -12,7 +12,15 @@ from edgetl.recipe import BackboneSpec
 
 def test_registry_lists_required_backbones():
     names = {e.name for e in list_backbones()}
-    assert {"mobilenet_v2", "resnet18", "resnet50", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_lite0", "minilm"} <= names
+    assert {
+        "mobilenet_v2",
+        "resnet18",
+        "resnet50",
+        "mobilenet_v3_large",
+        "efficientnet_b0",
+        "efficientnet_lite0",
+        "minilm",
+    } <= names
 
 
 def test_unknown_backbone_lists_known():
@@ -26,8 +34,10 @@ def test_duplicate_registration_is_an_error():
         register_backbone(BackboneEntry(name="resnet18", family="x", kind="image", build=e.build, offline=False))
 
 
-@pytest.mark.parametrize("name, stages, dim", [("mobilenet_v2", 5, 1280), ("resnet18", 5, 512),
-                                               ("efficientnet_b0", 5, 1280), ("mobilenet_v3_small", 5, 576)])
+@pytest.mark.parametrize(
+    "name, stages, dim",
+    [("mobilenet_v2", 5, 1280), ("resnet18", 5, 512), ("efficientnet_b0", 5, 1280), ("mobilenet_v3_small", 5, 576)],
+)
 def test_stages_and_feature_dim_are_discovered(name, stages, dim):
     bb = create_backbone(BackboneSpec(name=name, weights="none")).eval()  # eval: no stochastic depth
     assert bb.num_stages == stages and bb.feature_dim == dim

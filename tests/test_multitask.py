@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import set_dotted, tiny_recipe_dict
 
 from edgetl.data import load_splits
 from edgetl.data.builtin import FASHION_CLASSES, FASHION_GROUP_OF
@@ -12,17 +13,19 @@ from edgetl.data.mixing import epoch_rows, ratios_of, split_counts
 from edgetl.errors import EdgetlError
 from edgetl.recipe import recipe_from_dict
 
-from conftest import set_dotted, tiny_recipe_dict
-
-SMALL = {"data.split": {"val_fraction": 0.15, "test_fraction": 0.15, "limit_train": 64, "limit_val": 32,
-                        "limit_test": 32}, "train.batch_size": 16}
+SMALL = {
+    "data.split": {"val_fraction": 0.15, "test_fraction": 0.15, "limit_train": 64, "limit_val": 32, "limit_test": 32},
+    "train.batch_size": 16,
+}
 
 
 def _mixed(**over):
     """digits (task `digit`) + a Fashion-MNIST subset (task `garment`), 8x8 and 28x28 grey images."""
     d = tiny_recipe_dict(**SMALL)
     d["tasks"] = [{"name": "digit", "column": "label"}, {"name": "garment", "column": "label", "dataset": "fashion"}]
-    d["extra_data"] = {"fashion": {"source": "fashion-mnist", "split": {"limit_train": 48, "limit_val": 20, "limit_test": 20}}}
+    d["extra_data"] = {
+        "fashion": {"source": "fashion-mnist", "split": {"limit_train": 48, "limit_val": 20, "limit_test": 20}}
+    }
     set_dotted(d, over)
     return recipe_from_dict(d)
 
@@ -42,8 +45,9 @@ def test_two_tasks_from_one_dataset_share_rows():
 
 def test_stratify_column_gives_other_task_sets_the_same_rows():
     d = tiny_recipe_dict(**SMALL)
-    both = load_splits(recipe_from_dict({**d, "tasks": [{"name": "digit", "column": "label"},
-                                                         {"name": "parity", "column": "parity"}]}))
+    both = load_splits(
+        recipe_from_dict({**d, "tasks": [{"name": "digit", "column": "label"}, {"name": "parity", "column": "parity"}]})
+    )
     alone = {**d, "tasks": [{"name": "parity", "column": "parity"}]}
     assert load_splits(recipe_from_dict(alone)).info["indices"] != both.info["indices"]  # stratified by parity
     alone["data"] = {**d["data"], "split": {**d["data"]["split"], "stratify": "label"}}
@@ -77,8 +81,12 @@ def test_mixed_batches_preprocess_per_size():
 
     prep = ImagePreprocess((16, 16))
     rng = np.random.default_rng(0)
-    ims = [rng.integers(0, 255, (8, 8, 1), dtype=np.uint8), rng.integers(0, 255, (28, 28, 1), dtype=np.uint8),
-           rng.integers(0, 255, (8, 8, 1), dtype=np.uint8), rng.integers(0, 255, (5, 7, 3), dtype=np.uint8)]
+    ims = [
+        rng.integers(0, 255, (8, 8, 1), dtype=np.uint8),
+        rng.integers(0, 255, (28, 28, 1), dtype=np.uint8),
+        rng.integers(0, 255, (8, 8, 1), dtype=np.uint8),
+        rng.integers(0, 255, (5, 7, 3), dtype=np.uint8),
+    ]
     got = prep(ims)
     for i, im in enumerate(ims):
         np.testing.assert_allclose(got[i].numpy(), prep(im[None])[0].numpy(), atol=1e-6)
@@ -124,8 +132,16 @@ def test_bad_multi_dataset_recipes_are_one_line_errors():
     with pytest.raises(EdgetlError, match="does not hold image examples"):
         check_recipe(_mixed(**{"extra_data.fashion.source": "bbc-news"}))
     with pytest.raises(EdgetlError, match="extra_data.fashion: fashion-mnist has no label column 'colour'"):
-        load_splits(_mixed(**{"tasks": [{"name": "digit", "column": "label"},
-                                        {"name": "garment", "column": "colour", "dataset": "fashion"}]}))
+        load_splits(
+            _mixed(
+                **{
+                    "tasks": [
+                        {"name": "digit", "column": "label"},
+                        {"name": "garment", "column": "colour", "dataset": "fashion"},
+                    ]
+                }
+            )
+        )
 
 
 def test_task_without_labels_is_one_line_error(tmp_path):
@@ -133,17 +149,26 @@ def test_task_without_labels_is_one_line_error(tmp_path):
     import sys
 
     import yaml
-
     from conftest import REPO
 
     (tmp_path / "a.csv").write_text("text,topic,mood\n" + "".join(f"row {i},t{i % 2},\n" for i in range(20)))
-    d = {"name": "x", "backbone": {"name": "minilm"}, "input": {"kind": "text", "max_length": 16},
-         "tasks": [{"name": "topic"}, {"name": "mood"}], "data": {"source": "csv", "path": str(tmp_path / "a.csv")}}
+    d = {
+        "name": "x",
+        "backbone": {"name": "minilm"},
+        "input": {"kind": "text", "max_length": 16},
+        "tasks": [{"name": "topic"}, {"name": "mood"}],
+        "data": {"source": "csv", "path": str(tmp_path / "a.csv")},
+    }
     with pytest.raises(EdgetlError, match="task 'mood': no labels found in column 'mood'"):
         load_splits(recipe_from_dict(d))
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(d))
-    p = subprocess.run([sys.executable, "-m", "edgetl", "train", str(tmp_path / "r.yaml"), "--runs-dir",
-                        str(tmp_path / "runs"), "-q"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "edgetl", "train", str(tmp_path / "r.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     lines = p.stderr.strip().splitlines()
     assert p.returncode != 0 and len(lines) == 1, p.stderr
     assert lines[0] == "error: task 'mood': no labels found in column 'mood'"
@@ -153,16 +178,33 @@ def test_select_metric_picks_the_declared_metric(tmp_path):
     from edgetl.train.checks import check_recipe
     from edgetl.train.loop import train
 
-    with pytest.raises(EdgetlError, match="task 'parity' is classification; its metrics are accuracy, macro_f1 \\(got 'mae'\\)"):
-        check_recipe(recipe_from_dict(tiny_recipe_dict(**{
-            "tasks": [{"name": "digit", "column": "label"}, {"name": "parity", "column": "parity"}],
-            "train.select_metric": "parity/mae"})))
+    with pytest.raises(
+        EdgetlError, match="task 'parity' is classification; its metrics are accuracy, macro_f1 \\(got 'mae'\\)"
+    ):
+        check_recipe(
+            recipe_from_dict(
+                tiny_recipe_dict(
+                    **{
+                        "tasks": [{"name": "digit", "column": "label"}, {"name": "parity", "column": "parity"}],
+                        "train.select_metric": "parity/mae",
+                    }
+                )
+            )
+        )
     with pytest.raises(EdgetlError, match="is not one of: mean_accuracy, loss, digit/accuracy"):
         check_recipe(recipe_from_dict(tiny_recipe_dict(**{"train.select_metric": "accuracy"})))
-    rec = recipe_from_dict(tiny_recipe_dict(**{**SMALL, "tasks": [{"name": "digit", "column": "label"},
-                                                                  {"name": "parity", "column": "parity"}],
-                                               "train.select_metric": "parity/macro_f1", "train.epochs": 3,
-                                               "train.freeze": {"policy": "linear_probe"}, "train.lr": 0.01}))
+    rec = recipe_from_dict(
+        tiny_recipe_dict(
+            **{
+                **SMALL,
+                "tasks": [{"name": "digit", "column": "label"}, {"name": "parity", "column": "parity"}],
+                "train.select_metric": "parity/macro_f1",
+                "train.epochs": 3,
+                "train.freeze": {"policy": "linear_probe"},
+                "train.lr": 0.01,
+            }
+        )
+    )
     run = train(rec, runs_dir=tmp_path, progress=False)
     rows = run.metrics()
     f1 = [r["val"]["parity"]["macro_f1"] for r in rows]

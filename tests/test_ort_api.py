@@ -20,7 +20,7 @@ from edgetl.quantize.ort_int8 import OrtDynamicQuantizer, OrtStaticQuantizer
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
-from test_quantize import TinyEncoder, _export, _images, cnn  # noqa: E402,F401  (the same tiny models and fixture)
+from test_quantize import TinyEncoder, _export, _images, cnn  # noqa: E402,F401,F811  (the same tiny models and fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,13 +29,15 @@ REPO = Path(__file__).resolve().parents[1]
 def encoder(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     p = tmp_path_factory.mktemp("enc") / "enc.onnx"
-    return _export(TinyEncoder().eval(), (torch.zeros(2, 5, 32),), p, ["x"], ["cls"],
-                   {"x": {0: "b", 1: "s"}, "cls": {0: "b"}})
+    return _export(
+        TinyEncoder().eval(), (torch.zeros(2, 5, 32),), p, ["x"], ["cls"], {"x": {0: "b", 1: "s"}, "cls": {0: "b"}}
+    )
 
 
 def _static(cnn: Path, out: Path, path: str, memoize: bool, exclude: int | None = None, method: str = "minmax"):
-    q = OrtStaticQuantizer(cnn, [{"input": _images(8, 0)}, {"input": _images(8, 1)}], method=method, path=path,
-                           memoize=memoize)
+    q = OrtStaticQuantizer(
+        cnn, [{"input": _images(8, 0)}, {"input": _images(8, 1)}], method=method, path=path, memoize=memoize
+    )
     names = [n for n, op in q.candidates() if op == "Conv"]
     excluded = [names[exclude]] if exclude is not None else []
     q.quantize(out, excluded)
@@ -81,8 +83,9 @@ def test_memo_absorbs_a_keyword_a_new_release_adds(monkeypatch, cnn, tmp_path):
     original = qdq.quantize_onnx_initializer
     calls = []
 
-    def future_helper(weight, quant_type, zero_point, scale, axis=None, quant_weight_name=None, block_size=0,
-                      future_option=None):
+    def future_helper(
+        weight, quant_type, zero_point, scale, axis=None, quant_weight_name=None, block_size=0, future_option=None
+    ):
         calls.append(future_option)
         return original(weight, quant_type, zero_point, scale, axis, quant_weight_name)
 
@@ -117,10 +120,31 @@ def test_a_quantizer_class_with_other_arguments_falls_back_to_the_public_path(mo
     ref, _ = _static(cnn, tmp_path / "ref.onnx", "public", memoize=False)
 
     class Renamed(q.QDQQuantizer):
-        def __init__(self, model, per_channel, reduce_range, weight_type, activation_type, tensors_range,
-                     nodes_to_quantize, nodes_to_exclude, op_types_to_quantize, extra_options=None):
-            super().__init__(model, per_channel, reduce_range, weight_type, activation_type, tensors_range,
-                             nodes_to_quantize, nodes_to_exclude, op_types_to_quantize, extra_options)
+        def __init__(
+            self,
+            model,
+            per_channel,
+            reduce_range,
+            weight_type,
+            activation_type,
+            tensors_range,
+            nodes_to_quantize,
+            nodes_to_exclude,
+            op_types_to_quantize,
+            extra_options=None,
+        ):
+            super().__init__(
+                model,
+                per_channel,
+                reduce_range,
+                weight_type,
+                activation_type,
+                tensors_range,
+                nodes_to_quantize,
+                nodes_to_exclude,
+                op_types_to_quantize,
+                extra_options,
+            )
 
     monkeypatch.setattr(q, "QDQQuantizer", Renamed)
     assert not ort_api.qdq_quantizer_usable() and "quantizer" not in ort_api.static_paths()
@@ -142,8 +166,10 @@ def test_a_failed_quantization_leaves_no_file(monkeypatch, cnn, tmp_path):
 
 # Private names of dependencies: each file that uses one is listed in docs/compatibility.md, and the quantizer
 # front end (ort_int8.py) reaches ONNX Runtime's quantization package only through ort_api.
-PRIVATE = re.compile(r"(?:from|import)\s+(onnxruntime\.quantization\.\w+|modelopt\.[\w.]*\._\w+|torch\._\w+|"
-                     r"transformers\.[\w.]*\._\w+)|\b(_QuantConv2d|QuantModuleRegistry|_orig_mod|_modules\b)")
+PRIVATE = re.compile(
+    r"(?:from|import)\s+(onnxruntime\.quantization\.\w+|modelopt\.[\w.]*\._\w+|torch\._\w+|"
+    r"transformers\.[\w.]*\._\w+)|\b(_QuantConv2d|QuantModuleRegistry|_orig_mod|_modules\b)"
+)
 
 
 def test_every_private_dependency_name_is_listed_in_docs_compatibility():
@@ -156,6 +182,8 @@ def test_every_private_dependency_name_is_listed_in_docs_compatibility():
     assert "edgetl/quantize/ort_api.py" in users  # the scan itself sees the adapter
     for f, hits in users.items():
         assert f"`{f}`" in doc, f"{f} uses {sorted(hits)}: list it in docs/compatibility.md"
-    assert not any(re.search(r"onnxruntime\.quantization\.\w", line)
-                   for line in (REPO / "edgetl/quantize/ort_int8.py").read_text().splitlines()
-                   if "import" in line), "ort_int8.py must go through ort_api"
+    assert not any(
+        re.search(r"onnxruntime\.quantization\.\w", line)
+        for line in (REPO / "edgetl/quantize/ort_int8.py").read_text().splitlines()
+        if "import" in line
+    ), "ort_int8.py must go through ort_api"

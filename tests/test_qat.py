@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from conftest import REPO, tiny_recipe_dict
+
 from edgetl.errors import EdgetlError
 from edgetl.export.pipeline import default_artifact, qat_reason
 from edgetl.recipe import recipe_from_dict
@@ -42,8 +42,11 @@ class SmallCNN(torch.nn.Module):
         c = 16
         nn, bn = torch.nn, torch.nn.BatchNorm2d
         self.stem = nn.Sequential(nn.Conv2d(3, c, 3, 2, 1, bias=False), bn(c), nn.ReLU6())
-        self.block = nn.Sequential(nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False), bn(c), nn.ReLU6()),
-                                   nn.Conv2d(c, c, 1, bias=False), bn(c))
+        self.block = nn.Sequential(
+            nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False), bn(c), nn.ReLU6()),
+            nn.Conv2d(c, c, 1, bias=False),
+            bn(c),
+        )
         self.last = nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), bn(2 * c), nn.ReLU6())
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(2 * c, 5)
@@ -72,8 +75,16 @@ def _images(n: int, seed: int) -> torch.Tensor:
 def _export(model, path: Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (_images(2, 0),), str(path), dynamo=False, opset_version=17, input_names=["input"],
-                          output_names=["cls"], dynamic_axes={"input": {0: "b"}, "cls": {0: "b"}})
+        torch.onnx.export(
+            model,
+            (_images(2, 0),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["cls"],
+            dynamic_axes={"input": {0: "b"}, "cls": {0: "b"}},
+        )
     return path
 
 
@@ -114,9 +125,20 @@ def qat_cnn(tmp_path_factory):
     path = d / "qat.onnx"
     shutil.copy(raw, path)
     counts = to_ort_cpu_layout(path, [{"input": b.numpy()} for b in calib])
-    return {"ref": ref, "after_fold": after_fold, "folded": folded, "info": info, "fake": fake.numpy(),
-            "before_widen": before_widen, "widened": widened, "raw": raw, "path": path, "counts": counts, "x": x,
-            "dir": d}
+    return {
+        "ref": ref,
+        "after_fold": after_fold,
+        "folded": folded,
+        "info": info,
+        "fake": fake.numpy(),
+        "before_widen": before_widen,
+        "widened": widened,
+        "raw": raw,
+        "path": path,
+        "counts": counts,
+        "x": x,
+        "dir": d,
+    }
 
 
 # ------------------------------------------------------------------------------------------ pieces
@@ -186,8 +208,16 @@ def test_timm_same_padded_conv_is_quantized_and_fused(tmp_path):
 
     torch.manual_seed(0)
     nn = torch.nn
-    m = nn.Sequential(conv2d_same.Conv2dSame(3, 8, 3, stride=2, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
-                      nn.Conv2d(8, 8, 1), nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+    m = nn.Sequential(
+        conv2d_same.Conv2dSame(3, 8, 3, stride=2, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU6(),
+        nn.Conv2d(8, 8, 1),
+        nn.ReLU6(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+    ).eval()
     calib = [_images(16, s) for s in range(2)]
     assert fold_batchnorm(m, calib[0][:2]) == 1
     info = quantize_model(m, calib, weight_bits=7)
@@ -208,13 +238,16 @@ def test_timm_same_padded_conv_is_quantized_and_fused(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ recipe + decisions
-@pytest.mark.parametrize("key,value,needle", [
-    ("export.qat.mode", "sometimes", "export.qat.mode: must be one of"),
-    ("export.qat.epochs", 0, "export.qat.epochs"),
-    ("export.qat.lr", -1.0, "export.qat.lr"),
-    ("export.qat.max_steps", 0, "export.qat.max_steps"),
-    ("export.qat.lr_schedule", "cosine", "unknown key (allowed keys here: mode, epochs, lr, max_steps)"),
-])
+@pytest.mark.parametrize(
+    "key,value,needle",
+    [
+        ("export.qat.mode", "sometimes", "export.qat.mode: must be one of"),
+        ("export.qat.epochs", 0, "export.qat.epochs"),
+        ("export.qat.lr", -1.0, "export.qat.lr"),
+        ("export.qat.max_steps", 0, "export.qat.max_steps"),
+        ("export.qat.lr_schedule", "cosine", "unknown key (allowed keys here: mode, epochs, lr, max_steps)"),
+    ],
+)
 def test_bad_qat_recipe_values_are_one_line_errors(key, value, needle):
     with pytest.raises(EdgetlError) as e:
         recipe_from_dict(tiny_recipe_dict(**{key: value}))
@@ -229,7 +262,9 @@ def test_qat_defaults_and_reason():
     floaty = {"int8-ort": {"quantization": {"gate": {"passed": True, "excluded_nodes": ["a", "b"]}}}}
     failed = {"int8-ort": {"quantization": {"gate": {"passed": False, "excluded_nodes": ["a"]}}}}
     assert qat_reason(None, "auto", ok, "image", said.append) is None
-    assert qat_reason(None, "auto", floaty, "image", said.append) == "auto: int8-ort met it only with 2 layer(s) in float"
+    assert (
+        qat_reason(None, "auto", floaty, "image", said.append) == "auto: int8-ort met it only with 2 layer(s) in float"
+    )
     assert qat_reason(None, "auto", failed, "image", said.append) == "auto: int8-ort missed the budget"
     assert qat_reason(None, "never", failed, "image", said.append) is None and "--qat" in said[-1]
     assert qat_reason(True, "never", ok, "image", said.append) == "forced (--qat)"
@@ -262,8 +297,9 @@ def test_missing_modelopt_torch_is_one_line_error(monkeypatch):
 
 # ------------------------------------------------------------------------------------------ end to end
 def _edgetl(*args):
-    return subprocess.run([sys.executable, "-m", "edgetl", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "edgetl", *args], capture_output=True, text=True, cwd=REPO, timeout=600
+    )
 
 
 def _sha(p: Path) -> str:
@@ -281,8 +317,14 @@ def tiny_run(tmp_path_factory):
     """A one-task tiny run (1 epoch, 160 training images) with a short QAT recipe section."""
     from edgetl.train.loop import train
 
-    d = tiny_recipe_dict(**{"data.split.limit_train": 160, "data.split.limit_val": 96, "data.split.limit_test": 96,
-                            "export.qat": {"epochs": 1, "lr": 1e-4, "max_steps": 3}})
+    d = tiny_recipe_dict(
+        **{
+            "data.split.limit_train": 160,
+            "data.split.limit_val": 96,
+            "data.split.limit_test": 96,
+            "export.qat": {"epochs": 1, "lr": 1e-4, "max_steps": 3},
+        }
+    )
     return train(recipe_from_dict(d), runs_dir=tmp_path_factory.mktemp("qat-runs"), progress=False)
 
 

@@ -19,8 +19,13 @@ from edgetl.errors import EdgetlError
 from edgetl.quantize import cpu_features
 from edgetl.quantize.fp16 import convert_fp16
 from edgetl.quantize.gate import k_schedule, output_damage, task_drops
-from edgetl.quantize.ort_int8 import (OrtDynamicQuantizer, OrtStaticQuantizer, ort_fused_ops, tensor_units,
-                                      unshare_initializers)
+from edgetl.quantize.ort_int8 import (
+    OrtDynamicQuantizer,
+    OrtStaticQuantizer,
+    ort_fused_ops,
+    tensor_units,
+    unshare_initializers,
+)
 from edgetl.quantize.speed import compare_latency, speedup
 
 torch = pytest.importorskip("torch")
@@ -34,7 +39,9 @@ class SmallCNN(torch.nn.Module):
         super().__init__()
         c = 16
         self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, c, 3, 2, 1), torch.nn.BatchNorm2d(c), torch.nn.ReLU6())
-        self.dw = torch.nn.Sequential(torch.nn.Conv2d(c, c, 3, 1, 1, groups=c), torch.nn.BatchNorm2d(c), torch.nn.ReLU6())
+        self.dw = torch.nn.Sequential(
+            torch.nn.Conv2d(c, c, 3, 1, 1, groups=c), torch.nn.BatchNorm2d(c), torch.nn.ReLU6()
+        )
         self.pw = torch.nn.Sequential(torch.nn.Conv2d(c, c, 1), torch.nn.BatchNorm2d(c))
         self.head = torch.nn.Linear(c, 5)
 
@@ -47,8 +54,16 @@ class SmallCNN(torch.nn.Module):
 def _export(model, args, path: Path, names, outputs, dynamic):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, str(path), dynamo=False, opset_version=17, input_names=names,
-                          output_names=outputs, dynamic_axes=dynamic)
+        torch.onnx.export(
+            model,
+            args,
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=names,
+            output_names=outputs,
+            dynamic_axes=dynamic,
+        )
     return path
 
 
@@ -120,7 +135,9 @@ def test_requantize_with_excluded_node_keeps_its_weight_float(cnn, tmp_path):
     fresh = OrtStaticQuantizer(cnn, [{"input": _images(8, 0)}])
     fresh.ranges = ranges
     fresh.quantize(tmp_path / "c.onnx", [names[1]])
-    assert (tmp_path / "b.onnx").read_bytes() == (tmp_path / "c.onnx").read_bytes() == (tmp_path / "a.onnx").read_bytes()
+    assert (
+        (tmp_path / "b.onnx").read_bytes() == (tmp_path / "c.onnx").read_bytes() == (tmp_path / "a.onnx").read_bytes()
+    )
     assert q._weight_cache and fresh._weight_cache is not q._weight_cache
 
 
@@ -143,10 +160,17 @@ def test_bad_calibration_method_and_empty_set_are_one_line_errors(cnn):
 def test_unshare_initializers_gives_each_conv_its_own_bias():
     w = numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w")
     b = numpy_helper.from_array(np.zeros(2, np.float32), "b")
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y1"], name="c1"),
-             helper.make_node("Conv", ["y1", "w", "b"], ["y2"], name="c2")]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
-                          [helper.make_tensor_value_info("y2", TensorProto.FLOAT, [1, 2, 4, 4])], [w, b])
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["y1"], name="c1"),
+        helper.make_node("Conv", ["y1", "w", "b"], ["y2"], name="c2"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("y2", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [w, b],
+    )
     m = helper.make_model(g)
     assert unshare_initializers(m) == 2
     c1, c2 = m.graph.node
@@ -159,16 +183,28 @@ def test_unshare_initializers_gives_each_conv_its_own_bias():
 
 def test_tensor_units_follow_passthrough_ops():
     """A unit is the set of nodes that must stay float for one activation tensor to stay float."""
+
     def conv(i, o, name):
         return helper.make_node("Conv", [i, f"w_{name}"], [o], name=name)
 
-    nodes = [conv("x", "a", "c1"), helper.make_node("Relu", ["a"], ["a2"], name="r1"),
-             helper.make_node("MaxPool", ["a2"], ["p"], name="mp", kernel_shape=[2, 2]),
-             conv("p", "b", "c2"), conv("p", "c", "c3"), helper.make_node("Add", ["b", "c"], ["d"], name="add"),
-             helper.make_node("Sigmoid", ["d"], ["e"], name="sig"), conv("e", "f", "c4")]
+    nodes = [
+        conv("x", "a", "c1"),
+        helper.make_node("Relu", ["a"], ["a2"], name="r1"),
+        helper.make_node("MaxPool", ["a2"], ["p"], name="mp", kernel_shape=[2, 2]),
+        conv("p", "b", "c2"),
+        conv("p", "c", "c3"),
+        helper.make_node("Add", ["b", "c"], ["d"], name="add"),
+        helper.make_node("Sigmoid", ["d"], ["e"], name="sig"),
+        conv("e", "f", "c4"),
+    ]
     inits = [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), f"w_c{i}") for i in range(1, 5)]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
-                          [helper.make_tensor_value_info("f", TensorProto.FLOAT, None)], inits)
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("f", TensorProto.FLOAT, None)],
+        inits,
+    )
     cands = [(n.name, n.op_type) for n in nodes if n.op_type in ("Conv", "Add", "Sigmoid")]
     units = {u["anchor"]: u["nodes"] for u in tensor_units(g, cands)}
     assert units["input"] == ["c1"]
@@ -195,8 +231,14 @@ class TinyEncoder(torch.nn.Module):
 
 def test_dynamic_quantizer_candidates_exclusion_and_accuracy(tmp_path):
     torch.manual_seed(0)
-    p = _export(TinyEncoder().eval(), (torch.zeros(2, 5, 32),), tmp_path / "enc.onnx", ["x"], ["cls"],
-                {"x": {0: "b", 1: "s"}, "cls": {0: "b"}})
+    p = _export(
+        TinyEncoder().eval(),
+        (torch.zeros(2, 5, 32),),
+        tmp_path / "enc.onnx",
+        ["x"],
+        ["cls"],
+        {"x": {0: "b", 1: "s"}, "cls": {0: "b"}},
+    )
     q = OrtDynamicQuantizer(p)
     cands = [n for n, _ in q.candidates()]
     assert len(cands) == 4  # the four Linear layers; the two attention MatMuls have no constant weight
@@ -299,8 +341,13 @@ def _matmul_chain(path: Path, repeats: int) -> Path:
     for i in range(repeats):
         nodes.append(helper.make_node("MatMul", [x, "w"], [f"y{i}"], name=f"mm{i}"))
         x = f"y{i}"
-    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 256])],
-                          [helper.make_tensor_value_info(x, TensorProto.FLOAT, [64, 256])], [w])
+    g = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 256])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [64, 256])],
+        [w],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     onnx.save(m, str(path))

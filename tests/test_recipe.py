@@ -2,11 +2,10 @@
 
 import pytest
 import yaml
+from conftest import REPO, tiny_recipe_dict
 
 from edgetl.errors import EdgetlError
 from edgetl.recipe import apply_overrides, load_recipe, parse_override, recipe_from_dict
-
-from conftest import REPO, tiny_recipe_dict
 
 
 def test_every_shipped_recipe_validates():
@@ -25,15 +24,18 @@ def test_overrides_nested_and_typed(tmp_path):
     assert r.train.freeze.policy == "linear_probe" and r.tasks[0].weight == 2.0
 
 
-@pytest.mark.parametrize("override, needle", [
-    ("train.epochz=3", "command-line argument 'train.epochz=3': train.epochz: unknown key; did you mean 'epochs'?"),
-    ("train.epochs=abc", "train.epochs"),
-    ("train.optimizer=adam", "must be one of: 'adamw' or 'sgd'"),
-    ("train.freeze.policy=half", "train.freeze.policy"),
-    ("data.source=mnist", "unknown data source 'mnist'"),
-    ("tasks.3.weight=1", "index '3' out of range"),
-    ("noequals", "is not key=value"),
-])
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("train.epochz=3", "command-line argument 'train.epochz=3': train.epochz: unknown key; did you mean 'epochs'?"),
+        ("train.epochs=abc", "train.epochs"),
+        ("train.optimizer=adam", "must be one of: 'adamw' or 'sgd'"),
+        ("train.freeze.policy=half", "train.freeze.policy"),
+        ("data.source=mnist", "unknown data source 'mnist'"),
+        ("tasks.3.weight=1", "index '3' out of range"),
+        ("noequals", "is not key=value"),
+    ],
+)
 def test_bad_values_name_the_key(tmp_path, override, needle):
     p = tmp_path / "r.yaml"
     p.write_text(yaml.safe_dump(tiny_recipe_dict()))

@@ -41,12 +41,21 @@ def run_cli(args: list[str], cwd: Path, terminal: bool, timeout: int = 600) -> t
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
     cmd = [sys.executable, "-m", "edgetl", *args]
     if not terminal:
-        p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
+        p = subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         return p.returncode, p.stdout
     leader, follower = pty.openpty()
-    p = subprocess.Popen(cmd, cwd=cwd, env={**env, "TERM": "xterm-256color"}, stdout=follower, stderr=follower,
-                         stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        cmd, cwd=cwd, env={**env, "TERM": "xterm-256color"}, stdout=follower, stderr=follower, stdin=subprocess.DEVNULL
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -78,8 +87,11 @@ def _train(recipe_path: Path, workdir: Path) -> Path:
     run = workdir / "runs" / name
     if run.is_dir():
         return run
-    rc, out = run_cli(["train", str(recipe_path), *budget_overrides(recipe), "--name", name], workdir,
-                      terminal=recipe_path.name in ON_A_TERMINAL)
+    rc, out = run_cli(
+        ["train", str(recipe_path), *budget_overrides(recipe), "--name", name],
+        workdir,
+        terminal=recipe_path.name in ON_A_TERMINAL,
+    )
     assert rc == 0, f"{recipe_path.name}: train failed\n{out[-3000:]}"
     assert "Traceback" not in out, out[-3000:]
     if recipe_path.name in ON_A_TERMINAL:

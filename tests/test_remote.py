@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from edgetl.bench.remote import (SshSettings, bench_remote, read_hosts_file, remote_bench_args, stage_bundle)
-from edgetl.errors import EdgetlError
 from test_remote_sshd import HEAVY, N_EXAMPLES, N_WRONG, free_port, light_python, make_bundle, start_sshd
+
+from edgetl.bench.remote import SshSettings, bench_remote, read_hosts_file, remote_bench_args, stage_bundle
+from edgetl.errors import EdgetlError
 
 FAST = {"batch_sizes": (1, 2), "budget_s": 0.05}
 
@@ -49,35 +49,57 @@ def _one_line(msg: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ pure parts
 def test_remote_command_is_only_the_edgetl_entry_point():
-    words = remote_bench_args("~/venv/bin/python", "job/bundle", "job/out", artifacts=["fp32", "int8-ort"],
-                              batch_sizes=[1, 8], budget_s=0.5, threads=2, providers=["CUDAExecutionProvider"])
+    words = remote_bench_args(
+        "~/venv/bin/python",
+        "job/bundle",
+        "job/out",
+        artifacts=["fp32", "int8-ort"],
+        batch_sizes=[1, 8],
+        budget_s=0.5,
+        threads=2,
+        providers=["CUDAExecutionProvider"],
+    )
     assert words[:4] == ["~/venv/bin/python", "-m", "edgetl", "bench"]
     assert words[words.index("--artifact") + 1] == "fp32" and words.count("--artifact") == 2
     assert words[words.index("--batch") + 1] == "1,8" and words[words.index("--device") + 1] == "auto"
     assert words[words.index("--provider") + 1] == "CUDAExecutionProvider"
 
 
-@pytest.mark.parametrize("kw,needle", [
-    ({"python": "python3; rm -rf ~"}, "--remote-python"),
-    ({"python": "-c"}, "--remote-python"),
-    ({"artifacts": ["fp32;id"]}, "--artifact"),
-    ({"providers": ["CUDA EP"]}, "--provider"),
-])
+@pytest.mark.parametrize(
+    "kw,needle",
+    [
+        ({"python": "python3; rm -rf ~"}, "--remote-python"),
+        ({"python": "-c"}, "--remote-python"),
+        ({"artifacts": ["fp32;id"]}, "--artifact"),
+        ({"providers": ["CUDA EP"]}, "--provider"),
+    ],
+)
 def test_remote_command_refuses_shell_syntax(kw, needle):
     args = {"python": "python3", "artifacts": None, "providers": None} | kw
     with pytest.raises(EdgetlError, match=needle) as e:
-        remote_bench_args(args["python"], "b", "o", artifacts=args["artifacts"], batch_sizes=[1], budget_s=1.0,
-                          threads=None, providers=args["providers"])
+        remote_bench_args(
+            args["python"],
+            "b",
+            "o",
+            artifacts=args["artifacts"],
+            batch_sizes=[1],
+            budget_s=1.0,
+            threads=None,
+            providers=args["providers"],
+        )
     _one_line(e.value.message)
 
 
-@pytest.mark.parametrize("kw,needle", [
-    ({"options": ("ProxyCommand=nc evil 22",)}, "Key=Value"),
-    ({"options": ("ProxyCommand=/bin/true",)}, "run local commands"),
-    ({"options": ("LocalCommand=id",)}, "run local commands"),
-    ({"identity": Path("/nonexistent/key")}, "no such key file"),
-    ({"connect_timeout_s": 0}, "must be > 0"),
-])
+@pytest.mark.parametrize(
+    "kw,needle",
+    [
+        ({"options": ("ProxyCommand=nc evil 22",)}, "Key=Value"),
+        ({"options": ("ProxyCommand=/bin/true",)}, "run local commands"),
+        ({"options": ("LocalCommand=id",)}, "run local commands"),
+        ({"identity": Path("/nonexistent/key")}, "no such key file"),
+        ({"connect_timeout_s": 0}, "must be > 0"),
+    ],
+)
 def test_ssh_settings_are_validated(kw, needle):
     with pytest.raises(EdgetlError, match=needle):
         SshSettings(**kw)
@@ -130,8 +152,15 @@ def test_remote_bench_runs_torch_free_and_fetches_the_report(sshd, bundle, light
     wrapper, blocked = light
     blocked.write_text("")
     lines: list[str] = []
-    report = bench_remote(bundle, [sshd.host], out=tmp_path / "out", python=str(wrapper), progress=lines.append,
-                          **FAST, **sshd.client_kwargs())
+    report = bench_remote(
+        bundle,
+        [sshd.host],
+        out=tmp_path / "out",
+        python=str(wrapper),
+        progress=lines.append,
+        **FAST,
+        **sshd.client_kwargs(),
+    )
     # measured on the "device" and fetched back, re-rendered here
     assert report["host"] == sshd.host and report["mode"] == "measured"
     assert report["remote"]["python"] == str(wrapper) and report["bundle"] == str(bundle)
@@ -152,7 +181,11 @@ def test_remote_bench_runs_torch_free_and_fetches_the_report(sshd, bundle, light
     assert f"host: `{sshd.host}`" in md and "- CPU: " in md and "onnxruntime" in md
     assert json.loads((host_dir / "bench.json").read_text())["host"] == sshd.host
     # the job directory on the device was removed
-    job = Path.home() / report["remote"]["job_dir"] if not report["remote"]["job_dir"].startswith("/") else Path(report["remote"]["job_dir"])
+    job = (
+        Path.home() / report["remote"]["job_dir"]
+        if not report["remote"]["job_dir"].startswith("/")
+        else Path(report["remote"]["job_dir"])
+    )
     assert not job.exists()
     assert any("copying the bundle" in m for m in lines) and any("done in" in m for m in lines)
 
@@ -163,12 +196,22 @@ def test_bundle_already_on_the_device(sshd, bundle, light, tmp_path):
     on_device = make_bundle(tmp_path / "device" / "export")  # has fp32-copy, and its own data is removed
     (on_device / "bench_data.npz").unlink()
     here = make_bundle(tmp_path / "here" / "export", second_artifact=False)
-    report = bench_remote(here, [sshd.host], out=tmp_path / "out", python=str(wrapper), artifacts=["fp32-copy"],
-                          remote_bundle=str(on_device), **FAST, **sshd.client_kwargs())
+    report = bench_remote(
+        here,
+        [sshd.host],
+        out=tmp_path / "out",
+        python=str(wrapper),
+        artifacts=["fp32-copy"],
+        remote_bundle=str(on_device),
+        **FAST,
+        **sshd.client_kwargs(),
+    )
     assert report["bundle"] == f"{sshd.host}:{on_device}"
     assert report["remote"]["bundle_bytes"] == (here / "bench_data.npz").stat().st_size
     [row] = report["rows"]
-    assert row["artifact"] == "fp32-copy" and row["metrics"]["color"]["accuracy"] == pytest.approx(1 - N_WRONG / N_EXAMPLES)
+    assert row["artifact"] == "fp32-copy" and row["metrics"]["color"]["accuracy"] == pytest.approx(
+        1 - N_WRONG / N_EXAMPLES
+    )
     assert not (on_device / "bench_data.npz").exists() and not (on_device / "bench.json").exists()  # untouched
 
 
@@ -252,8 +295,15 @@ def test_remote_error_comes_back_as_one_line(sshd, bundle, light):
     """The device's own one-line error (a GPU provider ONNX Runtime cannot start there) reaches the user."""
     wrapper, _ = light
     with pytest.raises(EdgetlError) as e:
-        bench_remote(bundle, [sshd.host], python=str(wrapper), artifacts=["fp32"], providers=["NopeExecutionProvider"],
-                     **FAST, **sshd.client_kwargs())
+        bench_remote(
+            bundle,
+            [sshd.host],
+            python=str(wrapper),
+            artifacts=["fp32"],
+            providers=["NopeExecutionProvider"],
+            **FAST,
+            **sshd.client_kwargs(),
+        )
     msg = _one_line(e.value.message)
     assert msg.startswith(f"{sshd.host}: remote bench failed: fp32: load failed")
     assert "'NopeExecutionProvider' is not available" in msg
@@ -273,15 +323,52 @@ def test_remote_bench_timeout_is_bounded(sshd, bundle, tmp_path):
 
 def test_cli_single_host(sshd, bundle, light, tmp_path):
     wrapper, _ = light
-    r = subprocess.run([sys.executable, "-m", "edgetl", "bench", str(bundle), "--host", sshd.host, *sshd.cli_args(),
-                        "--remote-python", str(wrapper), "--artifact", "fp32", "--batch", "1", "--budget", "0.05",
-                        "--out", str(tmp_path / "o"), "--json"], capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgetl",
+            "bench",
+            str(bundle),
+            "--host",
+            sshd.host,
+            *sshd.cli_args(),
+            "--remote-python",
+            str(wrapper),
+            "--artifact",
+            "fp32",
+            "--batch",
+            "1",
+            "--budget",
+            "0.05",
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["host"] == sshd.host and [x["artifact"] for x in rep["rows"]] == ["fp32"]
     dead = free_port()
-    r = subprocess.run([sys.executable, "-m", "edgetl", "bench", str(bundle), "--host", f"root@127.0.0.1:{dead}",
-                        "--ssh-config", os.devnull], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgetl",
+            "bench",
+            str(bundle),
+            "--host",
+            f"root@127.0.0.1:{dead}",
+            "--ssh-config",
+            os.devnull,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and "unreachable over ssh" in err[0] and "Traceback" not in r.stderr

@@ -25,15 +25,30 @@ SSHD = "/usr/sbin/sshd"
 LABELS = ["red", "green", "blue"]
 N_EXAMPLES = 40
 N_WRONG = 10  # labels deliberately wrong in the bench data: every artifact scores exactly 75 %
-HEAVY = ("torch", "torchvision", "transformers", "timm", "modelopt", "sklearn", "safetensors", "onnx", "onnxslim",
-         "matplotlib", "scipy")
+HEAVY = (
+    "torch",
+    "torchvision",
+    "transformers",
+    "timm",
+    "modelopt",
+    "sklearn",
+    "safetensors",
+    "onnx",
+    "onnxslim",
+    "matplotlib",
+    "scipy",
+)
 
 
 def ssh_tools_missing() -> str | None:
-    missing = [t for t in (SSHD,) if not os.path.exists(t)] + \
-        [t for t in ("ssh", "scp", "ssh-keygen") if shutil.which(t) is None]
-    return f"OpenSSH not installed here (missing {', '.join(missing)}); apt install openssh-server openssh-client" \
-        if missing else None
+    missing = [t for t in (SSHD,) if not os.path.exists(t)] + [
+        t for t in ("ssh", "scp", "ssh-keygen") if shutil.which(t) is None
+    ]
+    return (
+        f"OpenSSH not installed here (missing {', '.join(missing)}); apt install openssh-server openssh-client"
+        if missing
+        else None
+    )
 
 
 def free_port() -> int:
@@ -60,20 +75,42 @@ class SshServer:
 
     def start(self) -> SshServer:
         for name in ("host_key", "client_key"):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.root / name)],
-                           check=True, capture_output=True, timeout=30)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.root / name)],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
         shutil.copy(self.root / "client_key.pub", self.root / "authorized_keys")
-        (self.root / "sshd_config").write_text("\n".join([
-            f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {self.root / 'host_key'}",
-            f"PidFile {self.root / 'sshd.pid'}", f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
-            "StrictModes no", "UsePAM no", "PermitRootLogin yes", "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no", "Subsystem sftp internal-sftp", "MaxStartups 50", "MaxSessions 50", "",
-        ]))
+        (self.root / "sshd_config").write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {self.root / 'host_key'}",
+                    f"PidFile {self.root / 'sshd.pid'}",
+                    f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
+                    "StrictModes no",
+                    "UsePAM no",
+                    "PermitRootLogin yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "Subsystem sftp internal-sftp",
+                    "MaxStartups 50",
+                    "MaxSessions 50",
+                    "",
+                ]
+            )
+        )
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([SSHD, "-f", str(self.root / "sshd_config"), "-D", "-e"],
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                [SSHD, "-f", str(self.root / "sshd_config"), "-D", "-e"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -99,12 +136,23 @@ class SshServer:
 
     def client_kwargs(self) -> dict:
         """bench_remote keyword arguments that reach this server without touching ~/.ssh."""
-        return {"identity": self.key, "ssh_config": os.devnull,
-                "ssh_options": ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"]}
+        return {
+            "identity": self.key,
+            "ssh_config": os.devnull,
+            "ssh_options": ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"],
+        }
 
     def cli_args(self) -> list[str]:
-        return ["--identity", str(self.key), "--ssh-config", os.devnull, "--ssh-option", "StrictHostKeyChecking=no",
-                "--ssh-option", "UserKnownHostsFile=/dev/null"]
+        return [
+            "--identity",
+            str(self.key),
+            "--ssh-config",
+            os.devnull,
+            "--ssh-option",
+            "StrictHostKeyChecking=no",
+            "--ssh-option",
+            "UserKnownHostsFile=/dev/null",
+        ]
 
 
 def start_sshd(root: Path) -> SshServer:
@@ -134,12 +182,16 @@ def make_bundle(root: Path, *, second_artifact: bool = True) -> Path:
     bundle.mkdir(parents=True, exist_ok=True)
     w = np.eye(3, dtype=np.float32) * 4.0
     graph = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
-         helper.make_node("Gemm", ["flat", "W"], ["color"])],
-        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "W"], ["color"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
         [helper.make_tensor_value_info("color", TensorProto.FLOAT, ["batch", 3])],
-        [helper.make_tensor("W", TensorProto.FLOAT, [3, 3], w.flatten().tolist())])
+        [helper.make_tensor("W", TensorProto.FLOAT, [3, 3], w.flatten().tolist())],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)
     files = {"fp32": "model.fp32.onnx"} | ({"fp32-copy": "model.fp32-copy.onnx"} if second_artifact else {})
@@ -148,14 +200,36 @@ def make_bundle(root: Path, *, second_artifact: bool = True) -> Path:
     (bundle / "labels").mkdir(exist_ok=True)
     (bundle / "labels" / "color.txt").write_text("\n".join(LABELS) + "\n")
     manifest = {
-        "schema_version": SCHEMA_VERSION, "producer": {"name": "edgetl", "version": "0.1.0", "libraries": {}},
-        "created_utc": "2026-01-01T00:00:00Z", "backbone": "tiny",
-        "input": {"kind": "image", "name": "input", "layout": "NCHW", "dtype": "float32", "image_size": [8, 8],
-                  "channels": 3, "resize": "bilinear", "scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+        "schema_version": SCHEMA_VERSION,
+        "producer": {"name": "edgetl", "version": "0.1.0", "libraries": {}},
+        "created_utc": "2026-01-01T00:00:00Z",
+        "backbone": "tiny",
+        "input": {
+            "kind": "image",
+            "name": "input",
+            "layout": "NCHW",
+            "dtype": "float32",
+            "image_size": [8, 8],
+            "channels": 3,
+            "resize": "bilinear",
+            "scale": 1 / 255,
+            "mean": [0.5, 0.5, 0.5],
+            "std": [0.25, 0.25, 0.25],
+        },
         "tasks": [{"name": "color", "kind": "classification", "labels": LABELS, "output": "color"}],
-        "artifacts": {name: {"file": f, "format": "onnx", "precision": "fp32", "target": "any",
-                             "sha256": sha256_file(bundle / f), "size_bytes": (bundle / f).stat().st_size,
-                             "accuracy": {"color": 0.75}, "quantization": None} for name, f in files.items()},
+        "artifacts": {
+            name: {
+                "file": f,
+                "format": "onnx",
+                "precision": "fp32",
+                "target": "any",
+                "sha256": sha256_file(bundle / f),
+                "size_bytes": (bundle / f).stat().st_size,
+                "accuracy": {"color": 0.75},
+                "quantization": None,
+            }
+            for name, f in files.items()
+        },
         "files": bundle_file_hashes(bundle),
     }
     write_manifest(bundle, manifest)
@@ -166,9 +240,16 @@ def make_bundle(root: Path, *, second_artifact: bool = True) -> Path:
     labels = truth.copy()
     labels[:N_WRONG] = (labels[:N_WRONG] + 1) % 3
     buf = io.BytesIO()
-    np.savez_compressed(buf, images=images, **{"target.color": labels.astype(np.int64)},
-                        meta=np.array(json.dumps({"split": "test", "n": N_EXAMPLES, "labels": {"color": LABELS},
-                                                  "kinds": {"color": "classification"}})))
+    np.savez_compressed(
+        buf,
+        images=images,
+        **{"target.color": labels.astype(np.int64)},
+        meta=np.array(
+            json.dumps(
+                {"split": "test", "n": N_EXAMPLES, "labels": {"color": LABELS}, "kinds": {"color": "classification"}}
+            )
+        ),
+    )
     (bundle / "bench_data.npz").write_bytes(buf.getvalue())
     return bundle
 
@@ -212,10 +293,32 @@ sys.meta_path.insert(0, _LightInstall())
 def test_sshd_accepts_our_key_and_stops(tmp_path):
     server = start_sshd(tmp_path / "sshd")
     try:
-        out = subprocess.run(["ssh", "-F", os.devnull, "-i", str(server.key), "-o", "StrictHostKeyChecking=no",
-                              "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-                              "-p", str(server.port), "--", f"{server.user}@127.0.0.1", "echo", "ok"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [
+                "ssh",
+                "-F",
+                os.devnull,
+                "-i",
+                str(server.key),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "LogLevel=ERROR",
+                "-p",
+                str(server.port),
+                "--",
+                f"{server.user}@127.0.0.1",
+                "echo",
+                "ok",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "ok"
     finally:
@@ -226,8 +329,16 @@ def test_sshd_accepts_our_key_and_stops(tmp_path):
 
 def test_light_python_blocks_torch(tmp_path):
     wrapper, log = light_python(tmp_path)
-    r = subprocess.run([str(wrapper), "-c", "import numpy, onnxruntime\ntry:\n import torch\nexcept ImportError as e:\n"
-                        " print('blocked', e.name)"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            str(wrapper),
+            "-c",
+            "import numpy, onnxruntime\ntry:\n import torch\nexcept ImportError as e:\n print('blocked', e.name)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "blocked torch"
     assert log.read_text().split() == ["torch"]

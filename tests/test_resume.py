@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_recipe_dict
 from safetensors.numpy import load_file
 
 from edgetl.errors import EdgetlError
@@ -17,10 +18,14 @@ from edgetl.train import checkpoint as ckpt
 from edgetl.train.loop import train
 from edgetl.train.run import Run
 
-from conftest import tiny_recipe_dict
-
-SMALL = {"data.split.limit_train": 64, "data.split.limit_val": 40, "data.split.limit_test": 40,
-         "train.batch_size": 16, "train.num_threads": 1, "train.epochs": 2}
+SMALL = {
+    "data.split.limit_train": 64,
+    "data.split.limit_val": 40,
+    "data.split.limit_test": 40,
+    "train.batch_size": 16,
+    "train.num_threads": 1,
+    "train.epochs": 2,
+}
 ATOL = 1e-6  # observed: bit-identical on CPU with train.deterministic (the default)
 
 
@@ -54,6 +59,7 @@ def reference(tmp_path_factory):
         if key not in cache:
             cache[key] = train(_recipe(**over), name=key, runs_dir=root, progress=False)
         return cache[key]
+
     return get
 
 
@@ -126,6 +132,7 @@ def test_nan_loss_stops_with_step_and_last_good_checkpoint(tmp_path, monkeypatch
         calls["n"] += 1
         loss = real(kind, y, target, smoothing)
         return loss * float("nan") if calls["n"] == 3 else loss  # 3rd training batch
+
     monkeypatch.setattr(loop, "task_loss", poisoned)
     with pytest.raises(EdgetlError) as e:
         train(_recipe(**{"train.checkpoint_every_steps": 1}), name="nan", runs_dir=tmp_path, progress=False)
@@ -163,13 +170,20 @@ def test_diverging_weights_are_never_checkpointed(tmp_path, monkeypatch):
             if module.training:
                 calls["n"] += 1
                 if calls["n"] == 3:
-                    module.running_var = torch.full_like(module.running_var, float("inf"))  # not in place: autograd saved it
+                    module.running_var = torch.full_like(
+                        module.running_var, float("inf")
+                    )  # not in place: autograd saved it
+
         bn.register_forward_hook(explode)
         return model
+
     monkeypatch.setattr(loop, "build_model", build_with_exploding_bn)
     rec = _recipe(**{"train.checkpoint_every_steps": 1})
-    with pytest.raises(EdgetlError, match=r"weights became non-finite .*running_var.* by epoch 1 step 3 .*"
-                                          r"last good checkpoint: .*last\.safetensors"):
+    with pytest.raises(
+        EdgetlError,
+        match=r"weights became non-finite .*running_var.* by epoch 1 step 3 .*"
+        r"last good checkpoint: .*last\.safetensors",
+    ):
         train(rec, name="lr", runs_dir=tmp_path, progress=False)
     saved = list((tmp_path / "lr" / "checkpoints").glob("*.safetensors"))
     assert saved  # steps 1 and 2 were checkpointed, and hold finite weights only
@@ -240,14 +254,17 @@ def test_cli_resume_last_continues_the_newest_run(reference, tmp_path, monkeypat
     assert code == 2 and err.strip() == f"error: --resume last: no earlier run of 'tiny' in {runs}", err
     stopped = train(_recipe(), runs_dir=runs, progress=False, stop_after_steps=6)
     assert stopped.dir == runs / "tiny"
-    code, _, err = _cli(monkeypatch, capsys, "train", str(recipe), "train.epochs=5", "--runs-dir", str(runs),
-                        "--resume", "last")
+    code, _, err = _cli(
+        monkeypatch, capsys, "train", str(recipe), "train.epochs=5", "--runs-dir", str(runs), "--resume", "last"
+    )
     assert code == 2 and "overrides are not allowed" in err and len(err.strip().splitlines()) == 1, err
-    code, _, err = _cli(monkeypatch, capsys, "train", str(recipe), "--runs-dir", str(runs), "--resume",
-                        str(tmp_path / "nope"))
+    code, _, err = _cli(
+        monkeypatch, capsys, "train", str(recipe), "--runs-dir", str(runs), "--resume", str(tmp_path / "nope")
+    )
     assert code == 2 and "run directory not found" in err, err
-    code, out, err = _cli(monkeypatch, capsys, "train", str(recipe), "--runs-dir", str(runs), "--resume", "last",
-                          "--quiet")
+    code, out, err = _cli(
+        monkeypatch, capsys, "train", str(recipe), "--runs-dir", str(runs), "--resume", "last", "--quiet"
+    )
     assert code == 0, err
     assert sorted(p.name for p in runs.iterdir()) == ["tiny"]  # continued in place, no tiny-2
     resumed = Run(runs / "tiny")

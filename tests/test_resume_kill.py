@@ -52,9 +52,14 @@ main()
 # 2 epochs x 6 steps, a checkpoint every step, hflip augmentation (its RNG must survive a mid-epoch resume).
 CAMPAIGN_OVERRIDES = {
     "name": "kill",
-    "data.split.limit_train": 96, "data.split.limit_val": 60, "data.split.limit_test": 60,
+    "data.split.limit_train": 96,
+    "data.split.limit_val": 60,
+    "data.split.limit_test": 60,
     "data.augment": "hflip",
-    "train.epochs": 2, "train.batch_size": 16, "train.num_threads": 1, "train.checkpoint_every_steps": 1,
+    "train.epochs": 2,
+    "train.batch_size": 16,
+    "train.num_threads": 1,
+    "train.checkpoint_every_steps": 1,
 }
 # Metrics equal to this tolerance (observed: bit-identical on CPU with train.deterministic).
 METRIC_ATOL = 1e-6
@@ -110,8 +115,15 @@ def check_checkpoints(run_dir: Path) -> list[str]:
     return bad
 
 
-def run_campaign(workdir: Path, *, fsync_kills=(3, 8, 13), timed_kills: int = 3, seed: int = 0,
-                 overrides: dict | None = None, log=print) -> Campaign:
+def run_campaign(
+    workdir: Path,
+    *,
+    fsync_kills=(3, 8, 13),
+    timed_kills: int = 3,
+    seed: int = 0,
+    overrides: dict | None = None,
+    log=print,
+) -> Campaign:
     """Reference run, then a killed-and-resumed run; kills alternate between the two kinds."""
     t_start = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -139,9 +151,13 @@ def run_campaign(workdir: Path, *, fsync_kills=(3, 8, 13), timed_kills: int = 3,
     for how, arg in plan:
         started = run_dir.is_dir()
         before = _committed_step(run_dir) if started else -1
-        proc = subprocess.Popen(_cmd(recipe, runs, run_dir if started else None),
-                                env=_env(arg if how == "fsync" else 0),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            _cmd(recipe, runs, run_dir if started else None),
+            env=_env(arg if how == "fsync" else 0),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         res.processes += 1
         res.resumes += int(started)
         if how == "timed":
@@ -159,11 +175,21 @@ def run_campaign(workdir: Path, *, fsync_kills=(3, 8, 13), timed_kills: int = 3,
         step = _committed_step_safe(run_dir)
         bad = check_checkpoints(run_dir) if run_dir.is_dir() else []
         res.corrupt += bad
-        res.kills.append({"how": how, "arg": round(arg, 3) if how == "timed" else arg, "killed": killed,
-                          "returncode": proc.returncode, "committed_step_before": before,
-                          "committed_step_after": step, "corrupt": bad})
-        log(f"kill {len(res.kills)}: {how}={arg if how == 'fsync' else f'{arg:.2f}s'} -> "
-            f"rc={proc.returncode} committed step {before} -> {step}" + (f" CORRUPT {bad}" if bad else ""))
+        res.kills.append(
+            {
+                "how": how,
+                "arg": round(arg, 3) if how == "timed" else arg,
+                "killed": killed,
+                "returncode": proc.returncode,
+                "committed_step_before": before,
+                "committed_step_after": step,
+                "corrupt": bad,
+            }
+        )
+        log(
+            f"kill {len(res.kills)}: {how}={arg if how == 'fsync' else f'{arg:.2f}s'} -> "
+            f"rc={proc.returncode} committed step {before} -> {step}" + (f" CORRUPT {bad}" if bad else "")
+        )
         if not killed:
             assert proc.returncode == 0, err[-3000:]
             break  # it finished before the kill point: nothing left to kill

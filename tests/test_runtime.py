@@ -80,9 +80,16 @@ def _image_manifest(bundle: Path, **extra) -> dict:
         "created_utc": "2026-01-01T00:00:00Z",
         "backbone": "tiny",
         "input": {
-            "kind": "image", "name": "input", "layout": "NCHW", "dtype": "float32",
-            "image_size": list(IMAGE_SIZE), "channels": 3, "resize": "bilinear",
-            "scale": SCALE, "mean": MEAN, "std": STD,
+            "kind": "image",
+            "name": "input",
+            "layout": "NCHW",
+            "dtype": "float32",
+            "image_size": list(IMAGE_SIZE),
+            "channels": 3,
+            "resize": "bilinear",
+            "scale": SCALE,
+            "mean": MEAN,
+            "std": STD,
         },
         "tasks": [
             {"name": "category", "kind": "classification", "labels": CATEGORIES, "output": "category"},
@@ -91,9 +98,13 @@ def _image_manifest(bundle: Path, **extra) -> dict:
         ],
         "artifacts": {
             "fp32": {
-                "file": "model.fp32.onnx", "format": "onnx", "precision": "fp32", "target": "any",
+                "file": "model.fp32.onnx",
+                "format": "onnx",
+                "precision": "fp32",
+                "target": "any",
                 "sha256": sha256_file(bundle / "model.fp32.onnx"),
-                "size_bytes": (bundle / "model.fp32.onnx").stat().st_size, "quantization": None,
+                "size_bytes": (bundle / "model.fp32.onnx").stat().st_size,
+                "quantization": None,
             }
         },
         "files": bundle_file_hashes(bundle),
@@ -111,8 +122,12 @@ def tiny_model() -> TinyNet:
 def image_bundle(tmp_path_factory, tiny_model) -> Path:
     bundle = tmp_path_factory.mktemp("bundle")
     _export(
-        tiny_model, torch.zeros(1, 3, *IMAGE_SIZE), str(bundle / "model.fp32.onnx"),
-        dynamo=False, opset_version=17, input_names=["input"],
+        tiny_model,
+        torch.zeros(1, 3, *IMAGE_SIZE),
+        str(bundle / "model.fp32.onnx"),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
         output_names=["category", "attributes", "size"],
         dynamic_axes={n: {0: "batch"} for n in ("input", "category", "attributes", "size")},
     )
@@ -153,18 +168,35 @@ def text_bundle(tmp_path_factory, minilm_dir, text_model) -> Path:
     model = text_model
     ids = torch.ones(2, 5, dtype=torch.int64)
     _export(
-        model, (ids, torch.ones_like(ids)), str(bundle / "model.fp32.onnx"),
-        dynamo=False, opset_version=17, input_names=["input_ids", "attention_mask"], output_names=["topic"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                      "topic": {0: "batch"}},
+        model,
+        (ids, torch.ones_like(ids)),
+        str(bundle / "model.fp32.onnx"),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["topic"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "seq"},
+            "attention_mask": {0: "batch", 1: "seq"},
+            "topic": {0: "batch"},
+        },
     )
-    write_manifest(bundle, {
-        "input": {"kind": "text", "names": ["input_ids", "attention_mask"], "dtype": "int64",
-                  "tokenizer": "tokenizer/tokenizer.json", "max_length": 16, "padding": "longest"},
-        "tasks": [{"name": "topic", "kind": "classification", "labels": ["sport", "tech"], "output": "topic"}],
-        "artifacts": {"fp32": {"file": "model.fp32.onnx", "format": "onnx", "precision": "fp32"}},
-        "files": bundle_file_hashes(bundle),
-    })
+    write_manifest(
+        bundle,
+        {
+            "input": {
+                "kind": "text",
+                "names": ["input_ids", "attention_mask"],
+                "dtype": "int64",
+                "tokenizer": "tokenizer/tokenizer.json",
+                "max_length": 16,
+                "padding": "longest",
+            },
+            "tasks": [{"name": "topic", "kind": "classification", "labels": ["sport", "tech"], "output": "topic"}],
+            "artifacts": {"fp32": {"file": "model.fp32.onnx", "format": "onnx", "precision": "fp32"}},
+            "files": bundle_file_hashes(bundle),
+        },
+    )
     return bundle
 
 
@@ -446,7 +478,7 @@ import json, sys
 import numpy as np
 from edgetl.runtime import Predictor
 p = Predictor.load({str(image_bundle)!r})
-r = p.predict([{str(tmp_path / 'a.png')!r}, np.zeros((20, 20), np.uint8)])
+r = p.predict([{str(tmp_path / "a.png")!r}, np.zeros((20, 20), np.uint8)])
 t = Predictor.load({str(text_bundle)!r}).predict("a short sentence")
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "transformers", "pydantic"))
 allowed = ("edgetl", "edgetl.errors")
@@ -473,18 +505,45 @@ def test_bilinear_resize_matches_torch():
         h, w, oh, ow = (int(v) for v in rng.integers(1, 70, 4))
         c = int(rng.choice([1, 3]))
         x = rng.random((h, w, c), dtype=np.float32)
-        ref = F.interpolate(torch.from_numpy(x).permute(2, 0, 1)[None], size=(oh, ow), mode="bilinear",
-                            align_corners=False, antialias=False)[0].permute(1, 2, 0).numpy()
+        ref = (
+            F.interpolate(
+                torch.from_numpy(x).permute(2, 0, 1)[None],
+                size=(oh, ow),
+                mode="bilinear",
+                align_corners=False,
+                antialias=False,
+            )[0]
+            .permute(1, 2, 0)
+            .numpy()
+        )
         got = bilinear_resize(x, (oh, ow))
         assert got.shape == (oh, ow, c) and got.dtype == np.float32
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
         u8 = (x * 255).astype(np.uint8)  # uint8 path: 0..255 values, so float32 rounding is ~1e-5
-        ref8 = F.interpolate(torch.from_numpy(u8).permute(2, 0, 1)[None].float(), size=(oh, ow), mode="bilinear",
-                             align_corners=False, antialias=False)[0].permute(1, 2, 0).numpy()
+        ref8 = (
+            F.interpolate(
+                torch.from_numpy(u8).permute(2, 0, 1)[None].float(),
+                size=(oh, ow),
+                mode="bilinear",
+                align_corners=False,
+                antialias=False,
+            )[0]
+            .permute(1, 2, 0)
+            .numpy()
+        )
         np.testing.assert_allclose(bilinear_resize(u8, (oh, ow)), ref8, rtol=1e-6, atol=1e-5)
     big = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)  # strong down-sampling skips rows
-    ref = F.interpolate(torch.from_numpy(big).permute(2, 0, 1)[None].float(), size=(31, 47), mode="bilinear",
-                        align_corners=False, antialias=False)[0].permute(1, 2, 0).numpy()
+    ref = (
+        F.interpolate(
+            torch.from_numpy(big).permute(2, 0, 1)[None].float(),
+            size=(31, 47),
+            mode="bilinear",
+            align_corners=False,
+            antialias=False,
+        )[0]
+        .permute(1, 2, 0)
+        .numpy()
+    )
     np.testing.assert_allclose(bilinear_resize(big, (31, 47)), ref, rtol=1e-6, atol=1e-5)
 
 
@@ -557,8 +616,16 @@ def test_example_app_prints_per_task_predictions(image_bundle, tmp_path):
     Image.fromarray(_images()[1]).save(tmp_path / "a.png")
     Image.fromarray(_images()[0][:, :, 0]).save(tmp_path / "b.png")  # greyscale file
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, str(REPO / "examples" / "classify_images.py"), str(image_bundle),
-           str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--json", "--batch", "1"]
+    cmd = [
+        sys.executable,
+        str(REPO / "examples" / "classify_images.py"),
+        str(image_bundle),
+        str(tmp_path / "a.png"),
+        str(tmp_path / "b.png"),
+        "--json",
+        "--batch",
+        "1",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import REPO, tiny_recipe_dict
 
 from edgetl.errors import EdgetlError
-
-from conftest import REPO, tiny_recipe_dict
 
 PACKAGE = REPO / "edgetl"
 
@@ -40,7 +39,7 @@ def _payloads(sentinel: Path) -> list[str]:
         "!!python/name:os.system",
         "!!python/module:os",
         "!!python/object:collections.OrderedDict {}",
-        f"!!python/object/apply:builtins.exec ['open(\"{s}\", \"w\")']",
+        f'!!python/object/apply:builtins.exec [\'open("{s}", "w")\']',
         "!!python/tuple [1, 2]",
     ]
 
@@ -52,9 +51,11 @@ def test_recipe_python_tags_never_construct_objects(tmp_path, i):
     from edgetl.recipe import load_recipe
 
     text = yaml.safe_dump(tiny_recipe_dict())
-    for place in (f"name: {payload}\n" + text.split("\n", 1)[1],  # a value
-                  text + f"extra: {payload}\n",  # an unknown key's value
-                  text.replace("train:\n", f"train:\n  lr: {payload}\n", 1)):  # nested
+    for place in (
+        f"name: {payload}\n" + text.split("\n", 1)[1],  # a value
+        text + f"extra: {payload}\n",  # an unknown key's value
+        text.replace("train:\n", f"train:\n  lr: {payload}\n", 1),
+    ):  # nested
         p = tmp_path / "evil.yaml"
         p.write_text(place)
         with pytest.raises(EdgetlError) as e:
@@ -146,16 +147,19 @@ def test_plain_state_dict_pickles_are_accepted_and_converted(tmp_path):
     assert all(torch.equal(again[k], sd[k]) for k in sd)
 
 
-@pytest.mark.parametrize("name,content,needle", [
-    ("w.pkl", None, "unsupported weights format '.pkl'"),
-    ("w.npz", None, "unsupported weights format '.npz'"),
-    ("w.onnx", None, "unsupported weights format"),
-    ("w.pt", ["not", "a", "dict"], "expected a mapping of tensor names to tensors"),
-    ("w.pt", {"a": 1, "b": "x"}, "expected a mapping of tensor names to tensors"),
-    ("w.safetensors", b"\x80\x04garbage", "not a valid safetensors file"),
-    ("w.pt", b"", "refused to load"),
-    ("missing.pt", "MISSING", "weights file not found"),
-])
+@pytest.mark.parametrize(
+    "name,content,needle",
+    [
+        ("w.pkl", None, "unsupported weights format '.pkl'"),
+        ("w.npz", None, "unsupported weights format '.npz'"),
+        ("w.onnx", None, "unsupported weights format"),
+        ("w.pt", ["not", "a", "dict"], "expected a mapping of tensor names to tensors"),
+        ("w.pt", {"a": 1, "b": "x"}, "expected a mapping of tensor names to tensors"),
+        ("w.safetensors", b"\x80\x04garbage", "not a valid safetensors file"),
+        ("w.pt", b"", "refused to load"),
+        ("missing.pt", "MISSING", "weights file not found"),
+    ],
+)
 def test_other_weight_files_are_refused_with_one_line(tmp_path, name, content, needle):
     from edgetl.models.weights import load_state_dict_file
 
@@ -238,14 +242,21 @@ def _call_args(text: str, start: int) -> str:
     while i < len(text) and depth:
         depth += {"(": 1, ")": -1}.get(text[i], 0)
         i += 1
-    return text[start:i - 1]
+    return text[start : i - 1]
 
 
 def test_source_audit_catches_what_it_should():
     """The audit patterns are live: each flags a sample of what it forbids."""
-    samples = ["yaml.load(text)", "x = yaml.load(f, Loader=yaml.Loader)", "import pickle", "np.load(p, allow_pickle=True)",
-               "subprocess.run(cmd, shell=True)", "os.system('id')", "AutoModel.from_pretrained(p, trust_remote_code=True)",
-               "eval(s)"]
+    samples = [
+        "yaml.load(text)",
+        "x = yaml.load(f, Loader=yaml.Loader)",
+        "import pickle",
+        "np.load(p, allow_pickle=True)",
+        "subprocess.run(cmd, shell=True)",
+        "os.system('id')",
+        "AutoModel.from_pretrained(p, trust_remote_code=True)",
+        "eval(s)",
+    ]
     for s, (pat, _) in zip(samples, _FORBIDDEN):
         assert pat.search(s), s
     assert not _FORBIDDEN[-1][0].search("model.eval()")

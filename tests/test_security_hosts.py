@@ -16,51 +16,57 @@ from edgetl.errors import EdgetlError
 SHELL_META = set(" \t\n\r;&|<>()$`\\\"'*?[]{}!#~^\x00")
 
 
-@pytest.mark.parametrize("spec,user,addr,port", [
-    ("nvidia@jetson.local", "nvidia", "jetson.local", None),
-    ("jetson", None, "jetson", None),
-    ("pi@192.168.1.20:2222", "pi", "192.168.1.20", 2222),
-    ("ubuntu@[fe80::1%eth0]:22", "ubuntu", "fe80::1%eth0", 22),
-    ("[::1]", None, "::1", None),
-    ("_svc.bench-1@orin-nx-01.lab.example.com:65535", "_svc.bench-1", "orin-nx-01.lab.example.com", 65535),
-])
+@pytest.mark.parametrize(
+    "spec,user,addr,port",
+    [
+        ("nvidia@jetson.local", "nvidia", "jetson.local", None),
+        ("jetson", None, "jetson", None),
+        ("pi@192.168.1.20:2222", "pi", "192.168.1.20", 2222),
+        ("ubuntu@[fe80::1%eth0]:22", "ubuntu", "fe80::1%eth0", 22),
+        ("[::1]", None, "::1", None),
+        ("_svc.bench-1@orin-nx-01.lab.example.com:65535", "_svc.bench-1", "orin-nx-01.lab.example.com", 65535),
+    ],
+)
 def test_parse_host_accepts_ordinary_destinations(spec, user, addr, port):
     h = parse_host(spec)
     assert (h.user, h.addr, h.port) == (user, addr, port)
     assert parse_host(str(h)) == h  # str() round-trips
 
 
-@pytest.mark.parametrize("spec,needle", [
-    ("-oProxyCommand=touch /tmp/pwned", "starts with '-'"),
-    ("user@-oProxyCommand=id", "invalid host name"),
-    ("-luser@host", "starts with '-'"),
-    ("user@host;rm -rf ~", "invalid host name"),
-    ("user@$(id)", "invalid host name"),
-    ("us`id`er@host", "user name"),
-    ("user@host:22;id", "port"),
-    ("user@host\n", "invalid host name"),
-    ("@host", "empty user"),
-    ("user@", "empty host"),
-    ("user@host:", "empty port"),
-    ("user@host:0", "1..65535"),
-    ("user@host:65536", "1..65535"),
-    ("user@host:-1", "1..65535"),
-    ("user@host: 22", "1..65535"),
-    ("user@host:0x16", "1..65535"),
-    ("a@b@c", "more than one '@'"),
-    ("user@::1", "brackets"),
-    ("user@[::1", "closing"),
-    ("user@[]", "empty address"),
-    ("user@[host]:22", "only for IPv6"),
-    ("user@[::1]x", "expected :port"),
-    ("user@[::g]", "invalid IPv6"),
-    ("user@256.1.1.1", "invalid IPv4"),
-    ("user@-host", "invalid host name"),
-    ("user@host-", "invalid host name"),
-    ("user@ho..st", "invalid host name"),
-    ("", "empty"),
-    ("x" * 400, "longer than"),
-])
+@pytest.mark.parametrize(
+    "spec,needle",
+    [
+        ("-oProxyCommand=touch /tmp/pwned", "starts with '-'"),
+        ("user@-oProxyCommand=id", "invalid host name"),
+        ("-luser@host", "starts with '-'"),
+        ("user@host;rm -rf ~", "invalid host name"),
+        ("user@$(id)", "invalid host name"),
+        ("us`id`er@host", "user name"),
+        ("user@host:22;id", "port"),
+        ("user@host\n", "invalid host name"),
+        ("@host", "empty user"),
+        ("user@", "empty host"),
+        ("user@host:", "empty port"),
+        ("user@host:0", "1..65535"),
+        ("user@host:65536", "1..65535"),
+        ("user@host:-1", "1..65535"),
+        ("user@host: 22", "1..65535"),
+        ("user@host:0x16", "1..65535"),
+        ("a@b@c", "more than one '@'"),
+        ("user@::1", "brackets"),
+        ("user@[::1", "closing"),
+        ("user@[]", "empty address"),
+        ("user@[host]:22", "only for IPv6"),
+        ("user@[::1]x", "expected :port"),
+        ("user@[::g]", "invalid IPv6"),
+        ("user@256.1.1.1", "invalid IPv4"),
+        ("user@-host", "invalid host name"),
+        ("user@host-", "invalid host name"),
+        ("user@ho..st", "invalid host name"),
+        ("", "empty"),
+        ("x" * 400, "longer than"),
+    ],
+)
 def test_parse_host_refuses_injection_and_malformed(spec, needle):
     with pytest.raises(EdgetlError) as exc:
         parse_host(spec)
@@ -94,20 +100,43 @@ def test_argv_puts_double_dash_before_destination_and_quotes_remote_words():
     assert parse_host("[::1]:2").scp_target("/tmp/x") == "[::1]:/tmp/x"
 
 
-@pytest.mark.parametrize("path,expected", [
-    ("~/edgetl-bench/run1/", "~/edgetl-bench/run1"),
-    ("/tmp//edgetl/./x", "/tmp/edgetl/x"),
-    ("bench/model.int8-ort.onnx", "bench/model.int8-ort.onnx"),
-    ("~", "~"),
-    ("/", "/"),
-    ("~/-x", "~/-x"),  # starts with "~", so never an option
-])
+@pytest.mark.parametrize(
+    "path,expected",
+    [
+        ("~/edgetl-bench/run1/", "~/edgetl-bench/run1"),
+        ("/tmp//edgetl/./x", "/tmp/edgetl/x"),
+        ("bench/model.int8-ort.onnx", "bench/model.int8-ort.onnx"),
+        ("~", "~"),
+        ("/", "/"),
+        ("~/-x", "~/-x"),  # starts with "~", so never an option
+    ],
+)
 def test_safe_remote_path_accepts_and_normalises(path, expected):
     assert safe_remote_path(path) == expected
 
 
-@pytest.mark.parametrize("path", ["", "-rf", "../etc/passwd", "a/../../b", "a b", "$(id)", "`id`",
-                                  "a;b", "a|b", "a&b", "x\ny", "~root/x", "a*", "a?", "'a'", "a\\b", "x" * 2000])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "",
+        "-rf",
+        "../etc/passwd",
+        "a/../../b",
+        "a b",
+        "$(id)",
+        "`id`",
+        "a;b",
+        "a|b",
+        "a&b",
+        "x\ny",
+        "~root/x",
+        "a*",
+        "a?",
+        "'a'",
+        "a\\b",
+        "x" * 2000,
+    ],
+)
 def test_safe_remote_path_refuses(path):
     with pytest.raises(EdgetlError):
         safe_remote_path(path)
@@ -150,8 +179,11 @@ def test_safe_remote_path_fuzz(path):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20),
-                min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20), min_size=1, max_size=5
+    )
+)
 def test_remote_command_round_trips_through_a_posix_shell_split(words):
     cmd = remote_command(*words)
     split = shlex.split(cmd)

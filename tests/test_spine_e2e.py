@@ -14,8 +14,15 @@ pytestmark = pytest.mark.slow
 
 def test_run_dir_contents(trained_run):
     d = trained_run.dir
-    for f in ("recipe.yaml", "splits.json", "metrics.jsonl", "run.json", "checkpoints/best.safetensors",
-              "checkpoints/last.safetensors", "checkpoints/last.state.safetensors"):
+    for f in (
+        "recipe.yaml",
+        "splits.json",
+        "metrics.jsonl",
+        "run.json",
+        "checkpoints/best.safetensors",
+        "checkpoints/last.safetensors",
+        "checkpoints/last.state.safetensors",
+    ):
         assert (d / f).is_file(), f
     rows = trained_run.metrics()
     assert [r["epoch"] for r in rows] == [1, 2]
@@ -72,7 +79,9 @@ def test_bench_measures_every_artifact(exported_run, tmp_path):
         assert set(row["metrics"]) == {"digit", "parity"}
     # the same held-out split everywhere: ONNX FP32 matches the PyTorch checkpoint's accuracy
     by = {row["artifact"]: row for row in r["rows"]}
-    assert by["fp32"]["metrics"]["digit"]["accuracy"] == pytest.approx(by["pytorch"]["metrics"]["digit"]["accuracy"], abs=1e-9)
+    assert by["fp32"]["metrics"]["digit"]["accuracy"] == pytest.approx(
+        by["pytorch"]["metrics"]["digit"]["accuracy"], abs=1e-9
+    )
     assert (tmp_path / "bench.json").is_file() and (tmp_path / "bench.md").is_file()
 
 
@@ -89,8 +98,12 @@ def test_bench_estimate_for_jetson(exported_run, tmp_path):
 def test_eval_and_predict_cli(exported_run, tmp_path):
     from PIL import Image
 
-    r = subprocess.run([sys.executable, "-m", "edgetl", "eval", str(exported_run.dir), "--json"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "edgetl", "eval", str(exported_run.dir), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert len(res["tasks"]["digit"]["confusion_matrix"]) == 10
@@ -99,8 +112,12 @@ def test_eval_and_predict_cli(exported_run, tmp_path):
 
     d = load_digits()
     Image.fromarray((d.images[7] * 16).clip(0, 255).astype(np.uint8)).save(img)
-    r = subprocess.run([sys.executable, "-m", "edgetl", "predict", str(exported_run.export_dir), str(img), "--json"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "edgetl", "predict", str(exported_run.export_dir), str(img), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)[0]
     assert out["digit"]["label"] in [str(i) for i in range(10)] and out["parity"]["label"] in ("even", "odd")

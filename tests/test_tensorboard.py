@@ -12,8 +12,12 @@ def test_tensorboard_events_written(tmp_path, tiny_recipe):
 
     from edgetl.train.loop import train
 
-    run = train(tiny_recipe(**{"data.split.limit_train": 96, "data.split.limit_val": 48}), runs_dir=tmp_path,
-                progress=False, logger="tensorboard")
+    run = train(
+        tiny_recipe(**{"data.split.limit_train": 96, "data.split.limit_val": 48}),
+        runs_dir=tmp_path,
+        progress=False,
+        logger="tensorboard",
+    )
     acc = EventAccumulator(str(run.dir / "tensorboard"), size_guidance={"images": 0})
     acc.Reload()
     tags = acc.Tags()

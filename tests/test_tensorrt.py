@@ -58,6 +58,7 @@ def needs_trt():
 
 # ------------------------------------------------------------------------------------ tiny ONNX files
 
+
 def _save(graph: onnx.GraphProto, path: Path, opset: int = 17) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
@@ -69,22 +70,31 @@ def _save(graph: onnx.GraphProto, path: Path, opset: int = 17) -> Path:
 def image_onnx(path: Path, batch: int | str = "batch", size: tuple = (8, 8), qdq: bool = False) -> Path:
     """input [batch, 3, H, W] -> Conv 3->4 -> Relu -> GlobalAveragePool -> Flatten -> logits [batch, 4]."""
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w"),
-             numpy_helper.from_array(np.zeros(4, np.float32), "b")]
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.zeros(4, np.float32), "b"),
+    ]
     nodes = []
     x = "input"
     if qdq:
-        inits += [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
-                  numpy_helper.from_array(np.array(0, np.int8), "z")]
-        nodes += [helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"]),
-                  helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"])]
+        inits += [
+            numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+            numpy_helper.from_array(np.array(0, np.int8), "z"),
+        ]
+        nodes += [
+            helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"]),
+        ]
         x = "dq"
-    nodes += [helper.make_node("Conv", [x, "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-              helper.make_node("Relu", ["c"], ["r"]),
-              helper.make_node("GlobalAveragePool", ["r"], ["g"]),
-              helper.make_node("Flatten", ["g"], ["logits"])]
+    nodes += [
+        helper.make_node("Conv", [x, "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["logits"]),
+    ]
     graph = helper.make_graph(
-        nodes, "tiny_image",
+        nodes,
+        "tiny_image",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, *size])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4])],
         inits,
@@ -95,23 +105,32 @@ def image_onnx(path: Path, batch: int | str = "batch", size: tuple = (8, 8), qdq
 def text_onnx(path: Path, seq: int | str = "seq") -> Path:
     """input_ids, attention_mask [batch, seq] int64 -> embedding mean -> pooled [batch, 8]."""
     emb = numpy_helper.from_array(np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32), "emb")
-    nodes = [helper.make_node("Gather", ["emb", "input_ids"], ["e"]),
-             helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
-             helper.make_node("Unsqueeze", ["m", "axis"], ["m3"]),
-             helper.make_node("Mul", ["e", "m3"], ["em"]),
-             helper.make_node("ReduceSum", ["em", "axes1"], ["pooled"], keepdims=0)]
+    nodes = [
+        helper.make_node("Gather", ["emb", "input_ids"], ["e"]),
+        helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["m", "axis"], ["m3"]),
+        helper.make_node("Mul", ["e", "m3"], ["em"]),
+        helper.make_node("ReduceSum", ["em", "axes1"], ["pooled"], keepdims=0),
+    ]
     graph = helper.make_graph(
-        nodes, "tiny_text",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", seq]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", seq])],
+        nodes,
+        "tiny_text",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", seq]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", seq]),
+        ],
         [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", 8])],
-        [emb, numpy_helper.from_array(np.array([2], np.int64), "axis"),
-         numpy_helper.from_array(np.array([1], np.int64), "axes1")],
+        [
+            emb,
+            numpy_helper.from_array(np.array([2], np.int64), "axis"),
+            numpy_helper.from_array(np.array([1], np.int64), "axes1"),
+        ],
     )
     return _save(graph, path)
 
 
 # ------------------------------------------------------------------------------ import hygiene, probes
+
 
 def test_modules_import_without_tensorrt_and_runtime_stays_torch_free():
     code = textwrap.dedent("""
@@ -148,8 +167,13 @@ def test_cuda_python_errors_are_readable_without_a_gpu():
 
 # -------------------------------------------------------------------------- compatibility (pure rules)
 
-BUILT = {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7",
-         "hardware_compatibility": "none", "version_compatible": False}
+BUILT = {
+    "tensorrt_version": "10.3.0",
+    "gpu_name": "Orin",
+    "compute_capability": "8.7",
+    "hardware_compatibility": "none",
+    "version_compatible": False,
+}
 ORIN = {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7"}
 H100 = {"tensorrt_version": "10.16.0", "gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
 
@@ -164,8 +188,10 @@ def test_refuses_other_tensorrt_and_gpu_with_one_line():
         check_compatible(BUILT, H100, engine_name="model.int8.engine")
     msg = str(e.value)
     assert "\n" not in msg
-    assert msg.startswith("model.int8.engine was built with TensorRT 10.3.0 for Orin (compute 8.7); "
-                          "this machine has TensorRT 10.16.0 on NVIDIA H100 80GB HBM3 (compute 9.0)")
+    assert msg.startswith(
+        "model.int8.engine was built with TensorRT 10.3.0 for Orin (compute 8.7); "
+        "this machine has TensorRT 10.16.0 on NVIDIA H100 80GB HBM3 (compute 9.0)"
+    )
     assert "edgetl export <run> --engine" in msg
 
 
@@ -210,8 +236,12 @@ def test_hardware_compatible_levels():
     check_compatible(amp, H100 | {"tensorrt_version": "10.3.0"})
     with pytest.raises(EdgetlError, match="compute 8.0 or newer"):
         check_compatible(amp, {"tensorrt_version": "10.3.0", "gpu_name": "Tesla T4", "compute_capability": "7.5"})
-    same = {**BUILT, "hardware_compatibility": "same_cc", "gpu_name": "NVIDIA GeForce RTX 3080",
-            "compute_capability": "8.6"}
+    same = {
+        **BUILT,
+        "hardware_compatibility": "same_cc",
+        "gpu_name": "NVIDIA GeForce RTX 3080",
+        "compute_capability": "8.6",
+    }
     check_compatible(same, {**ORIN, "gpu_name": "NVIDIA A10", "compute_capability": "8.6"})
     with pytest.raises(EdgetlError, match="needs compute 8.6"):
         check_compatible(same, ORIN)
@@ -226,9 +256,17 @@ def test_parse_version():
 def _fake_engine(tmp_path: Path, **manifest_fields) -> Path:
     engine = tmp_path / "model.fp16.engine"
     engine.write_bytes(b"not really an engine")
-    fields = dict(engine_file=engine.name, engine_sha256=sha256_file(engine), onnx_file="model.fp16.onnx",
-                  onnx_sha256="0" * 64, tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7",
-                  precision="fp16", strongly_typed=False)
+    fields = dict(
+        engine_file=engine.name,
+        engine_sha256=sha256_file(engine),
+        onnx_file="model.fp16.onnx",
+        onnx_sha256="0" * 64,
+        tensorrt_version="10.3.0",
+        gpu_name="Orin",
+        compute_capability="8.7",
+        precision="fp16",
+        strongly_typed=False,
+    )
     fields.update(manifest_fields)
     EngineManifest(**fields).write(engine)
     return engine
@@ -280,6 +318,7 @@ def test_backend_without_tensorrt_is_unverified_not_a_crash(tmp_path):
 
 
 # ------------------------------------------------------------------------- ONNX facts, precision plans
+
 
 def test_int8_without_qdq_is_refused_before_tensorrt(tmp_path):
     onnx_path = image_onnx(tmp_path / "model.fp32.onnx")
@@ -345,11 +384,16 @@ def test_config_validation():
 
 # ------------------------------------------------------------------------------------------- profiles
 
+
 def test_image_profile_dynamic_batch(tmp_path):
     s = inspect_onnx(image_onnx(tmp_path / "m.onnx"))
     assert derive_profiles(s.inputs, EngineBuildConfig()) == {
-        "input": {"min": [DEFAULT_BATCH[0], 3, 8, 8], "opt": [DEFAULT_BATCH[1], 3, 8, 8],
-                  "max": [DEFAULT_BATCH[2], 3, 8, 8]}}
+        "input": {
+            "min": [DEFAULT_BATCH[0], 3, 8, 8],
+            "opt": [DEFAULT_BATCH[1], 3, 8, 8],
+            "max": [DEFAULT_BATCH[2], 3, 8, 8],
+        }
+    }
     got = derive_profiles(s.inputs, EngineBuildConfig(min_batch=2, opt_batch=4, max_batch=16))
     assert got["input"] == {"min": [2, 3, 8, 8], "opt": [4, 3, 8, 8], "max": [16, 3, 8, 8]}
     with pytest.raises(EdgetlError, match="1 <= min <= opt <= max"):
@@ -372,8 +416,7 @@ def test_dynamic_image_size_is_refused(tmp_path):
 def test_text_profile_batch_and_sequence(tmp_path):
     s = inspect_onnx(text_onnx(tmp_path / "t.onnx"))
     got = derive_profiles(s.inputs, EngineBuildConfig(max_batch=4, max_seq_len=128))
-    assert got == {name: {"min": [1, 1], "opt": [1, 128], "max": [4, 128]}
-                   for name in ("input_ids", "attention_mask")}
+    assert got == {name: {"min": [1, 1], "opt": [1, 128], "max": [4, 128]} for name in ("input_ids", "attention_mask")}
     got = derive_profiles(s.inputs, EngineBuildConfig(min_seq_len=16, opt_seq_len=64, max_seq_len=128))
     assert got["input_ids"] == {"min": [1, 16], "opt": [1, 64], "max": [8, 128]}
     with pytest.raises(EdgetlError, match="dynamic sequence axis: set max_seq_len"):
@@ -460,8 +503,11 @@ def test_engine_matches_onnxruntime(needs_trt, cnn, precision):
     from edgetl.runtime.tensorrt_backend import TensorRTBackend
 
     # TensorRT 11 takes FP16 from the ONNX; TensorRT 10 builds it from FP32 with the FP16 flag.
-    src = cnn["int8"] if precision == "int8" else (cnn["fp16"] if precision == "fp16" and trt_major() >= 11
-                                                    else cnn["fp32"])
+    src = (
+        cnn["int8"]
+        if precision == "int8"
+        else (cnn["fp16"] if precision == "fp16" and trt_major() >= 11 else cnn["fp32"])
+    )
     engine = cnn["dir"] / f"model.{precision}.engine"
     manifest = build_engine(src, engine, EngineBuildConfig(precision=precision, max_batch=4))
     assert engine.is_file() and sidecar_path(engine).is_file()
@@ -526,7 +572,7 @@ def test_text_engine_dynamic_sequence(needs_trt, tmp_path):
         for seq in (5, 16):
             ids = np.random.default_rng(seq).integers(0, 50, (2, seq), dtype=np.int64)
             mask = np.ones((2, seq), np.int64)
-            mask[:, seq // 2:] = 0
+            mask[:, seq // 2 :] = 0
             ref = _ort(src, {"input_ids": ids, "attention_mask": mask})["pooled"]
             got = backend.run({"input_ids": ids, "attention_mask": mask})["pooled"]
             assert _rel(got, ref) < TOL["fp32"]

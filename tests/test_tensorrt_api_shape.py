@@ -34,6 +34,7 @@ GPU = {"gpu_name": "Fake GPU", "compute_capability": "8.7", "source": "test"}
 
 # ------------------------------------------------------------------------------------------ the fake
 
+
 class _Member:
     def __init__(self, name: str, value: int):
         self.name, self.value = name, value
@@ -55,8 +56,16 @@ def _enum(name: str, members: list[str]) -> type:
     return type(name, (), {m: _Member(m, i) for i, m in enumerate(members)})
 
 
-def make_fake_trt(version: str, *, dla_cores: int = 0, non_dla_layers: tuple = (), parse_errors: tuple = (),
-                  build_fails: bool = False, cache_accepts: bool = True, engine=None) -> types.ModuleType:
+def make_fake_trt(
+    version: str,
+    *,
+    dla_cores: int = 0,
+    non_dla_layers: tuple = (),
+    parse_errors: tuple = (),
+    build_fails: bool = False,
+    cache_accepts: bool = True,
+    engine=None,
+) -> types.ModuleType:
     major, minor = (int(p) for p in version.split(".")[:2])
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
@@ -68,17 +77,22 @@ def make_fake_trt(version: str, *, dla_cores: int = 0, non_dla_layers: tuple = (
         flags = ["FP16", "INT8", "BF16", "FP8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS"] + flags
     trt.BuilderFlag = _enum("BuilderFlag", flags)
     trt.NetworkDefinitionCreationFlag = _enum(
-        "NetworkDefinitionCreationFlag", ["EXPLICIT_BATCH", "STRONGLY_TYPED"] if major == 10
-        else ["STRONGLY_TYPED", "PREFER_AOT_PYTHON_PLUGINS"])
+        "NetworkDefinitionCreationFlag",
+        ["EXPLICIT_BATCH", "STRONGLY_TYPED"] if major == 10 else ["STRONGLY_TYPED", "PREFER_AOT_PYTHON_PLUGINS"],
+    )
     trt.MemoryPoolType = _enum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM"])
     trt.DeviceType = _enum("DeviceType", ["GPU", "DLA"])
     trt.HardwareCompatibilityLevel = _enum(
         "HardwareCompatibilityLevel",
-        ["NONE", "AMPERE_PLUS"] + (["SAME_COMPUTE_CAPABILITY"] if (major, minor) >= (10, 9) else []))
+        ["NONE", "AMPERE_PLUS"] + (["SAME_COMPUTE_CAPABILITY"] if (major, minor) >= (10, 9) else []),
+    )
     trt.DataType = _enum("DataType", ["FLOAT", "HALF", "INT8", "INT32", "BOOL", "UINT8", "INT64"])
     trt.TensorIOMode = _enum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"])
-    _dt = {TensorProto.FLOAT: trt.DataType.FLOAT, TensorProto.INT64: trt.DataType.INT64,
-           TensorProto.FLOAT16: trt.DataType.HALF}
+    _dt = {
+        TensorProto.FLOAT: trt.DataType.FLOAT,
+        TensorProto.INT64: trt.DataType.INT64,
+        TensorProto.FLOAT16: trt.DataType.HALF,
+    }
 
     class ILogger:
         Severity = _enum("Severity", ["INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE"])
@@ -185,6 +199,7 @@ def make_fake_trt(version: str, *, dla_cores: int = 0, non_dla_layers: tuple = (
             return layer.name not in non_dla_layers
 
         if major == 10:  # removed in 11; must never be used by edgetl anyway
+
             @property
             def int8_calibrator(self):
                 raise AssertionError("edgetl must not use INT8 calibrators")
@@ -210,8 +225,14 @@ def make_fake_trt(version: str, *, dla_cores: int = 0, non_dla_layers: tuple = (
             return Profile()
 
         def build_serialized_network(self, network, config):
-            calls.append(("build_serialized_network", config.default_device_type.name, config.DLA_core,
-                          config.hardware_compatibility_level.name))
+            calls.append(
+                (
+                    "build_serialized_network",
+                    config.default_device_type.name,
+                    config.DLA_core,
+                    config.hardware_compatibility_level.name,
+                )
+            )
             if build_fails:
                 self.logger.log(ILogger.Severity.WARNING, "fake: some warning")
                 self.logger.log(ILogger.Severity.ERROR, "fake: no tactic\nfor layer conv")
@@ -252,6 +273,7 @@ def fake(monkeypatch):
 
 # ------------------------------------------------------------------------------------------ ONNX files
 
+
 def _onnx(path: Path, *, qdq: bool = False, fp16: bool = False) -> Path:
     w = np.ones((4, 3, 3, 3), np.float16 if fp16 else np.float32)
     inits = [numpy_helper.from_array(w, "w")]
@@ -260,20 +282,30 @@ def _onnx(path: Path, *, qdq: bool = False, fp16: bool = False) -> Path:
         nodes.append(helper.make_node("Cast", ["input"], ["x16"], name="cast_in", to=TensorProto.FLOAT16))
         x = "x16"
     if qdq:
-        inits += [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
-                  numpy_helper.from_array(np.array(0, np.int8), "z")]
-        nodes += [helper.make_node("QuantizeLinear", [x, "s", "z"], ["q"], name="q"),
-                  helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="dq")]
+        inits += [
+            numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+            numpy_helper.from_array(np.array(0, np.int8), "z"),
+        ]
+        nodes += [
+            helper.make_node("QuantizeLinear", [x, "s", "z"], ["q"], name="q"),
+            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"], name="dq"),
+        ]
         x = "dq"
-    nodes += [helper.make_node("Conv", [x, "w"], ["c"], name="conv"),
-              helper.make_node("Softmax", ["c"], ["y"], name="softmax")]
+    nodes += [
+        helper.make_node("Conv", [x, "w"], ["c"], name="conv"),
+        helper.make_node("Softmax", ["c"], ["y"], name="softmax"),
+    ]
     if fp16:
         nodes.append(helper.make_node("Cast", ["y"], ["logits"], name="cast_out", to=TensorProto.FLOAT))
     else:
         nodes.append(helper.make_node("Identity", ["y"], ["logits"], name="out"))
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4, 6, 6])], inits)
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4, 6, 6])],
+        inits,
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
@@ -284,11 +316,15 @@ def _calls(trt, name):
 
 # ----------------------------------------------------------------------------------------- TensorRT 10
 
+
 def test_trt10_fp16_sets_the_fp16_builder_flag(fake, tmp_path):
     trt = fake("10.3.0")
     engine = tmp_path / "model.fp16.engine"
-    m = ct.build_engine(_onnx(tmp_path / "model.fp32.onnx"), engine,
-                        ct.EngineBuildConfig(precision="fp16", max_batch=4, workspace_bytes=1 << 30))
+    m = ct.build_engine(
+        _onnx(tmp_path / "model.fp32.onnx"),
+        engine,
+        ct.EngineBuildConfig(precision="fp16", max_batch=4, workspace_bytes=1 << 30),
+    )
     assert _calls(trt, "create_network") == [(0,)]
     assert _calls(trt, "set_flag") == [("FP16",)]
     assert _calls(trt, "set_memory_pool_limit") == [("WORKSPACE", 1 << 30)]
@@ -313,8 +349,11 @@ def test_trt10_int8_uses_qdq_with_int8_and_fp16_flags_and_no_calibrator(fake, tm
 
 def test_trt10_strongly_typed_sets_network_flag_and_no_precision_flags(fake, tmp_path):
     trt = fake("10.8.0")
-    m = ct.build_engine(_onnx(tmp_path / "m.onnx", fp16=True), tmp_path / "m.engine",
-                        ct.EngineBuildConfig(precision="fp16", strongly_typed=True))
+    m = ct.build_engine(
+        _onnx(tmp_path / "m.onnx", fp16=True),
+        tmp_path / "m.engine",
+        ct.EngineBuildConfig(precision="fp16", strongly_typed=True),
+    )
     assert _calls(trt, "create_network") == [(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED),)]
     assert _calls(trt, "set_flag") == []
     assert m.strongly_typed is True
@@ -322,11 +361,15 @@ def test_trt10_strongly_typed_sets_network_flag_and_no_precision_flags(fake, tmp
 
 # ----------------------------------------------------------------------------------------- TensorRT 11
 
+
 def test_trt11_is_strongly_typed_with_no_precision_flags(fake, tmp_path):
     for precision, kw in (("fp16", {"fp16": True}), ("int8", {"qdq": True}), ("fp32", {})):
         trt = fake("11.1.0")
-        m = ct.build_engine(_onnx(tmp_path / f"{precision}.onnx", **kw), tmp_path / f"{precision}.engine",
-                            ct.EngineBuildConfig(precision=precision))
+        m = ct.build_engine(
+            _onnx(tmp_path / f"{precision}.onnx", **kw),
+            tmp_path / f"{precision}.engine",
+            ct.EngineBuildConfig(precision=precision),
+        )
         assert _calls(trt, "create_network") == [(0,)]
         assert _calls(trt, "set_flag") == []
         assert m.strongly_typed is True and m.builder_flags == []
@@ -348,6 +391,7 @@ def test_int8_without_qdq_never_reaches_tensorrt(fake, tmp_path):
 
 # ------------------------------------------------------------------------------------- errors and extras
 
+
 def test_parser_errors_become_one_line(fake, tmp_path):
     fake("10.3.0", parse_errors=("In node 3 (importConv): UNSUPPORTED_NODE\nweights", "second problem"))
     with pytest.raises(EdgetlError) as e:
@@ -368,8 +412,11 @@ def test_timing_cache_created_then_loaded(fake, tmp_path):
     trt = fake("10.3.0")
     first = ct.build_engine(_onnx(tmp_path / "m.onnx"), tmp_path / "a.engine", ct.EngineBuildConfig(timing_cache=cache))
     assert _calls(trt, "create_timing_cache") == [(b"",)] and _calls(trt, "set_timing_cache") == [(False,)]
-    assert cache.read_bytes() == b"+timings" and first.timing_cache == {"file": str(cache), "loaded": False,
-                                                                       "saved": True}
+    assert cache.read_bytes() == b"+timings" and first.timing_cache == {
+        "file": str(cache),
+        "loaded": False,
+        "saved": True,
+    }
     trt = fake("10.3.0")
     second = ct.build_engine(tmp_path / "m.onnx", tmp_path / "b.engine", ct.EngineBuildConfig(timing_cache=cache))
     assert _calls(trt, "create_timing_cache") == [(b"+timings",)]
@@ -386,8 +433,9 @@ def test_rejected_timing_cache_is_an_error(fake, tmp_path):
 
 def test_dla_with_gpu_fallback_records_fallback_layers(fake, tmp_path):
     trt = fake("10.3.0", dla_cores=2, non_dla_layers=("softmax",))
-    m = ct.build_engine(_onnx(tmp_path / "m.onnx", qdq=True), tmp_path / "m.engine",
-                        ct.EngineBuildConfig(precision="int8", dla_core=1))
+    m = ct.build_engine(
+        _onnx(tmp_path / "m.onnx", qdq=True), tmp_path / "m.engine", ct.EngineBuildConfig(precision="int8", dla_core=1)
+    )
     assert _calls(trt, "set_flag") == [("INT8",), ("FP16",), ("GPU_FALLBACK",)]
     assert _calls(trt, "build_serialized_network") == [("DLA", 1, "NONE")]
     assert m.dla_core == 1 and m.gpu_fallback is True and m.dla_fallback_layers == ["softmax"]
@@ -396,12 +444,18 @@ def test_dla_with_gpu_fallback_records_fallback_layers(fake, tmp_path):
 def test_dla_refusals(fake, tmp_path):
     fake("10.3.0", dla_cores=0)
     with pytest.raises(UnverifiedError, match="no DLA"):
-        ct.build_engine(_onnx(tmp_path / "m.onnx", qdq=True), tmp_path / "m.engine",
-                        ct.EngineBuildConfig(precision="int8", dla_core=0))
+        ct.build_engine(
+            _onnx(tmp_path / "m.onnx", qdq=True),
+            tmp_path / "m.engine",
+            ct.EngineBuildConfig(precision="int8", dla_core=0),
+        )
     fake("10.3.0", dla_cores=2, non_dla_layers=("softmax",))
     with pytest.raises(EdgetlError, match="cannot run on the DLA"):
-        ct.build_engine(tmp_path / "m.onnx", tmp_path / "m.engine",
-                        ct.EngineBuildConfig(precision="int8", dla_core=0, gpu_fallback=False))
+        ct.build_engine(
+            tmp_path / "m.onnx",
+            tmp_path / "m.engine",
+            ct.EngineBuildConfig(precision="int8", dla_core=0, gpu_fallback=False),
+        )
     with pytest.raises(EdgetlError, match="has 2 DLA cores"):
         ct.build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", ct.EngineBuildConfig(precision="int8", dla_core=2))
 
@@ -412,14 +466,16 @@ def test_hardware_and_version_compatibility_where_supported(fake, tmp_path):
     with pytest.raises(UnverifiedError, match="SAME_COMPUTE_CAPABILITY"):
         ct.build_engine(src, tmp_path / "m.engine", ct.EngineBuildConfig(hardware_compat="same_cc"))
     trt = fake("10.9.0")
-    m = ct.build_engine(src, tmp_path / "m.engine",
-                        ct.EngineBuildConfig(hardware_compat="same_cc", version_compatible=True))
+    m = ct.build_engine(
+        src, tmp_path / "m.engine", ct.EngineBuildConfig(hardware_compat="same_cc", version_compatible=True)
+    )
     assert _calls(trt, "build_serialized_network") == [("GPU", -1, "SAME_COMPUTE_CAPABILITY")]
     assert _calls(trt, "set_flag") == [("VERSION_COMPATIBLE",)]
     assert m.hardware_compatibility == "same_cc" and m.version_compatible is True
 
 
 # -------------------------------------------------------------------------------------------- runtime
+
 
 def test_backend_refuses_mismatch_before_deserializing(fake, tmp_path):
     fake("10.3.0")
@@ -453,6 +509,7 @@ def test_check_engine_compatible_uses_sidecar(fake, tmp_path):
 
 
 # ------------------------------------------------------------------ runtime data path (fake engine + memory)
+
 
 class FakeCuda:
     """Device memory as bytearrays keyed by fake pointers; records frees."""
@@ -606,8 +663,10 @@ def test_backend_time_compute_returns_per_iteration_ms(backend):
 
 # ------------------------------------------------------------------------- bundle engines (fake TensorRT)
 
+
 def _bundle(tmp_path: Path, with_fp16: bool = False) -> Path:
-    from edgetl.runtime.manifest import bundle_file_hashes, sha256_file as sha, write_manifest
+    from edgetl.runtime.manifest import bundle_file_hashes, write_manifest
+    from edgetl.runtime.manifest import sha256_file as sha
 
     b = tmp_path / "deploy"
     b.mkdir(parents=True)
@@ -615,16 +674,37 @@ def _bundle(tmp_path: Path, with_fp16: bool = False) -> Path:
     if with_fp16:
         files["fp16"] = _onnx(b / "model.fp16.onnx", fp16=True)
     precision = {"fp32": "fp32", "fp16": "fp16", "int8-modelopt": "int8"}
-    write_manifest(b, {
-        "input": {"kind": "image", "name": "input", "layout": "NCHW", "dtype": "float32", "image_size": [8, 8],
-                  "channels": 3, "resize": "bilinear", "scale": 1 / 255, "mean": [0.5] * 3, "std": [0.5] * 3},
-        "tasks": [{"name": "logits", "kind": "classification", "labels": ["a", "b", "c", "d"], "output": "logits"}],
-        "artifacts": {n: {"file": p.name, "format": "onnx", "precision": precision[n], "target": "any",
-                          "sha256": sha(p), "size_bytes": p.stat().st_size,
-                          "quantization": {"backend": "modelopt"} if n == "int8-modelopt" else None}
-                      for n, p in files.items()},
-        "files": bundle_file_hashes(b),
-    })
+    write_manifest(
+        b,
+        {
+            "input": {
+                "kind": "image",
+                "name": "input",
+                "layout": "NCHW",
+                "dtype": "float32",
+                "image_size": [8, 8],
+                "channels": 3,
+                "resize": "bilinear",
+                "scale": 1 / 255,
+                "mean": [0.5] * 3,
+                "std": [0.5] * 3,
+            },
+            "tasks": [{"name": "logits", "kind": "classification", "labels": ["a", "b", "c", "d"], "output": "logits"}],
+            "artifacts": {
+                n: {
+                    "file": p.name,
+                    "format": "onnx",
+                    "precision": precision[n],
+                    "target": "any",
+                    "sha256": sha(p),
+                    "size_bytes": p.stat().st_size,
+                    "quantization": {"backend": "modelopt"} if n == "int8-modelopt" else None,
+                }
+                for n, p in files.items()
+            },
+            "files": bundle_file_hashes(b),
+        },
+    )
     return b
 
 
@@ -641,8 +721,11 @@ def test_bundle_engines_added_to_manifest(fake, available, tmp_path):
 
     b = _bundle(tmp_path)
     trt = fake("10.3.0")
-    assert available.build_bundle_engines(b, fp16=True, int8=True, evaluate=False) == ["trt-fp32", "trt-fp16",
-                                                                                       "trt-int8"]
+    assert available.build_bundle_engines(b, fp16=True, int8=True, evaluate=False) == [
+        "trt-fp32",
+        "trt-fp16",
+        "trt-int8",
+    ]
     assert _calls(trt, "parse_from_file") == [("model.fp32.onnx",), ("model.fp32.onnx",), ("model.int8-modelopt.onnx",)]
     assert _calls(trt, "set_flag") == [("FP16",), ("INT8",), ("FP16",)]
     m = read_manifest(b)

@@ -8,11 +8,10 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO, set_dotted
 
 from edgetl.errors import EdgetlError
 from edgetl.recipe import recipe_from_dict
-
-from conftest import REPO, set_dotted
 
 
 def text_recipe_dict(**over) -> dict:
@@ -22,8 +21,14 @@ def text_recipe_dict(**over) -> dict:
         "input": {"kind": "text", "max_length": 32},
         "tasks": [{"name": "topic", "column": "label"}],
         "data": {"source": "bbc-news", "split": {"limit_train": 40, "limit_val": 20, "limit_test": 20}},
-        "train": {"epochs": 2, "batch_size": 16, "lr": 0.01, "seed": 0, "num_threads": 2,
-                  "freeze": {"policy": "linear_probe"}},
+        "train": {
+            "epochs": 2,
+            "batch_size": 16,
+            "lr": 0.01,
+            "seed": 0,
+            "num_threads": 2,
+            "freeze": {"policy": "linear_probe"},
+        },
         "export": {"calibration": {"size": 16}, "verify_samples": 20},
     }
     set_dotted(d, over)
@@ -51,8 +56,15 @@ def test_partial_text_freeze_trains_only_the_top_layer(tmp_path):
     from edgetl.train.loop import Trainer
     from edgetl.train.run import Run
 
-    rec = recipe_from_dict(text_recipe_dict(**{"train.freeze": {"policy": "first_k", "stages": 6}, "train.epochs": 1,
-                                               "data.split": {"limit_train": 16, "limit_val": 8, "limit_test": 8}}))
+    rec = recipe_from_dict(
+        text_recipe_dict(
+            **{
+                "train.freeze": {"policy": "first_k", "stages": 6},
+                "train.epochs": 1,
+                "data.split": {"limit_train": 16, "limit_val": 8, "limit_test": 8},
+            }
+        )
+    )
     run = Run(tmp_path / "r")
     (run.dir / "checkpoints").mkdir(parents=True)
     tr = Trainer(rec, run, load_splits(rec), progress=False)
@@ -71,9 +83,16 @@ def test_partial_text_freeze_trains_only_the_top_layer(tmp_path):
 def test_text_student_distils_from_text_teacher(text_run, tmp_path):
     from edgetl.train.loop import train
 
-    rec = recipe_from_dict(text_recipe_dict(**{
-        "name": "text-student", "train.epochs": 1, "backbone.pooling": "cls",
-        "distill": {"teacher": str(text_run.dir), "feature": "cosine", "alpha": 0.5}}))
+    rec = recipe_from_dict(
+        text_recipe_dict(
+            **{
+                "name": "text-student",
+                "train.epochs": 1,
+                "backbone.pooling": "cls",
+                "distill": {"teacher": str(text_run.dir), "feature": "cosine", "alpha": 0.5},
+            }
+        )
+    )
     run = train(rec, runs_dir=tmp_path, progress=False)
     row = run.metrics()[-1]
     assert run.info()["status"] == "completed" and np.isfinite(row["train_loss"]) and row["cached"]
@@ -89,8 +108,11 @@ def test_text_prefix_suffix_equals_full_encoder():
 
     bb = create_backbone(BackboneSpec(name="minilm", pooling="mean")).eval()
     tok = load_tokenizer(bb.cfg.tokenizer_path)
-    enc = tok(["short", "a longer sentence about interest rates and the central bank", "mid length"],
-              padding="longest", return_tensors="pt")
+    enc = tok(
+        ["short", "a longer sentence about interest rates and the central bank", "mid length"],
+        padding="longest",
+        return_tensors="pt",
+    )
     x = {k: enc[k] for k in bb.input_names}
     with torch.no_grad():
         ref = bb(**x)
@@ -121,7 +143,10 @@ def test_text_export_int8_and_runtime_predictor(text_run):
     # dynamic batch and sequence axes
     sess = ort.InferenceSession(str(bundle / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
     for b, seq in ((1, 7), (3, 20)):
-        feeds = {"input_ids": np.full((b, seq), 1000, dtype=np.int64), "attention_mask": np.ones((b, seq), dtype=np.int64)}
+        feeds = {
+            "input_ids": np.full((b, seq), 1000, dtype=np.int64),
+            "attention_mask": np.ones((b, seq), dtype=np.int64),
+        }
         feeds["input_ids"][:, 0], feeds["input_ids"][:, -1] = 101, 102
         if "token_type_ids" in names:
             feeds["token_type_ids"] = np.zeros((b, seq), dtype=np.int64)
@@ -142,8 +167,13 @@ def test_text_recipe_on_image_data_is_one_line_error(tmp_path):
     d = text_recipe_dict(**{"data.source": "fashion-mnist"})
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(d))
-    p = subprocess.run([sys.executable, "-m", "edgetl", "train", str(path), "--runs-dir", str(tmp_path / "runs"), "-q"],
-                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "edgetl", "train", str(path), "--runs-dir", str(tmp_path / "runs"), "-q"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert p.returncode != 0
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "input.kind is 'text' but data.source 'fashion-mnist' holds images" in lines[0], p.stderr

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO, tiny_recipe_dict
 from PIL import Image
 
-from conftest import REPO, tiny_recipe_dict
 from edgetl.errors import EdgetlError, StorageError
 from edgetl.runtime.manifest import bundle_file_hashes, sha256_file
 
@@ -29,8 +29,9 @@ from edgetl.runtime.manifest import bundle_file_hashes, sha256_file
 def cli(*args: str, cwd: Path = REPO, timeout: float = 300) -> tuple[subprocess.CompletedProcess, float]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "edgetl", *args], capture_output=True, text=True, cwd=cwd,
-                       timeout=timeout, env=env)
+    p = subprocess.run(
+        [sys.executable, "-m", "edgetl", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
+    )
     return p, time.perf_counter() - t0
 
 
@@ -66,8 +67,14 @@ def _to_external_data(bundle: Path, location: str = "weights.bin") -> Path:
 
     model_path = bundle / "model.fp32.onnx"
     model = onnx.load(str(model_path))
-    onnx.save(model, str(model_path), save_as_external_data=True, all_tensors_to_one_file=True,
-              location=location, size_threshold=0)
+    onnx.save(
+        model,
+        str(model_path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=location,
+        size_threshold=0,
+    )
     return bundle / location
 
 
@@ -224,6 +231,7 @@ def _damaging_entry(real):
             fh.seek(500)
             fh.write(b"\xff" * 32)
         return result
+
     return entry
 
 
@@ -292,8 +300,9 @@ def _csv_dataset(tmp_path: Path, fifo_row: bool) -> Path:
 
 
 def _csv_recipe(tmp_path: Path, data_path: Path) -> Path:
-    r = tiny_recipe_dict(**{"data": {"source": "csv", "path": str(data_path)},
-                            "tasks": [{"name": "label", "kind": "classification"}]})
+    r = tiny_recipe_dict(
+        **{"data": {"source": "csv", "path": str(data_path)}, "tasks": [{"name": "label", "kind": "classification"}]}
+    )
     p = tmp_path / "csv.yaml"
     p.write_text(yaml.safe_dump(r))
     return p

@@ -11,29 +11,46 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from edgetl.errors import EdgetlError
 from edgetl.evaluate.report import RunSummary, TaskScore, compare, render_markdown
 
-from conftest import REPO
-
 RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml") if p.name != "quickstart.yaml")
 
 
-def _summary(name, role, tasks, scores, n=1000, backbone="mobilenet_v2", weights="offline", teacher=None,
-             exports=None, rows="r1"):
+def _summary(
+    name, role, tasks, scores, n=1000, backbone="mobilenet_v2", weights="offline", teacher=None, exports=None, rows="r1"
+):
     policy = {"linear-probe": "linear_probe"}.get(role, "none")
-    return RunSummary(name=name, dir=f"/runs/{name}", role=role, variant="", backbone=backbone, weights=weights,
-                      input="image 64px", tasks={t: "classification" for t in tasks},
-                      task_keys={t: f"key-{t}" for t in tasks}, epochs=3, train_seconds=10.0, teacher=teacher,
-                      scores={t: TaskScore("accuracy", v, n, rows) for t, v in scores.items()}, exports=exports or {},
-                      policy=policy)
+    return RunSummary(
+        name=name,
+        dir=f"/runs/{name}",
+        role=role,
+        variant="",
+        backbone=backbone,
+        weights=weights,
+        input="image 64px",
+        tasks={t: "classification" for t in tasks},
+        task_keys={t: f"key-{t}" for t in tasks},
+        epochs=3,
+        train_seconds=10.0,
+        teacher=teacher,
+        scores={t: TaskScore("accuracy", v, n, rows) for t, v in scores.items()},
+        exports=exports or {},
+        policy=policy,
+    )
 
 
 def test_compare_pairs_runs_by_role_and_flags_negative_transfer():
     runs = [
-        _summary("ft", "fine-tuned", ["category"], {"category": 0.90},
-                 exports={"fp32": {"category": 0.90}, "int8-ort": {"category": 0.885}}),
+        _summary(
+            "ft",
+            "fine-tuned",
+            ["category"],
+            {"category": 0.90},
+            exports={"fp32": {"category": 0.90}, "int8-ort": {"category": 0.885}},
+        ),
         _summary("scratch", "scratch", ["category"], {"category": 0.70}, weights="none"),
         _summary("probe", "linear-probe", ["category"], {"category": 0.80}),
         _summary("multi", "fine-tuned", ["category", "group"], {"category": 0.895, "group": 0.97}),
@@ -54,7 +71,11 @@ def test_compare_pairs_runs_by_role_and_flags_negative_transfer():
     assert mt["category"]["within_noise"]  # -0.5 points on 1000 rows: well inside 2 SE (about 2.7 points)
     assert mt["group"]["delta"] == pytest.approx(2.0) and not mt["group"]["negative_transfer"]
     dist = c["distill"]
-    assert [d["baseline"] for d in dist] == ["ft"] and dist[0]["delta"] == pytest.approx(1.0) and dist[0]["teacher_score"] == pytest.approx(0.92)
+    assert (
+        [d["baseline"] for d in dist] == ["ft"]
+        and dist[0]["delta"] == pytest.approx(1.0)
+        and dist[0]["teacher_score"] == pytest.approx(0.92)
+    )
     ep = {d["artifact"]: d for d in c["export_precision"]}
     assert ep["int8-ort"]["drop"] == pytest.approx(1.5) and ep["fp32"]["drop"] == 0
     md = render_markdown(runs, c, "test")
@@ -94,8 +115,11 @@ def tiny_overrides(path: Path, teacher: str | None = None, data_root: Path | Non
         if "distill" in d:
             o.append("input.image_size=24")  # the student stays smaller than the (tiny) teacher
     for name in d.get("extra_data", {}):
-        o += [f"extra_data.{name}.split.limit_train=24", f"extra_data.{name}.split.limit_val=12",
-              f"extra_data.{name}.split.limit_test=12"]
+        o += [
+            f"extra_data.{name}.split.limit_train=24",
+            f"extra_data.{name}.split.limit_val=12",
+            f"extra_data.{name}.split.limit_test=12",
+        ]
     if teacher:
         o.append(f"distill.teacher={teacher}")
     if data_root is not None and (made := data_for_recipe(d, data_root)) is not None:
@@ -153,20 +177,35 @@ def test_transfer_report_end_to_end(recipe_runs, tmp_path):
     export_run(recipe_runs["distill-teacher"].dir, ExportOptions(int8=True, target="cpu", progress=False))
     names = ["distill-teacher", "scratch", "linear-probe", "multitask", "group-only", "distill", "student-undistilled"]
     dirs = [str(recipe_runs[n].dir) for n in names]
-    p = subprocess.run([sys.executable, "-m", "edgetl", "report", *dirs, "--out", str(tmp_path / "rep")],
-                       capture_output=True, text=True, cwd=REPO, timeout=600)
+    p = subprocess.run(
+        [sys.executable, "-m", "edgetl", "report", *dirs, "--out", str(tmp_path / "rep")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     roles = {r["name"]: r["role"] for r in rep["runs"]}
-    assert roles == {"distill-teacher": "fine-tuned", "scratch": "scratch", "linear-probe": "linear-probe",
-                     "multitask": "fine-tuned", "group-only": "fine-tuned", "distill": "distilled",
-                     "student-undistilled": "fine-tuned"}
+    assert roles == {
+        "distill-teacher": "fine-tuned",
+        "scratch": "scratch",
+        "linear-probe": "linear-probe",
+        "multitask": "fine-tuned",
+        "group-only": "fine-tuned",
+        "distill": "distilled",
+        "student-undistilled": "fine-tuned",
+    }
     c = rep["comparisons"]
-    assert {(d["run"], d["baseline"]) for d in c["transfer_gain"]} >= {("distill-teacher", "scratch"),
-                                                                     ("linear-probe", "scratch")}
+    assert {(d["run"], d["baseline"]) for d in c["transfer_gain"]} >= {
+        ("distill-teacher", "scratch"),
+        ("linear-probe", "scratch"),
+    }
     assert all(d["same_test_rows"] for d in c["transfer_gain"])
     assert {(d["run"], d["baseline"], d["task"]) for d in c["multitask_vs_single"]} == {
-        ("multitask", "distill-teacher", "category"), ("multitask", "group-only", "group")}
+        ("multitask", "distill-teacher", "category"),
+        ("multitask", "group-only", "group"),
+    }
     assert [(d["run"], d["baseline"]) for d in c["distill"]] == [("distill", "student-undistilled")]
     assert {d["artifact"] for d in c["export_precision"]} == {"fp32", "int8-ort"}
     md = (tmp_path / "rep" / "report.md").read_text()

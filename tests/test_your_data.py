@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, tiny_recipe_dict
 from yourdata import image_folder, image_manifest, text_manifest
 
@@ -25,10 +24,19 @@ DOCS = sorted((REPO / "docs").glob("*.md"))
 
 
 def edgetl(*args, cwd=None, timeout=600):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "edgetl", *args], capture_output=True, text=True,
-                          cwd=cwd or REPO, timeout=timeout, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "HF_HUB_OFFLINE": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "edgetl", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def one_line_error(r) -> str:
@@ -70,19 +78,28 @@ def test_readme_first_screen_links_your_data():
 def test_starter_recipe_for_folders_and_manifests(tmp_path):
     r = starter_recipe(image_folder(tmp_path / "split"))
     assert r["data"] == {"source": "imagefolder", "path": str(tmp_path / "split")}
-    assert r["input"]["kind"] == "image" and r["tasks"] == [{"name": "label", "kind": "classification",
-                                                                "column": "label"}]
+    assert r["input"]["kind"] == "image" and r["tasks"] == [
+        {"name": "label", "kind": "classification", "column": "label"}
+    ]
     assert starter_recipe(image_folder(tmp_path / "flat", splits=False))["data"]["source"] == "imagefolder"
     m = starter_recipe(image_manifest(tmp_path / "m"))
-    assert m["data"] == {"source": "csv", "path": str(tmp_path / "m" / "labels.csv"), "path_column": "path",
-                         "split_column": "split"}
-    assert {t["name"]: t["kind"] for t in m["tasks"]} == {"colour": "classification", "shape": "classification",
-                                                           "size": "regression", "tags": "multilabel"}
+    assert m["data"] == {
+        "source": "csv",
+        "path": str(tmp_path / "m" / "labels.csv"),
+        "path_column": "path",
+        "split_column": "split",
+    }
+    assert {t["name"]: t["kind"] for t in m["tasks"]} == {
+        "colour": "classification",
+        "shape": "classification",
+        "size": "regression",
+        "tags": "multilabel",
+    }
     t = starter_recipe(text_manifest(tmp_path / "t", fmt="jsonl"), backbone="minilm")
     assert t["input"]["kind"] == "text" and t["data"]["text_column"] == "text" and t["data"]["source"] == "jsonl"
     assert [x["column"] for x in t["tasks"]] == ["sentiment", "stars"]
-    for r in (r, m, t):
-        recipe_from_dict(r)
+    for each in (r, m, t):
+        recipe_from_dict(each)
 
 
 def test_data_that_is_neither_images_nor_text_is_one_line(tmp_path):
@@ -182,8 +199,10 @@ def test_predict_on_a_run_without_bundle_says_export_first(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ runs
 def test_runs_lists_status_score_and_bundle(tmp_path):
-    for name, info in {"ok": {"status": "completed", "best_score": 0.9}, "bad": {"status": "failed",
-                                                                                 "error": "boom"}}.items():
+    for name, info in {
+        "ok": {"status": "completed", "best_score": 0.9},
+        "bad": {"status": "failed", "error": "boom"},
+    }.items():
         d = tmp_path / name
         d.mkdir()
         (d / "recipe.yaml").write_text("name: x\n")
@@ -218,8 +237,11 @@ def test_image_recipes_train_on_generated_data_with_summary_and_resolved_recipe(
     from edgetl.train.loop import train
 
     folder = image_folder(tmp_path / "photos")
-    run = train(load_recipe(REPO / "recipes" / "imagefolder.yaml", [f"data.path={folder}", "train.epochs=1"]),
-                runs_dir=tmp_path / "runs", progress=False)
+    run = train(
+        load_recipe(REPO / "recipes" / "imagefolder.yaml", [f"data.path={folder}", "train.epochs=1"]),
+        runs_dir=tmp_path / "runs",
+        progress=False,
+    )
     s = run.info()["summary"]
     assert s["data"]["rows"] == {"train": 36, "val": 12, "test": 12}
     assert s["data"]["split_from"].startswith("sub-folders train/, val/, test/")
@@ -231,8 +253,11 @@ def test_image_recipes_train_on_generated_data_with_summary_and_resolved_recipe(
     assert run.recipe().data.path == str(folder)  # the saved recipe reloads
 
     csv = image_manifest(tmp_path / "m")
-    run = train(load_recipe(REPO / "recipes" / "csv-multitask.yaml", [f"data.path={csv}", "train.epochs=1"]),
-                runs_dir=tmp_path / "runs", progress=False)
+    run = train(
+        load_recipe(REPO / "recipes" / "csv-multitask.yaml", [f"data.path={csv}", "train.epochs=1"]),
+        runs_dir=tmp_path / "runs",
+        progress=False,
+    )
     s = run.info()["summary"]
     assert [t["kind"] for t in s["tasks"]] == ["classification", "classification", "regression", "multilabel"]
     assert s["data"]["rows"] == {"train": 24, "val": 6, "test": 6}
@@ -244,8 +269,11 @@ def test_text_recipe_trains_and_reports_skipped_rows(tmp_path):
     from edgetl.train.loop import train
 
     csv = text_manifest(tmp_path, blank_rows=(2, 4))
-    run = train(load_recipe(REPO / "recipes" / "text-csv.yaml", [f"data.path={csv}", "train.epochs=3"]),
-                runs_dir=tmp_path / "runs", progress=False)
+    run = train(
+        load_recipe(REPO / "recipes" / "text-csv.yaml", [f"data.path={csv}", "train.epochs=3"]),
+        runs_dir=tmp_path / "runs",
+        progress=False,
+    )
     s = run.info()["summary"]
     assert sum(s["data"]["skipped_unlabelled_rows"].values()) == 2
     assert s["feature_cache"]["on"] is True and s["frozen_stages"]["policy"] == "linear_probe"
@@ -258,8 +286,11 @@ def test_new_user_path_folder_and_csv_train_export_bench_predict(tmp_path):
     folder = image_folder(tmp_path / "photos")
     csv = image_manifest(tmp_path / "m")
     runs = tmp_path / "runs"
-    cases = [("--data", str(folder)), ("--data", str(csv)),
-             (str(REPO / "recipes" / "imagefolder.yaml"), f"data.path={folder}")]
+    cases = [
+        ("--data", str(folder)),
+        ("--data", str(csv)),
+        (str(REPO / "recipes" / "imagefolder.yaml"), f"data.path={folder}"),
+    ]
     for args in cases:
         r = edgetl("train", *args, "train.epochs=2", "--runs-dir", str(runs), "-q")
         assert r.returncode == 0, r.stderr
@@ -270,7 +301,9 @@ def test_new_user_path_folder_and_csv_train_export_bench_predict(tmp_path):
             assert yaml.safe_load((run / "recipe.yaml").read_text())["data"]["path"] == args[1]
         r = edgetl("export", str(run), "--int8", "-q")
         assert r.returncode == 0, r.stderr
-        gate = json.loads((run / "export" / "manifest.json").read_text())["artifacts"]["int8-ort"]["quantization"]["gate"]
+        gate = json.loads((run / "export" / "manifest.json").read_text())["artifacts"]["int8-ort"]["quantization"][
+            "gate"
+        ]
         assert "threads" in gate["latency"]["how"] and gate["latency"]["cpu"]  # how and where the ratio was measured
         r = edgetl("bench", str(run), "--budget", "0.2", "--batch", "1")
         assert r.returncode == 0, r.stderr
@@ -288,12 +321,21 @@ def test_new_user_path_folder_and_csv_train_export_bench_predict(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ bench naming + load
 def _report(cpu: str) -> dict:
-    return {"mode": "measured", "device": "cpu-x86-64",
-            "device_display": "x86-64 CPU (calibrated on 2 vCPU AMD EPYC Zen 3, AVX2)", "n_eval": 10,
-            "split": "test", "system": {"cpu": {"model": cpu}, "arch": "x86_64"}, "tasks": {"label": "classification"},
-            "bundle": "b", "created_utc": "now",
-            "rows": [{"artifact": a, "precision": a, "latency_ms": {"p50_ms": ms}, "metrics": {"label": {"accuracy": 0.9}}}
-                     for a, ms in (("fp32", 2.0), ("int8-ort", 1.0))]}
+    return {
+        "mode": "measured",
+        "device": "cpu-x86-64",
+        "device_display": "x86-64 CPU (calibrated on 2 vCPU AMD EPYC Zen 3, AVX2)",
+        "n_eval": 10,
+        "split": "test",
+        "system": {"cpu": {"model": cpu}, "arch": "x86_64"},
+        "tasks": {"label": "classification"},
+        "bundle": "b",
+        "created_utc": "now",
+        "rows": [
+            {"artifact": a, "precision": a, "latency_ms": {"p50_ms": ms}, "metrics": {"label": {"accuracy": 0.9}}}
+            for a, ms in (("fp32", 2.0), ("int8-ort", 1.0))
+        ],
+    }
 
 
 def test_bench_header_and_plot_title_name_the_cpu_that_ran_and_fit():
@@ -345,6 +387,9 @@ def test_image_folder_task_column_other_than_label_says_what_it_is(tmp_path):
     d = yaml.safe_load((REPO / "recipes" / "imagefolder.yaml").read_text())
     d["data"]["path"] = str(image_folder(tmp_path, per_class=3))
     d["tasks"][0]["column"] = "class"
-    with pytest.raises(EdgetlError, match=r"has no label column 'class' \(available: label\); an image folder's one "
-                                          r"label column is 'label'"):
+    with pytest.raises(
+        EdgetlError,
+        match=r"has no label column 'class' \(available: label\); an image folder's one "
+        r"label column is 'label'",
+    ):
         load_splits(recipe_from_dict(d))

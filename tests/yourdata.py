@@ -27,8 +27,11 @@ def _png(path: Path, colour, shape: str, rng) -> None:
 def image_folder(root: Path, per_class: int = 12, splits: bool = True) -> Path:
     """root/[train|val|test/]<colour>/<n>.png: three easily told apart classes."""
     rng = np.random.default_rng(0)
-    parts = {"train": per_class, "val": max(2, per_class // 3), "test": max(2, per_class // 3)} if splits \
+    parts = (
+        {"train": per_class, "val": max(2, per_class // 3), "test": max(2, per_class // 3)}
+        if splits
         else {"": per_class}
+    )
     for part, n in parts.items():
         for c, rgb in COLOURS.items():
             for i in range(n):
@@ -44,9 +47,16 @@ def image_manifest(root: Path, n: int = 36, fmt: str = "csv", blank_rows: tuple[
         colour = list(COLOURS)[i % 3]
         shape = SHAPES[(i // 3) % 2]
         _png(root / "images" / f"{i}.png", COLOURS[colour], shape, rng)
-        rows.append({"path": f"images/{i}.png", "colour": "" if i in blank_rows else colour, "shape": shape,
-                     "size": round(float(i % 7) + 0.5, 2), "tags": "|".join(t for t in (colour, shape)),
-                     "split": "test" if i % 6 == 5 else "val" if i % 6 == 4 else "train"})
+        rows.append(
+            {
+                "path": f"images/{i}.png",
+                "colour": "" if i in blank_rows else colour,
+                "shape": shape,
+                "size": round(float(i % 7) + 0.5, 2),
+                "tags": "|".join(t for t in (colour, shape)),
+                "split": "test" if i % 6 == 5 else "val" if i % 6 == 4 else "train",
+            }
+        )
     return _write(root / f"labels.{fmt}", rows, fmt)
 
 
@@ -59,10 +69,14 @@ def text_manifest(root: Path, n: int = 48, fmt: str = "csv", blank_rows: tuple[i
     for i in range(n):
         pos = i % 2 == 0
         word = (good if pos else bad)[i % 6]
-        rows.append({"text": f"The {things[i % 8]} was {word}, really {word}.",
-                     "sentiment": "" if i in blank_rows else ("pos" if pos else "neg"),
-                     "stars": (4 + i % 2) if pos else (1 + i % 2),
-                     "split": "test" if i % 8 == 7 else "val" if i % 8 == 6 else "train"})
+        rows.append(
+            {
+                "text": f"The {things[i % 8]} was {word}, really {word}.",
+                "sentiment": "" if i in blank_rows else ("pos" if pos else "neg"),
+                "stars": (4 + i % 2) if pos else (1 + i % 2),
+                "split": "test" if i % 8 == 7 else "val" if i % 8 == 6 else "train",
+            }
+        )
     root.mkdir(parents=True, exist_ok=True)
     return _write(root / f"reviews.{fmt}", rows, fmt)
 

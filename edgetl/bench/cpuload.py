@@ -39,7 +39,7 @@ class CpuLoad:
     """`with CpuLoad() as load: ...` then `load.other_share`: the fraction (0..1) of all CPUs' time that other
     processes used during the block (None where /proc/stat is unavailable)."""
 
-    def __enter__(self) -> "CpuLoad":
+    def __enter__(self) -> CpuLoad:
         self._busy0, self._own0, self._t0 = _busy_s(), time.process_time(), time.perf_counter()
         self.other_share: float | None = None
         return self

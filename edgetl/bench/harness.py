@@ -28,8 +28,9 @@ BENCH_DATA = "bench_data.npz"
 # ----------------------------------------------------------------------------------------------- bench data
 def write_bench_data(loaded, path: Path, split: str = "test") -> Path:
     """The held-out split as raw inputs + targets, so a device without the dataset can score artifacts."""
-    from edgetl.runtime.atomic import atomic_write_bytes
     import io
+
+    from edgetl.runtime.atomic import atomic_write_bytes
 
     ex = getattr(loaded.splits, split)
     arrays: dict[str, np.ndarray] = {f"target.{k}": v for k, v in ex.targets.items()}
@@ -40,8 +41,9 @@ def write_bench_data(loaded, path: Path, split: str = "test") -> Path:
             arrays[f"image.{i}"] = im
     else:
         arrays["texts"] = np.array(json.dumps(ex.texts))
-    arrays["meta"] = np.array(json.dumps({"split": split, "n": len(ex), "labels": loaded.splits.labels,
-                                          "kinds": loaded.kinds}))
+    arrays["meta"] = np.array(
+        json.dumps({"split": split, "n": len(ex), "labels": loaded.splits.labels, "kinds": loaded.kinds})
+    )
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
@@ -85,8 +87,10 @@ def locate(target: str | Path) -> tuple[Path, Path | None, Path | None]:
     if (p / "recipe.yaml").is_file():
         bundle = p / "export"
         if not bundle.exists() and (p / "export.prev" / "manifest.json").is_file():
-            raise EdgetlError(f"{p}: an export was killed while swapping bundles; the previous bundle is in "
-                              f"{p / 'export.prev'} (the next `edgetl export {p}` puts it back)")
+            raise EdgetlError(
+                f"{p}: an export was killed while swapping bundles; the previous bundle is in "
+                f"{p / 'export.prev'} (the next `edgetl export {p}` puts it back)"
+            )
         if not (bundle / "manifest.json").is_file():
             raise EdgetlError(f"{p}: no exported bundle yet; run `edgetl export {p} --int8` first")
         return bundle, p, None
@@ -111,24 +115,40 @@ def missing_artifact_message(name: str, bundle: Path, manifest) -> str:
     """One line for an --artifact the bundle lacks; a missing TensorRT engine says how to build it."""
     available = ", ".join(manifest.artifacts)
     if name.startswith(ENGINE_PREFIX):
-        prec = name[len(ENGINE_PREFIX):]
+        prec = name[len(ENGINE_PREFIX) :]
         flag = {"fp16": " --fp16", "int8": " --int8"}.get(prec, "")
         engines = [a for a, e in manifest.artifacts.items() if e.format == "tensorrt"]
         have = f"it has {', '.join(engines)}" if engines else "it has no TensorRT engines"
-        return (f"--artifact {name}: {bundle} has no TensorRT {prec} engine ({have}); build it on the device with "
-                f"`edgetl build {bundle}{flag}`")
+        return (
+            f"--artifact {name}: {bundle} has no TensorRT {prec} engine ({have}); build it on the device with "
+            f"`edgetl build {bundle}{flag}`"
+        )
     return f"--artifact {name!r} not in the bundle; available: {available}"
 
 
-def bench_artifact(bundle: Path, name: str, data: BenchData | None, *, batch_sizes, budget_s: float,
-                   threads: int | None, providers=None, verify: bool = True) -> dict:
+def bench_artifact(
+    bundle: Path,
+    name: str,
+    data: BenchData | None,
+    *,
+    batch_sizes,
+    budget_s: float,
+    threads: int | None,
+    providers=None,
+    verify: bool = True,
+) -> dict:
     from edgetl.runtime import Predictor
 
     entry = read_manifest(bundle).artifacts[name]
     path = bundle / entry.file
-    row = {"artifact": name, "backend": "onnxruntime" if entry.format == "onnx" else entry.format,
-           "precision": entry.precision, "file": entry.file,
-           "size_mb": round(path.stat().st_size / 1e6, 3) if path.is_file() else None, "kind": "measured"}
+    row = {
+        "artifact": name,
+        "backend": "onnxruntime" if entry.format == "onnx" else entry.format,
+        "precision": entry.precision,
+        "file": entry.file,
+        "size_mb": round(path.stat().st_size / 1e6, 3) if path.is_file() else None,
+        "kind": "measured",
+    }
     if entry.format != "onnx":  # ORT providers and threads do not apply to a TensorRT engine
         providers, threads = None, None
     try:
@@ -139,9 +159,12 @@ def bench_artifact(bundle: Path, name: str, data: BenchData | None, *, batch_siz
     asked = [p[0] if isinstance(p, (tuple, list)) else p for p in providers or ()]
     dropped = [p for p in asked if p not in row["providers"]]
     if dropped:  # ONNX Runtime falls back to CPU silently when a GPU provider cannot start: say so, measure nothing
-        return {**row, "status": f"load failed: execution provider {dropped[0]} did not start on this machine "
-                                 f"(ONNX Runtime fell back to {', '.join(row['providers'])}); check its CUDA / cuDNN / "
-                                 f"TensorRT libraries or drop --provider"}
+        return {
+            **row,
+            "status": f"load failed: execution provider {dropped[0]} did not start on this machine "
+            f"(ONNX Runtime fell back to {', '.join(row['providers'])}); check its CUDA / cuDNN / "
+            f"TensorRT libraries or drop --provider",
+        }
     score_batch = 64
     if entry.format == "tensorrt":
         batch_sizes = _engine_batch_sizes(pred.backend, batch_sizes, row)
@@ -182,8 +205,12 @@ def _latency_rows(pred, data: BenchData | None, batch_sizes, budget_s) -> dict:
         return lambda: pred.backend.run(f)
 
     tp = measure_throughput(for_batch, list(batch_sizes), budget_s=budget_s)
-    return {"latency_ms": e2e.to_dict(), "compute_latency_ms": compute.to_dict(), "compute_timer": timer,
-            "throughput": [p.to_dict() for p in tp]}
+    return {
+        "latency_ms": e2e.to_dict(),
+        "compute_latency_ms": compute.to_dict(),
+        "compute_timer": timer,
+        "throughput": [p.to_dict() for p in tp],
+    }
 
 
 def _engine_compute_latency(backend, feeds, budget_s: float):
@@ -241,9 +268,17 @@ def bench_pytorch(run_dir: Path, data: BenchData, *, budget_s: float, threads: i
     one = data.batch(np.arange(1))
     lat = measure_latency(lambda: predict_arrays(one), warmup_s=0.5, budget_s=budget_s)
     ck = loaded.run.checkpoint("best")
-    return {"artifact": "pytorch", "backend": "pytorch-eager", "precision": "fp32", "file": str(ck),
-            "size_mb": round(ck.stat().st_size / 1e6, 3), "kind": "measured", "latency_ms": lat.to_dict(),
-            "metrics": _accuracy(predict_arrays, data), "status": "passed"}
+    return {
+        "artifact": "pytorch",
+        "backend": "pytorch-eager",
+        "precision": "fp32",
+        "file": str(ck),
+        "size_mb": round(ck.stat().st_size / 1e6, 3),
+        "kind": "measured",
+        "latency_ms": lat.to_dict(),
+        "metrics": _accuracy(predict_arrays, data),
+        "status": "passed",
+    }
 
 
 def estimate_rows(bundle: Path, device: str) -> list[dict]:
@@ -254,9 +289,18 @@ def estimate_rows(bundle: Path, device: str) -> list[dict]:
         if entry.format != "onnx":
             continue
         est = estimate_latency(bundle / entry.file, device)
-        rows.append({"artifact": name, "backend": f"estimate:{device}", "precision": est.precision,
-                     "file": entry.file, "kind": "estimated", "estimate": est.to_dict(),
-                     "latency_ms": {"p50_ms": est.total_ms}, "status": "estimated"})
+        rows.append(
+            {
+                "artifact": name,
+                "backend": f"estimate:{device}",
+                "precision": est.precision,
+                "file": entry.file,
+                "kind": "estimated",
+                "estimate": est.to_dict(),
+                "latency_ms": {"p50_ms": est.total_ms},
+                "status": "estimated",
+            }
+        )
     return rows
 
 
@@ -267,16 +311,31 @@ def _add_comparisons(rows: list[dict], kinds: dict[str, str]) -> None:
             continue
         r["speedup_vs_fp32"] = base["latency_ms"]["p50_ms"] / r["latency_ms"]["p50_ms"]
         if "metrics" in r:
-            r["drop_vs_fp32"] = {t: (primary_score(kinds[t], base["metrics"][t]) - primary_score(kinds[t], r["metrics"][t]))
-                                 * (100 if kinds[t] != "regression" else 1) for t in kinds}
+            r["drop_vs_fp32"] = {
+                t: (primary_score(kinds[t], base["metrics"][t]) - primary_score(kinds[t], r["metrics"][t]))
+                * (100 if kinds[t] != "regression" else 1)
+                for t in kinds
+            }
         if r["artifact"] != "fp32" and r["speedup_vs_fp32"] < 1.0 and r.get("precision") in ("int8", "fp16"):
             r["warning"] = f"slower than FP32 on this device ({r['speedup_vs_fp32']:.2f}x)"
 
 
-def bench(target: str | Path, device: str = "cpu", *, estimate: bool | None = None, artifacts: list[str] | None = None,
-          batch_sizes=(1, 8, 32), budget_s: float = 3.0, threads: int | None = None, pytorch: bool = True,
-          out: Path | None = None, data_path: Path | None = None, providers=None, progress=None,
-          verify: bool = True) -> dict:
+def bench(
+    target: str | Path,
+    device: str = "cpu",
+    *,
+    estimate: bool | None = None,
+    artifacts: list[str] | None = None,
+    batch_sizes=(1, 8, 32),
+    budget_s: float = 3.0,
+    threads: int | None = None,
+    pytorch: bool = True,
+    out: Path | None = None,
+    data_path: Path | None = None,
+    providers=None,
+    progress=None,
+    verify: bool = True,
+) -> dict:
     """Benchmark a run or bundle; writes bench.json (+ bench.md, bench.png) and returns the report dict.
 
     With `verify` (the default) a bundle whose files do not match their manifest sha256 is refused before
@@ -318,8 +377,10 @@ def bench(target: str | Path, device: str = "cpu", *, estimate: bool | None = No
             try:
                 from edgetl.export.loaded import load_run
             except ImportError as e:  # a device with the light install: it gets bench_data.npz with the bundle
-                raise EdgetlError(f"{run_dir}: writing {BENCH_DATA} from a run needs the training install ({e}); "
-                                  f"bench the bundle {bundle} with its {BENCH_DATA} instead, or use --host") from None
+                raise EdgetlError(
+                    f"{run_dir}: writing {BENCH_DATA} from a run needs the training install ({e}); "
+                    f"bench the bundle {bundle} with its {BENCH_DATA} instead, or use --host"
+                ) from None
             write_bench_data(load_run(run_dir), path)
         data = BenchData(path)
     # the export gate's threads unless told otherwise, so `x fp32` here and the manifest's ratio are comparable
@@ -338,23 +399,50 @@ def bench(target: str | Path, device: str = "cpu", *, estimate: bool | None = No
                 continue
             if progress:
                 progress(f"benchmarking {name}")
-            rows.append(bench_artifact(bundle, name, data, batch_sizes=batch_sizes, budget_s=budget_s,
-                                       threads=threads, providers=providers, verify=verify))
+            rows.append(
+                bench_artifact(
+                    bundle,
+                    name,
+                    data,
+                    batch_sizes=batch_sizes,
+                    budget_s=budget_s,
+                    threads=threads,
+                    providers=providers,
+                    verify=verify,
+                )
+            )
         _add_comparisons(rows, kinds)
-    warnings = [f"other processes used {100 * r['other_cpu_share']:.0f}% of the CPUs while {r['artifact']} was timed: "
-                "its latency and x fp32 may be off (rerun on an idle machine)"
-                for r in rows if (r.get("other_cpu_share") or 0) > BUSY_SHARE]
+    warnings = [
+        f"other processes used {100 * r['other_cpu_share']:.0f}% of the CPUs while {r['artifact']} was timed: "
+        "its latency and x fp32 may be off (rerun on an idle machine)"
+        for r in rows
+        if (r.get("other_cpu_share") or 0) > BUSY_SHARE
+    ]
     system = collect_system_info()
-    report = {"schema": "edgetl-bench/1", "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "bundle": str(bundle), "device": profile.name if profile else local,
-              "device_display": profile.display_name if profile else local,
-              "mode": "estimated" if estimate else "measured", "threads": threads,
-              "split": data.split if data else None, "n_eval": data.n if data else 0,
-              "system": system, "machine": machine_name(system), "tasks": kinds, "rows": rows,
-              "timing": None if estimate else {
-                  "how": f"one artifact at a time, {threads} threads, {WARMUP_S} s warm-up, batch-1 p50 end to end; "
-                         "x fp32 = ratio of p50s", "threads": threads, "warmup_s": WARMUP_S},
-              "warnings": warnings}
+    report = {
+        "schema": "edgetl-bench/1",
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "bundle": str(bundle),
+        "device": profile.name if profile else local,
+        "device_display": profile.display_name if profile else local,
+        "mode": "estimated" if estimate else "measured",
+        "threads": threads,
+        "split": data.split if data else None,
+        "n_eval": data.n if data else 0,
+        "system": system,
+        "machine": machine_name(system),
+        "tasks": kinds,
+        "rows": rows,
+        "timing": None
+        if estimate
+        else {
+            "how": f"one artifact at a time, {threads} threads, {WARMUP_S} s warm-up, batch-1 p50 end to end; "
+            "x fp32 = ratio of p50s",
+            "threads": threads,
+            "warmup_s": WARMUP_S,
+        },
+        "warnings": warnings,
+    }
     out_dir = Path(out) if out else (run_dir or bundle)
     write_report(report, out_dir)
     return report
@@ -362,10 +450,8 @@ def bench(target: str | Path, device: str = "cpu", *, estimate: bool | None = No
 
 def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
     from edgetl.bench.report import render_markdown, render_pareto_png
-    from edgetl.runtime.atomic import atomic_write_text
-
     from edgetl.errors import StorageError
-    from edgetl.runtime.atomic import storage_error
+    from edgetl.runtime.atomic import atomic_write_text, storage_error
 
     stem = "bench" if report["mode"] == "measured" else f"bench.estimate.{report['device']}"
     paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md"}

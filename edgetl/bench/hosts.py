@@ -20,8 +20,8 @@ import ipaddress
 import posixpath
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from edgetl.errors import EdgetlError
 
@@ -52,8 +52,9 @@ class Host:
         if self.user is not None:
             _check_user(self.user, repr(self.user))
         _check_addr(self.addr, repr(self.addr))
-        if self.port is not None and (isinstance(self.port, bool) or not isinstance(self.port, int)
-                                      or not 1 <= self.port <= 65535):
+        if self.port is not None and (
+            isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535
+        ):
             raise EdgetlError(f"remote host: port {self.port!r} must be an integer in 1..65535")
 
     @property
@@ -100,17 +101,29 @@ class Host:
             argv += ["-P", str(self.port)]
         return argv
 
-    def scp_to_argv(self, local_path: str, remote_path: str, *, recursive: bool = False,
-                    scp: str = "scp", options: Sequence[str] = ()) -> list[str]:
+    def scp_to_argv(
+        self,
+        local_path: str,
+        remote_path: str,
+        *,
+        recursive: bool = False,
+        scp: str = "scp",
+        options: Sequence[str] = (),
+    ) -> list[str]:
         """Copy a local file (or directory, `recursive=True`) to `remote_path` on this host."""
-        return [*self._scp_head(scp, options, recursive), "--", _local_arg(local_path),
-                self.scp_target(remote_path)]
+        return [*self._scp_head(scp, options, recursive), "--", _local_arg(local_path), self.scp_target(remote_path)]
 
-    def scp_from_argv(self, remote_path: str, local_path: str, *, recursive: bool = False,
-                      scp: str = "scp", options: Sequence[str] = ()) -> list[str]:
+    def scp_from_argv(
+        self,
+        remote_path: str,
+        local_path: str,
+        *,
+        recursive: bool = False,
+        scp: str = "scp",
+        options: Sequence[str] = (),
+    ) -> list[str]:
         """Copy `remote_path` from this host to a local path."""
-        return [*self._scp_head(scp, options, recursive), "--", self.scp_target(remote_path),
-                _local_arg(local_path)]
+        return [*self._scp_head(scp, options, recursive), "--", self.scp_target(remote_path), _local_arg(local_path)]
 
 
 def parse_host(spec: str) -> Host:
@@ -167,8 +180,10 @@ def safe_remote_path(path: str) -> str:
         raise EdgetlError(f"remote path: {shown} starts with '-' (would be read as an option)")
     if body and not _PATH_CHARS_RE.fullmatch(body):
         bad = sorted({c for c in body if not _PATH_CHARS_RE.fullmatch(c)})
-        raise EdgetlError(f"remote path: {shown} contains {''.join(bad)!r}; allowed are letters, digits "
-                          f"and _ . / + = , @ % - (and a leading ~/)")
+        raise EdgetlError(
+            f"remote path: {shown} contains {''.join(bad)!r}; allowed are letters, digits "
+            f"and _ . / + = , @ % - (and a leading ~/)"
+        )
     parts = body.split("/")
     if ".." in parts:
         raise EdgetlError(f"remote path: {shown} contains a '..' component")
@@ -210,8 +225,10 @@ def _show(value: str, limit: int = 80) -> str:
 
 def _check_user(user: str, shown: str) -> None:
     if not isinstance(user, str) or not _USER_RE.fullmatch(user):
-        raise EdgetlError(f"remote host: {shown} has user name {_show(str(user))}; expected letters, digits, "
-                          f"'_', '.', '-' (starting with a letter or '_', at most 32 characters)")
+        raise EdgetlError(
+            f"remote host: {shown} has user name {_show(str(user))}; expected letters, digits, "
+            f"'_', '.', '-' (starting with a letter or '_', at most 32 characters)"
+        )
 
 
 def _split_port(rest: str, shown: str) -> tuple[str, str | None]:
@@ -219,7 +236,7 @@ def _split_port(rest: str, shown: str) -> tuple[str, str | None]:
         close = rest.find("]")
         if close < 0:
             raise EdgetlError(f"remote host: {shown} opens '[' without a closing ']'")
-        addr, tail = rest[1:close], rest[close + 1:]
+        addr, tail = rest[1:close], rest[close + 1 :]
         if not addr:
             raise EdgetlError(f"remote host: {shown} has an empty address in '[]'")
         if ":" not in addr:
@@ -255,8 +272,10 @@ def _check_addr(addr: str, shown: str) -> None:
         raise EdgetlError(f"remote host: {shown} has a host name longer than 253 characters")
     labels = addr.split(".")
     if not all(_LABEL_RE.fullmatch(label) for label in labels):
-        raise EdgetlError(f"remote host: {shown} has an invalid host name {_show(addr)}; expected letters, "
-                          f"digits, inner '-' and '.' between labels, or an IP address")
+        raise EdgetlError(
+            f"remote host: {shown} has an invalid host name {_show(addr)}; expected letters, "
+            f"digits, inner '-' and '.' between labels, or an IP address"
+        )
     if all(label.isdigit() for label in labels):  # looks numeric: must be a real dotted-quad IPv4
         try:
             ipaddress.IPv4Address(addr)

@@ -21,8 +21,17 @@ from pathlib import Path
 from edgetl.bench.report import machine_name
 from edgetl.errors import EdgetlError
 
-__all__ = ["SCHEMA", "comparison_table", "load_report", "merge_reports", "print_comparison", "render_markdown",
-           "render_png", "system_summary", "write_comparison"]
+__all__ = [
+    "SCHEMA",
+    "comparison_table",
+    "load_report",
+    "merge_reports",
+    "print_comparison",
+    "render_markdown",
+    "render_png",
+    "system_summary",
+    "write_comparison",
+]
 
 SCHEMA = "edgetl-bench-compare/1"
 BENCH_SCHEMA = "edgetl-bench/1"
@@ -62,16 +71,23 @@ def system_summary(system: dict | None) -> dict:
         "arch": system.get("arch"),
         "threads": cpu.get("threads") if isinstance(cpu, dict) else None,
         "memory_gb": system.get("memory_gb"),
-        "gpus": [{"name": g.get("name"), "driver": g.get("driver"), "compute_capability": g.get("compute_capability")}
-                 for g in system.get("gpus") or []],
+        "gpus": [
+            {"name": g.get("name"), "driver": g.get("driver"), "compute_capability": g.get("compute_capability")}
+            for g in system.get("gpus") or []
+        ],
         "versions": {k: versions.get(k) for k in ("edgetl", "onnxruntime", "tensorrt", "numpy") if versions.get(k)},
         "jetson": None,
     }
     if jetson:
         pm = jetson.get("power_mode") or {}
-        out["jetson"] = {"model": jetson.get("model"), "jetpack": jetson.get("jetpack"), "l4t": jetson.get("l4t"),
-                         "power_mode": pm.get("name"), "power_mode_id": pm.get("id"),
-                         "clocks": "recorded" if jetson.get("clocks") else None}
+        out["jetson"] = {
+            "model": jetson.get("model"),
+            "jetpack": jetson.get("jetpack"),
+            "l4t": jetson.get("l4t"),
+            "power_mode": pm.get("name"),
+            "power_mode_id": pm.get("id"),
+            "clocks": "recorded" if jetson.get("clocks") else None,
+        }
     return out
 
 
@@ -118,46 +134,81 @@ def merge_reports(reports: Sequence[dict], failures: Iterable[dict] = ()) -> dic
     for r in reports:
         for t, k in (r.get("tasks") or {}).items():
             if tasks.setdefault(t, k) != k:
-                raise EdgetlError(f"{r.get('source', 'report')}: task {t!r} is {k!r} here but {tasks[t]!r} in another report")
+                raise EdgetlError(
+                    f"{r.get('source', 'report')}: task {t!r} is {k!r} here but {tasks[t]!r} in another report"
+                )
     used: set[str] = set()
     devices, rows = [], []
     for r in reports:
         label = _unique_label(r.get("host") or r.get("device") or "?", used)
-        devices.append({
-            "label": label, "status": "ok", "host": r.get("host"), "device": r.get("device"),
-            "device_display": r.get("device_display", r.get("device")), "mode": r.get("mode"),
-            "machine": r.get("machine") or (machine_name(r.get("system") or {}) if r.get("mode") == "measured" else None),
-            "bundle": r.get("bundle"), "created_utc": r.get("created_utc"), "n_eval": r.get("n_eval", 0),
-            "split": r.get("split"), "threads": r.get("threads"), "source": r.get("source"),
-            "system": system_summary(r.get("system")), "wall_s": (r.get("remote") or {}).get("wall_s"),
-            "warnings": list(r.get("warnings") or []),
-        })
+        devices.append(
+            {
+                "label": label,
+                "status": "ok",
+                "host": r.get("host"),
+                "device": r.get("device"),
+                "device_display": r.get("device_display", r.get("device")),
+                "mode": r.get("mode"),
+                "machine": r.get("machine")
+                or (machine_name(r.get("system") or {}) if r.get("mode") == "measured" else None),
+                "bundle": r.get("bundle"),
+                "created_utc": r.get("created_utc"),
+                "n_eval": r.get("n_eval", 0),
+                "split": r.get("split"),
+                "threads": r.get("threads"),
+                "source": r.get("source"),
+                "system": system_summary(r.get("system")),
+                "wall_s": (r.get("remote") or {}).get("wall_s"),
+                "warnings": list(r.get("warnings") or []),
+            }
+        )
         kinds = r.get("tasks") or {}
         for row in r.get("rows") or []:
             lat = row.get("latency_ms") or {}
             thr = [p.get("items_per_s") for p in row.get("throughput") or [] if p.get("items_per_s")]
-            rows.append({
-                "device": label, "artifact": row.get("artifact"), "backend": row.get("backend"),
-                "precision": row.get("precision"), "kind": row.get("kind"), "size_mb": row.get("size_mb"),
-                "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"), "p99_ms": lat.get("p99_ms"),
-                "compute_p50_ms": (row.get("compute_latency_ms") or {}).get("p50_ms"),
-                "compute_timer": row.get("compute_timer"),
-                "best_items_per_s": max(thr) if thr else None,
-                "speedup_vs_fp32": row.get("speedup_vs_fp32"),
-                "scores": {t: _task_score((row.get("metrics") or {}).get(t), k) for t, k in kinds.items()},
-                "mean_score": _mean_score(row.get("metrics"), kinds),
-                "status": row.get("warning") or row.get("status", "-"),
-            })
+            rows.append(
+                {
+                    "device": label,
+                    "artifact": row.get("artifact"),
+                    "backend": row.get("backend"),
+                    "precision": row.get("precision"),
+                    "kind": row.get("kind"),
+                    "size_mb": row.get("size_mb"),
+                    "p50_ms": lat.get("p50_ms"),
+                    "p90_ms": lat.get("p90_ms"),
+                    "p99_ms": lat.get("p99_ms"),
+                    "compute_p50_ms": (row.get("compute_latency_ms") or {}).get("p50_ms"),
+                    "compute_timer": row.get("compute_timer"),
+                    "best_items_per_s": max(thr) if thr else None,
+                    "speedup_vs_fp32": row.get("speedup_vs_fp32"),
+                    "scores": {t: _task_score((row.get("metrics") or {}).get(t), k) for t, k in kinds.items()},
+                    "mean_score": _mean_score(row.get("metrics"), kinds),
+                    "status": row.get("warning") or row.get("status", "-"),
+                }
+            )
     for f in failures:
         label = _unique_label(str(f.get("label") or f.get("host") or "?"), used)
-        devices.append({"label": label, "status": "failed", "host": f.get("host"), "error": f.get("error"),
-                        "wall_s": f.get("wall_s")})
+        devices.append(
+            {
+                "label": label,
+                "status": "failed",
+                "host": f.get("host"),
+                "error": f.get("error"),
+                "wall_s": f.get("wall_s"),
+            }
+        )
         err = str(f.get("error"))
         for prefix in (f"{label}: ", f"{f.get('host')}: "):
-            err = err[len(prefix):] if err.startswith(prefix) else err
+            err = err[len(prefix) :] if err.startswith(prefix) else err
         rows.append({"device": label, "artifact": "-", "status": f"FAILED: {err}", "scores": {}})
-    return {"schema": SCHEMA, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "tasks": tasks, "devices": devices, "rows": rows, "consistency": _consistency(rows, tasks)}
+    return {
+        "schema": SCHEMA,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "tasks": tasks,
+        "devices": devices,
+        "rows": rows,
+        "consistency": _consistency(rows, tasks),
+    }
 
 
 def _consistency(rows: list[dict], tasks: dict[str, str]) -> dict:
@@ -170,8 +221,11 @@ def _consistency(rows: list[dict], tasks: dict[str, str]) -> dict:
         for t, v in (r.get("scores") or {}).items():
             if v is not None:
                 by.setdefault(r["artifact"], {}).setdefault(t, []).append(v)
-    return {a: {t: {"devices": len(v), "spread": max(v) - min(v)} for t, v in ts.items() if len(v) > 1}
-            for a, ts in by.items() if any(len(v) > 1 for v in ts.values())}
+    return {
+        a: {t: {"devices": len(v), "spread": max(v) - min(v)} for t, v in ts.items() if len(v) > 1}
+        for a, ts in by.items()
+        if any(len(v) > 1 for v in ts.values())
+    }
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -181,38 +235,58 @@ def _f(v, fmt: str = ".2f") -> str:
 
 def comparison_table(merged: dict) -> tuple[list[str], list[list[str]]]:
     tasks = merged["tasks"]
-    header = ["device", "artifact", "prec", "p50 ms", "p99 ms", "compute p50", "thru /s", "x fp32"] + \
-        [f"{t} {'MAE' if k == 'regression' else 'acc'}" for t, k in tasks.items()] + ["status"]
+    header = (
+        ["device", "artifact", "prec", "p50 ms", "p99 ms", "compute p50", "thru /s", "x fp32"]
+        + [f"{t} {'MAE' if k == 'regression' else 'acc'}" for t, k in tasks.items()]
+        + ["status"]
+    )
     out = []
     for r in merged["rows"]:
         est = r.get("kind") == "estimated"
         backend = r.get("backend") or ""
-        name = r["artifact"] if backend in ("", "onnxruntime", "pytorch-eager") or est else f"{r['artifact']} ({backend})"
+        name = (
+            r["artifact"] if backend in ("", "onnxruntime", "pytorch-eager") or est else f"{r['artifact']} ({backend})"
+        )
         p50 = _f(r.get("p50_ms"))
-        out.append([
-            r["device"], name, r.get("precision") or "-", f"~{p50} (est.)" if est and p50 != "-" else p50,
-            _f(r.get("p99_ms")), _f(r.get("compute_p50_ms")), _f(r.get("best_items_per_s"), ".0f"),
-            _f(r.get("speedup_vs_fp32")),
-            *[_f(r["scores"].get(t), ".3f" if k == "regression" else ".2f") for t, k in tasks.items()],
-            str(r.get("status", "-")),
-        ])
+        out.append(
+            [
+                r["device"],
+                name,
+                r.get("precision") or "-",
+                f"~{p50} (est.)" if est and p50 != "-" else p50,
+                _f(r.get("p99_ms")),
+                _f(r.get("compute_p50_ms")),
+                _f(r.get("best_items_per_s"), ".0f"),
+                _f(r.get("speedup_vs_fp32")),
+                *[_f(r["scores"].get(t), ".3f" if k == "regression" else ".2f") for t, k in tasks.items()],
+                str(r.get("status", "-")),
+            ]
+        )
     return header, out
 
 
 def _device_line(d: dict) -> str:
     if d["status"] != "ok":
         err = str(d.get("error"))
-        return f"- **{d['label']}**: FAILED: {err[len(d['label']) + 2:] if err.startswith(d['label'] + ': ') else err}"
+        return f"- **{d['label']}**: FAILED: {err[len(d['label']) + 2 :] if err.startswith(d['label'] + ': ') else err}"
     s = d.get("system") or {}
-    what = (f"{d['machine']} ({d.get('mode')}; profile {d.get('device')})" if d.get("machine")
-            else f"{d.get('device_display') or d.get('device')} ({d.get('mode')})")
+    what = (
+        f"{d['machine']} ({d.get('mode')}; profile {d.get('device')})"
+        if d.get("machine")
+        else f"{d.get('device_display') or d.get('device')} ({d.get('mode')})"
+    )
     parts = [what, f"CPU {s.get('cpu') or '?'}"]
     for g in s.get("gpus") or []:
-        parts.append(f"GPU {g.get('name')} (driver {g.get('driver') or '?'}, compute {g.get('compute_capability') or '?'})")
+        parts.append(
+            f"GPU {g.get('name')} (driver {g.get('driver') or '?'}, compute {g.get('compute_capability') or '?'})"
+        )
     j = s.get("jetson")
     if j:
-        parts.append(f"Jetson {j.get('model') or '?'}, JetPack {j.get('jetpack') or '?'} (L4T {j.get('l4t') or '?'}), "
-                     f"power mode {j.get('power_mode') or '?'}" + (f" (id {j['power_mode_id']})" if j.get("power_mode_id") is not None else ""))
+        parts.append(
+            f"Jetson {j.get('model') or '?'}, JetPack {j.get('jetpack') or '?'} (L4T {j.get('l4t') or '?'}), "
+            f"power mode {j.get('power_mode') or '?'}"
+            + (f" (id {j['power_mode_id']})" if j.get("power_mode_id") is not None else "")
+        )
     vers = s.get("versions") or {}
     if vers:
         parts.append(", ".join(f"{k} {v}" for k, v in vers.items()))
@@ -248,8 +322,11 @@ def print_comparison(merged: dict, console=None) -> None:
     ok = sum(d["status"] == "ok" for d in merged["devices"])
     t = Table(title=f"edgetl bench — {ok} of {len(merged['devices'])} devices")
     for h in header:
-        t.add_column(h, justify="left" if h in ("device", "artifact", "prec", "status") else "right",
-                     no_wrap=h in ("device", "artifact"))
+        t.add_column(
+            h,
+            justify="left" if h in ("device", "artifact", "prec", "status") else "right",
+            no_wrap=h in ("device", "artifact"),
+        )
     for r in rows:
         t.add_row(*r, style="red" if r[-1].startswith("FAILED") else None)
     console.print(t)
@@ -271,8 +348,9 @@ def render_png(merged: dict, path: Path) -> Path | None:
     artifacts = list(dict.fromkeys(r["artifact"] for r in rows))
     devs = [d for d in ok if any(r["device"] == d for r in rows)]
     width = 0.8 / max(len(devs), 1)
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(max(8.0, 1.2 * len(artifacts) * max(1.0, len(devs) / 2) + 5), 4.4),
-                                     dpi=110)
+    fig, (ax_l, ax_a) = plt.subplots(
+        1, 2, figsize=(max(8.0, 1.2 * len(artifacts) * max(1.0, len(devs) / 2) + 5), 4.4), dpi=110
+    )
     colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
     for i, dev in enumerate(devs):
         color = colors[i % len(colors)]
@@ -288,8 +366,9 @@ def render_png(merged: dict, path: Path) -> Path | None:
                 acc_x.append(x)
                 acc.append(r["mean_score"])
         est = any(r["device"] == dev and r.get("kind") == "estimated" for r in rows)
-        bars = ax_l.bar(xs, lat, width, label=dev + (" (estimated)" if est else ""), color=color,
-                        hatch="//" if est else None)
+        bars = ax_l.bar(
+            xs, lat, width, label=dev + (" (estimated)" if est else ""), color=color, hatch="//" if est else None
+        )
         ax_l.bar_label(bars, labels=[f"{v:.3g}" for v in lat], fontsize=6, padding=1)
         ax_a.plot(acc_x, acc, "o", color=color, label=dev)
         for x, y in zip(acc_x, acc):
@@ -313,7 +392,9 @@ def render_png(merged: dict, path: Path) -> Path | None:
         ax_a.set_ylim(max(0.0, lo - pad), min(100.0, hi + pad))
     ax_l.legend(fontsize=7, loc="best")
     failed = [d["label"] for d in merged["devices"] if d["status"] != "ok"]
-    fig.suptitle("edgetl bench: device x artifact" + (f"  (failed: {', '.join(failed)})" if failed else ""), fontsize=10)
+    fig.suptitle(
+        "edgetl bench: device x artifact" + (f"  (failed: {', '.join(failed)})" if failed else ""), fontsize=10
+    )
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp)

@@ -41,15 +41,31 @@ from pathlib import Path
 from edgetl.bench.hosts import Host, parse_host, safe_remote_path
 from edgetl.errors import EdgetlError
 
-__all__ = ["DEFAULT_REMOTE_DIR", "HostResult", "SshSettings", "bench_host", "bench_remote", "read_hosts_file",
-           "remote_bench_args", "stage_bundle"]
+__all__ = [
+    "DEFAULT_REMOTE_DIR",
+    "HostResult",
+    "SshSettings",
+    "bench_host",
+    "bench_remote",
+    "read_hosts_file",
+    "remote_bench_args",
+    "stage_bundle",
+]
 
 DEFAULT_REMOTE_DIR = "~/.cache/edgetl/bench"
 LOCAL_DEVICE_NAMES = ("cpu", "auto", "local")
 LIGHT_INSTALL = "pip install numpy onnxruntime typer rich pydantic pyyaml && pip install --no-deps edgetl"
 # ssh options that run local commands: refused in --ssh-option (put them in ~/.ssh/config if you must)
-_DENIED_OPTIONS = {"proxycommand", "localcommand", "permitlocalcommand", "knownhostscommand", "remotecommand",
-                   "controlmaster", "controlpath", "controlpersist"}
+_DENIED_OPTIONS = {
+    "proxycommand",
+    "localcommand",
+    "permitlocalcommand",
+    "knownhostscommand",
+    "remotecommand",
+    "controlmaster",
+    "controlpath",
+    "controlpersist",
+}
 _OPTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*=[^\s\x00]+")
 _RENDER_LOCK = threading.Lock()
 _BENCH_DATA = "bench_data.npz"  # == edgetl.bench.harness.BENCH_DATA (kept import-free here)
@@ -72,8 +88,10 @@ class SshSettings:
             if not isinstance(opt, str) or not _OPTION_RE.fullmatch(opt):
                 raise EdgetlError(f"--ssh-option {opt!r}: expected Key=Value (no spaces), e.g. Port=2222")
             if opt.split("=", 1)[0].lower() in _DENIED_OPTIONS:
-                raise EdgetlError(f"--ssh-option {opt!r}: options that run local commands or share connections "
-                                  f"are refused here; set them in ~/.ssh/config")
+                raise EdgetlError(
+                    f"--ssh-option {opt!r}: options that run local commands or share connections "
+                    f"are refused here; set them in ~/.ssh/config"
+                )
         if self.identity is not None and not Path(self.identity).is_file():
             raise EdgetlError(f"--identity {self.identity}: no such key file")
         if self.config is not None and not Path(self.config).is_file() and str(self.config) != os.devnull:
@@ -82,12 +100,24 @@ class SshSettings:
             raise EdgetlError(f"--connect-timeout {self.connect_timeout_s}: must be > 0 seconds")
         for tool in (self.ssh, self.scp):
             if shutil.which(tool) is None:
-                raise EdgetlError(f"{tool}: not found on this machine; install the OpenSSH client (apt install openssh-client)")
+                raise EdgetlError(
+                    f"{tool}: not found on this machine; install the OpenSSH client (apt install openssh-client)"
+                )
 
     def argv_options(self) -> list[str]:
         opts = ["-F", str(self.config)] if self.config is not None else []
-        opts += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, round(self.connect_timeout_s))}",
-                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
+        opts += [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={max(1, round(self.connect_timeout_s))}",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
+            "LogLevel=ERROR",
+        ]
         if self.identity is not None:
             opts += ["-i", str(self.identity)]
         for o in self.options:
@@ -194,15 +224,40 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def remote_bench_args(python: str, bundle: str, out: str, *, artifacts: Sequence[str] | None,
-                      batch_sizes: Sequence[int], budget_s: float, threads: int | None,
-                      providers: Sequence[str] | None, data: str | None = None) -> list[str]:
+def remote_bench_args(
+    python: str,
+    bundle: str,
+    out: str,
+    *,
+    artifacts: Sequence[str] | None,
+    batch_sizes: Sequence[int],
+    budget_s: float,
+    threads: int | None,
+    providers: Sequence[str] | None,
+    data: str | None = None,
+) -> list[str]:
     """The words of the remote command: only the edgetl entry point, with validated values."""
     py = safe_remote_path(python) if "/" in python or python.startswith("~") else python
     if not re.fullmatch(r"[A-Za-z0-9_.~/+-]+", py) or py.startswith("-"):
-        raise EdgetlError(f"--remote-python {python!r}: expected a program name or path such as python3 or ~/venv/bin/python")
-    args = [py, "-m", "edgetl", "bench", bundle, "--device", "auto", "--measure", "--out", out,
-            "--batch", ",".join(str(int(b)) for b in batch_sizes), "--budget", repr(float(budget_s))]
+        raise EdgetlError(
+            f"--remote-python {python!r}: expected a program name or path such as python3 or ~/venv/bin/python"
+        )
+    args = [
+        py,
+        "-m",
+        "edgetl",
+        "bench",
+        bundle,
+        "--device",
+        "auto",
+        "--measure",
+        "--out",
+        out,
+        "--batch",
+        ",".join(str(int(b)) for b in batch_sizes),
+        "--budget",
+        repr(float(budget_s)),
+    ]
     if threads:
         args += ["--threads", str(int(threads))]
     if data:
@@ -228,8 +283,9 @@ class _Ssh:
 
     def run(self, argv: list[str], timeout: float, what: str) -> subprocess.CompletedProcess:
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
-                                  stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+            )
         except subprocess.TimeoutExpired:
             raise EdgetlError(f"{self.host}: {what} timed out after {timeout:.0f} s") from None
         except OSError as e:
@@ -239,7 +295,9 @@ class _Ssh:
         if ssh_failed or scp_failed:
             line = _last_line(proc.stderr) or f"exit {proc.returncode}"
             if "Permission denied" in line or "Host key verification failed" in line:
-                raise EdgetlError(f"{self.host}: ssh login refused ({line}); check the user, --identity and known_hosts")
+                raise EdgetlError(
+                    f"{self.host}: ssh login refused ({line}); check the user, --identity and known_hosts"
+                )
             raise EdgetlError(f"{self.host}: unreachable over ssh ({line})")
         return proc
 
@@ -248,7 +306,9 @@ class _Ssh:
 
     def check(self, proc: subprocess.CompletedProcess, what: str) -> None:
         if proc.returncode != 0:
-            raise EdgetlError(f"{self.host}: {what} failed (exit {proc.returncode}): {_last_line(proc.stderr) or 'no message'}")
+            raise EdgetlError(
+                f"{self.host}: {what} failed (exit {proc.returncode}): {_last_line(proc.stderr) or 'no message'}"
+            )
 
 
 def _last_line(text: str | None) -> str:
@@ -258,9 +318,21 @@ def _last_line(text: str | None) -> str:
 
 def _looks_like_connection_error(stderr: str) -> bool:
     s = stderr or ""
-    return any(k in s for k in ("Connection refused", "Connection timed out", "No route to host", "Could not resolve",
-                                "Permission denied (publickey", "Connection closed", "Host key verification failed",
-                                "Name or service not known", "Network is unreachable", "lost connection"))
+    return any(
+        k in s
+        for k in (
+            "Connection refused",
+            "Connection timed out",
+            "No route to host",
+            "Could not resolve",
+            "Permission denied (publickey",
+            "Connection closed",
+            "Host key verification failed",
+            "Name or service not known",
+            "Network is unreachable",
+            "lost connection",
+        )
+    )
 
 
 def _remote_bench_error(host: Host, python: str, proc: subprocess.CompletedProcess) -> str:
@@ -271,8 +343,8 @@ def _remote_bench_error(host: Host, python: str, proc: subprocess.CompletedProce
         return f"{host}: edgetl is not installed for {python} there; on the device: {LIGHT_INSTALL}"
     if "No module named" in err:
         mod = re.findall(r"No module named '([^']+)'", err)
-        return (f"{host}: the device lacks the Python module {mod[-1] if mod else '?'!r}; on the device: {LIGHT_INSTALL}")
-    errors = [ln.strip()[len("error:"):].strip() for ln in err.splitlines() if ln.strip().startswith("error:")]
+        return f"{host}: the device lacks the Python module {mod[-1] if mod else '?'!r}; on the device: {LIGHT_INSTALL}"
+    errors = [ln.strip()[len("error:") :].strip() for ln in err.splitlines() if ln.strip().startswith("error:")]
     if errors:
         return f"{host}: remote bench failed: {errors[-1]}"
     return f"{host}: remote bench failed (exit {proc.returncode}): {_last_line(err) or 'no message'}"
@@ -284,12 +356,24 @@ def default_timeout_s(n_artifacts: int, batch_sizes: Sequence[int], budget_s: fl
     return 120.0 + max(1, n_artifacts) * per
 
 
-def bench_host(host: str | Host, stage: Path, stage_bytes: int, *, settings: SshSettings, python: str = "python3",
-               remote_dir: str = DEFAULT_REMOTE_DIR, remote_bundle: str | None = None,
-               artifacts: Sequence[str] | None = None,
-               batch_sizes: Sequence[int] = (1, 8, 32), budget_s: float = 3.0, threads: int | None = None,
-               providers: Sequence[str] | None = None, timeout_s: float | None = None, keep_remote: bool = False,
-               say: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+def bench_host(
+    host: str | Host,
+    stage: Path,
+    stage_bytes: int,
+    *,
+    settings: SshSettings,
+    python: str = "python3",
+    remote_dir: str = DEFAULT_REMOTE_DIR,
+    remote_bundle: str | None = None,
+    artifacts: Sequence[str] | None = None,
+    batch_sizes: Sequence[int] = (1, 8, 32),
+    budget_s: float = 3.0,
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+    timeout_s: float | None = None,
+    keep_remote: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> tuple[dict, dict]:
     """Copy the staged bundle to one host, bench it there, fetch bench.json. Returns (report, remote info).
 
     With `remote_bundle` (a bundle already on the device, e.g. with engines `edgetl build` made there), the
@@ -316,14 +400,27 @@ def bench_host(host: str | Host, stage: Path, stage_bytes: int, *, settings: Ssh
         if staged:
             what = "the bench data" if remote_bundle else "the bundle"
             say(f"{host}: copying {what} ({stage_bytes / 1e6:.1f} MB)")
-            up = s.run(host.scp_to_argv(str(stage), f"{job}/bundle", recursive=True, scp=settings.scp,
-                                        options=["-q", *s.opts]), ct + 60 + stage_bytes / 1e6, f"copying {what}")
+            up = s.run(
+                host.scp_to_argv(
+                    str(stage), f"{job}/bundle", recursive=True, scp=settings.scp, options=["-q", *s.opts]
+                ),
+                ct + 60 + stage_bytes / 1e6,
+                f"copying {what}",
+            )
             s.check(up, f"copying {what} (scp)")
         say(f"{host}: benchmarking")
         data = f"{job}/bundle/{_BENCH_DATA}" if remote_bundle and (stage / _BENCH_DATA).is_file() else None
-        words = remote_bench_args(python, _remote_path(remote_bundle) if remote_bundle else f"{job}/bundle",
-                                  f"{job}/out", artifacts=artifacts, batch_sizes=batch_sizes, budget_s=budget_s,
-                                  threads=threads, providers=providers, data=data)
+        words = remote_bench_args(
+            python,
+            _remote_path(remote_bundle) if remote_bundle else f"{job}/bundle",
+            f"{job}/out",
+            artifacts=artifacts,
+            batch_sizes=batch_sizes,
+            budget_s=budget_s,
+            threads=threads,
+            providers=providers,
+            data=data,
+        )
         t_bench = time.perf_counter()
         proc = s.ssh(*words, timeout=timeout_s, what=f"the remote bench (--timeout {timeout_s:.0f} s)")
         bench_s = time.perf_counter() - t_bench
@@ -331,8 +428,11 @@ def bench_host(host: str | Host, stage: Path, stage_bytes: int, *, settings: Ssh
             raise EdgetlError(_remote_bench_error(host, python, proc))
         with tempfile.TemporaryDirectory(prefix="edgetl-fetch-") as tmp:
             local = Path(tmp) / "bench.json"
-            down = s.run(host.scp_from_argv(f"{job}/out/bench.json", str(local), scp=settings.scp, options=["-q", *s.opts]),
-                         ct + 60, "fetching bench.json")
+            down = s.run(
+                host.scp_from_argv(f"{job}/out/bench.json", str(local), scp=settings.scp, options=["-q", *s.opts]),
+                ct + 60,
+                "fetching bench.json",
+            )
             s.check(down, "fetching bench.json (scp)")
             try:
                 report = json.loads(local.read_text(encoding="utf-8"))
@@ -344,10 +444,18 @@ def bench_host(host: str | Host, stage: Path, stage_bytes: int, *, settings: Ssh
                 s.ssh("rm", "-rf", "--", job, timeout=ct + 30, what="cleanup")
             except EdgetlError:
                 pass  # best effort: the result (or the first error) matters more than the leftover directory
-    info = {"host": str(host), "python": python, "job_dir": job, "kept": keep_remote, "bundle_bytes": stage_bytes,
-            "remote_bundle": _remote_path(remote_bundle) if remote_bundle else None,
-            "bench_s": round(bench_s, 2), "wall_s": round(time.perf_counter() - t0, 2),
-            "started_unix": round(started, 3), "finished_unix": round(time.time(), 3)}
+    info = {
+        "host": str(host),
+        "python": python,
+        "job_dir": job,
+        "kept": keep_remote,
+        "bundle_bytes": stage_bytes,
+        "remote_bundle": _remote_path(remote_bundle) if remote_bundle else None,
+        "bench_s": round(bench_s, 2),
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "started_unix": round(started, 3),
+        "finished_unix": round(time.time(), 3),
+    }
     return report, info
 
 
@@ -377,15 +485,29 @@ def _adopt(report: dict, info: dict, *, local_bundle: Path, requested: str | Non
 
 
 # -------------------------------------------------------------------------------------------------- entry
-def bench_remote(target: str | os.PathLike, hosts: Sequence[str | Host], device: str = "auto",
-                 artifacts: Sequence[str] | None = None, batch_sizes: Sequence[int] = (1, 8, 32),
-                 budget_s: float = 3.0, out: str | os.PathLike | None = None, *, threads: int | None = None,
-                 providers: Sequence[str] | None = None, python: str = "python3", remote_dir: str = DEFAULT_REMOTE_DIR,
-                 remote_bundle: str | None = None,
-                 identity: str | os.PathLike | None = None, ssh_config: str | os.PathLike | None = None,
-                 ssh_options: Sequence[str] = (),
-                 connect_timeout_s: float = 10.0, timeout_s: float | None = None, keep_remote: bool = False,
-                 data_path: str | os.PathLike | None = None, progress: Callable[[str], None] | None = None) -> dict:
+def bench_remote(
+    target: str | os.PathLike,
+    hosts: Sequence[str | Host],
+    device: str = "auto",
+    artifacts: Sequence[str] | None = None,
+    batch_sizes: Sequence[int] = (1, 8, 32),
+    budget_s: float = 3.0,
+    out: str | os.PathLike | None = None,
+    *,
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+    python: str = "python3",
+    remote_dir: str = DEFAULT_REMOTE_DIR,
+    remote_bundle: str | None = None,
+    identity: str | os.PathLike | None = None,
+    ssh_config: str | os.PathLike | None = None,
+    ssh_options: Sequence[str] = (),
+    connect_timeout_s: float = 10.0,
+    timeout_s: float | None = None,
+    keep_remote: bool = False,
+    data_path: str | os.PathLike | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Bench a run or bundle on one or more remote devices over SSH.
 
     One host: returns that device's report (written to `<out>/<host>/bench.{json,md,png}`); any failure is
@@ -394,21 +516,39 @@ def bench_remote(target: str | os.PathLike, hosts: Sequence[str | Host], device:
     only if every host fails is it an EdgetlError. `out` defaults to `<run or bundle>/bench-remote`.
     """
     from edgetl.bench.devices import get_device_profile
-    from edgetl.bench.harness import BENCH_DATA, BenchData, locate, missing_artifact_message, write_bench_data, write_report
+    from edgetl.bench.harness import (
+        BENCH_DATA,
+        BenchData,
+        locate,
+        missing_artifact_message,
+        write_bench_data,
+        write_report,
+    )
     from edgetl.bench.merge import merge_reports, write_comparison
 
     if device not in LOCAL_DEVICE_NAMES:
         get_device_profile(device)  # unknown names: one line listing the known ones, before any connection
     parsed = _parse_hosts(hosts)
-    settings = SshSettings(identity=Path(identity) if identity else None,
-                           config=Path(ssh_config) if ssh_config else None, options=tuple(ssh_options),
-                           connect_timeout_s=connect_timeout_s)
+    settings = SshSettings(
+        identity=Path(identity) if identity else None,
+        config=Path(ssh_config) if ssh_config else None,
+        options=tuple(ssh_options),
+        connect_timeout_s=connect_timeout_s,
+    )
     if not budget_s > 0:
         raise EdgetlError(f"--budget {budget_s}: must be > 0 seconds")
     if timeout_s is not None and not timeout_s > 0:
         raise EdgetlError(f"--timeout {timeout_s}: must be > 0 seconds")
-    remote_bench_args(python, "b", "o", artifacts=artifacts, batch_sizes=batch_sizes, budget_s=budget_s,
-                      threads=threads, providers=providers)  # validate every value before connecting
+    remote_bench_args(
+        python,
+        "b",
+        "o",
+        artifacts=artifacts,
+        batch_sizes=batch_sizes,
+        budget_s=budget_s,
+        threads=threads,
+        providers=providers,
+    )  # validate every value before connecting
     _remote_path(remote_dir)
     if remote_bundle is not None:
         _remote_path(remote_bundle)
@@ -434,7 +574,9 @@ def bench_remote(target: str | os.PathLike, hosts: Sequence[str | Host], device:
             say(f"writing {data_file} (held-out inputs + labels for the device)")
             write_bench_data(load_run(run_dir), data_file)
     if data_file is None:
-        say(f"warning: {bundle} has no {BENCH_DATA}: the devices measure latency only (bench the run dir to score accuracy)")
+        say(
+            f"warning: {bundle} has no {BENCH_DATA}: the devices measure latency only (bench the run dir to score accuracy)"
+        )
     out_dir = Path(out) if out else (run_dir or bundle) / "bench-remote"
 
     lock = threading.Lock()
@@ -456,16 +598,30 @@ def bench_remote(target: str | os.PathLike, hosts: Sequence[str | Host], device:
         def one(h: Host) -> HostResult:
             t0 = time.perf_counter()
             try:
-                report, info = bench_host(h, stage, nbytes, settings=settings, python=python, remote_dir=remote_dir,
-                                          remote_bundle=remote_bundle,
-                                          artifacts=artifacts, batch_sizes=batch_sizes, budget_s=budget_s,
-                                          threads=threads, providers=providers, timeout_s=timeout_s,
-                                          keep_remote=keep_remote, say=locked_say)
+                report, info = bench_host(
+                    h,
+                    stage,
+                    nbytes,
+                    settings=settings,
+                    python=python,
+                    remote_dir=remote_dir,
+                    remote_bundle=remote_bundle,
+                    artifacts=artifacts,
+                    batch_sizes=batch_sizes,
+                    budget_s=budget_s,
+                    threads=threads,
+                    providers=providers,
+                    timeout_s=timeout_s,
+                    keep_remote=keep_remote,
+                    say=locked_say,
+                )
                 report = _adopt(report, info, local_bundle=bundle, requested=device)
                 with _RENDER_LOCK:  # matplotlib (bench.png) is not thread-safe
                     files = write_report(report, out_dir / _slug(h))
                 locked_say(f"{h}: done in {info['wall_s']:.0f} s")
-                return HostResult(str(h), report=report, wall_s=info["wall_s"], files={k: str(v) for k, v in files.items()})
+                return HostResult(
+                    str(h), report=report, wall_s=info["wall_s"], files={k: str(v) for k, v in files.items()}
+                )
             except EdgetlError as e:
                 locked_say(f"{h}: FAILED: {e.message}")
                 return HostResult(str(h), error=e.message, wall_s=round(time.perf_counter() - t0, 2))
@@ -482,10 +638,14 @@ def bench_remote(target: str | os.PathLike, hosts: Sequence[str | Host], device:
         with ThreadPoolExecutor(max_workers=min(len(parsed), 32), thread_name_prefix="edgetl-remote") as pool:
             results = list(pool.map(one, parsed))
 
-    merged = merge_reports([r.report for r in results if r.ok],
-                           [{"host": r.host, "label": r.host, "error": r.error, "wall_s": r.wall_s} for r in results if not r.ok])
-    merged["hosts"] = [{"host": r.host, "status": "ok" if r.ok else "failed", "error": r.error, "wall_s": r.wall_s,
-                        "files": r.files} for r in results]
+    merged = merge_reports(
+        [r.report for r in results if r.ok],
+        [{"host": r.host, "label": r.host, "error": r.error, "wall_s": r.wall_s} for r in results if not r.ok],
+    )
+    merged["hosts"] = [
+        {"host": r.host, "status": "ok" if r.ok else "failed", "error": r.error, "wall_s": r.wall_s, "files": r.files}
+        for r in results
+    ]
     merged["bundle"] = str(bundle)
     write_comparison(merged, out_dir)
     failed = [r for r in results if not r.ok]

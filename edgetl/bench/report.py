@@ -40,8 +40,11 @@ def _acc(row: dict, task: str, kind: str) -> str:
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """One row per artifact: latency at batch 1 (end to end), best throughput, speed-up and accuracy per task."""
     tasks = report["tasks"]
-    header = ["artifact", "prec", "MB", "p50 ms", "p90 ms", "p99 ms", "compute p50", "thru /s", "x fp32"] + \
-        [f"{t} acc" for t in tasks] + ["status"]
+    header = (
+        ["artifact", "prec", "MB", "p50 ms", "p90 ms", "p99 ms", "compute p50", "thru /s", "x fp32"]
+        + [f"{t} acc" for t in tasks]
+        + ["status"]
+    )
     rows = []
     for r in report["rows"]:
         lat = r.get("latency_ms", {})
@@ -49,24 +52,31 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         thr = max((p["items_per_s"] for p in r.get("throughput", [])), default=None)
         plain = est or r.get("backend", "onnxruntime") in ("onnxruntime", "pytorch-eager")
         name = r["artifact"] if plain else f"{r['artifact']} ({r['backend']})"
-        rows.append([
-            name, r.get("precision", "-"), f"{r['size_mb']:.1f}" if "size_mb" in r else "-",
-            (f"~{lat['p50_ms']:.2f}" if est else f"{lat['p50_ms']:.2f}") if "p50_ms" in lat else "-",
-            f"{lat['p90_ms']:.2f}" if "p90_ms" in lat else "-",
-            f"{lat['p99_ms']:.2f}" if "p99_ms" in lat else "-",
-            f"{r['compute_latency_ms']['p50_ms']:.2f}" if "compute_latency_ms" in r else "-",
-            f"{thr:.0f}" if thr else "-",
-            f"{r['speedup_vs_fp32']:.2f}" if "speedup_vs_fp32" in r else "-",
-            *[_acc(r, t, k) for t, k in tasks.items()],
-            r.get("warning") or r.get("status", "-"),
-        ])
+        rows.append(
+            [
+                name,
+                r.get("precision", "-"),
+                f"{r['size_mb']:.1f}" if "size_mb" in r else "-",
+                (f"~{lat['p50_ms']:.2f}" if est else f"{lat['p50_ms']:.2f}") if "p50_ms" in lat else "-",
+                f"{lat['p90_ms']:.2f}" if "p90_ms" in lat else "-",
+                f"{lat['p99_ms']:.2f}" if "p99_ms" in lat else "-",
+                f"{r['compute_latency_ms']['p50_ms']:.2f}" if "compute_latency_ms" in r else "-",
+                f"{thr:.0f}" if thr else "-",
+                f"{r['speedup_vs_fp32']:.2f}" if "speedup_vs_fp32" in r else "-",
+                *[_acc(r, t, k) for t, k in tasks.items()],
+                r.get("warning") or r.get("status", "-"),
+            ]
+        )
     return header, rows
 
 
 def load_failures(report: dict) -> tuple[list[str], int]:
     """(one line per artifact that could not be loaded, number of rows that did measure something)."""
-    failures = [f"{r['artifact']}: {r['status']}" for r in report.get("rows", [])
-                if str(r.get("status", "")).startswith("load failed")]
+    failures = [
+        f"{r['artifact']}: {r['status']}"
+        for r in report.get("rows", [])
+        if str(r.get("status", "")).startswith("load failed")
+    ]
     ok = sum(1 for r in report.get("rows", []) if "latency_ms" in r)
     return failures, ok
 
@@ -77,7 +87,9 @@ def print_table(report: dict, console=None) -> None:
 
     console = console or Console(width=max(Console().width, 120))
     header, rows = table_rows(report)
-    t = Table(title=f"edgetl bench — {report_title(report)} — {report.get('n_eval', 0)} {report.get('split') or ''} examples")
+    t = Table(
+        title=f"edgetl bench — {report_title(report)} — {report.get('n_eval', 0)} {report.get('split') or ''} examples"
+    )
     for h in header:
         t.add_column(h, justify="left" if h in ("artifact", "backend", "prec", "status") else "right")
     for row in rows:
@@ -100,27 +112,38 @@ def system_lines(report: dict) -> list[str]:
     if report.get("host"):
         lines.append(f"- host: `{report['host']}` (over ssh)")
     threads = f", {report['threads']} inference threads" if report.get("threads") else ""
-    lines.append(f"- CPU: {cpu.get('model') or sysinfo.get('cpu_model') or '?'} ({sysinfo.get('arch') or '?'}, "
-                 f"{cpu.get('threads') or '?'} threads{threads}); memory {sysinfo.get('memory_gb') or '?'} GB")
+    lines.append(
+        f"- CPU: {cpu.get('model') or sysinfo.get('cpu_model') or '?'} ({sysinfo.get('arch') or '?'}, "
+        f"{cpu.get('threads') or '?'} threads{threads}); memory {sysinfo.get('memory_gb') or '?'} GB"
+    )
     for g in sysinfo.get("gpus") or []:
-        lines.append(f"- GPU: {g.get('name')} (driver {g.get('driver') or '?'}, compute {g.get('compute_capability') or '?'}, "
-                     f"{g.get('memory_mb') or '?'} MB)")
+        lines.append(
+            f"- GPU: {g.get('name')} (driver {g.get('driver') or '?'}, compute {g.get('compute_capability') or '?'}, "
+            f"{g.get('memory_mb') or '?'} MB)"
+        )
     jet = sysinfo.get("jetson")
     if jet:
         pm = jet.get("power_mode") or {}
         mode = f"{pm.get('name') or '?'}" + (f" (nvpmodel {pm['id']})" if pm.get("id") is not None else "")
-        lines.append(f"- Jetson: {jet.get('model') or '?'}, JetPack {jet.get('jetpack') or '?'} "
-                     f"(L4T {jet.get('l4t') or '?'}), power mode {mode}")
+        lines.append(
+            f"- Jetson: {jet.get('model') or '?'}, JetPack {jet.get('jetpack') or '?'} "
+            f"(L4T {jet.get('l4t') or '?'}), power mode {mode}"
+        )
         if jet.get("clocks"):
             first = [ln.strip() for ln in str(jet["clocks"]).splitlines() if ln.strip()][:6]
             lines.append("- clocks (`jetson_clocks --show`): " + "; ".join(first))
     vers = {k: v for k, v in (sysinfo.get("versions") or {}).items() if v}
     if vers:
-        lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()) +
-                     (f", python {sysinfo['python']}" if sysinfo.get("python") else ""))
+        lines.append(
+            "- versions: "
+            + ", ".join(f"{k} {v}" for k, v in vers.items())
+            + (f", python {sysinfo['python']}" if sysinfo.get("python") else "")
+        )
     os_ = sysinfo.get("os") or {}
     if os_.get("distribution") or os_.get("release"):
-        lines.append(f"- OS: {os_.get('distribution') or os_.get('system') or '?'} (kernel {os_.get('release') or '?'})")
+        lines.append(
+            f"- OS: {os_.get('distribution') or os_.get('system') or '?'} (kernel {os_.get('release') or '?'})"
+        )
     for w in report.get("warnings") or []:
         lines.append(f"- warning: {w}")
     return lines
@@ -129,10 +152,18 @@ def system_lines(report: dict) -> list[str]:
 def render_markdown(report: dict) -> str:
     header, rows = table_rows(report)
     timing = [f"- timing: {report['timing']['how']}"] if report.get("timing") else []
-    lines = [f"# edgetl bench: {report_title(report)}", "",
-             f"- bundle: `{report['bundle']}`", f"- created: {report['created_utc']}", *system_lines(report), *timing,
-             f"- evaluation: {report.get('n_eval', 0)} examples of the {report.get('split')} split", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"# edgetl bench: {report_title(report)}",
+        "",
+        f"- bundle: `{report['bundle']}`",
+        f"- created: {report['created_utc']}",
+        *system_lines(report),
+        *timing,
+        f"- evaluation: {report.get('n_eval', 0)} examples of the {report.get('split')} split",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     if report["mode"] == "estimated":
         lines += ["", "_Latencies are estimates from the device profile, not measurements._"]
@@ -147,7 +178,9 @@ def render_pareto_png(report: dict, path: Path) -> Path | None:
         m = r.get("metrics")
         if lat is None or not m:
             continue
-        scores = [v.get("accuracy", v.get("micro_f1")) for v in m.values() if v.get("accuracy", v.get("micro_f1")) is not None]
+        scores = [
+            v.get("accuracy", v.get("micro_f1")) for v in m.values() if v.get("accuracy", v.get("micro_f1")) is not None
+        ]
         if scores:
             pts.append((r["artifact"], lat, 100 * sum(scores) / len(scores)))
     if not pts:

@@ -77,22 +77,35 @@ def build_bundle_engines(
         file, precision, _, _ = ENGINE_ARTIFACTS[name]
         src_name, src_path = plans[name]
         say(f"TensorRT {precision} engine from {src_path.name} -> {file}")
-        cfg = EngineBuildConfig(precision=precision, max_batch=max_batch, max_seq_len=max_seq,
-                                timing_cache=bundle / TIMING_CACHE)
+        cfg = EngineBuildConfig(
+            precision=precision, max_batch=max_batch, max_seq_len=max_seq, timing_cache=bundle / TIMING_CACHE
+        )
         em = build_engine(src_path, bundle / file, cfg)
         entry: dict[str, Any] = {
-            "file": file, "format": "tensorrt", "precision": precision, "target": "tensorrt",
-            "sha256": sha256_file(bundle / file), "size_bytes": (bundle / file).stat().st_size,
+            "file": file,
+            "format": "tensorrt",
+            "precision": precision,
+            "target": "tensorrt",
+            "sha256": sha256_file(bundle / file),
+            "size_bytes": (bundle / file).stat().st_size,
             "source_artifact": src_name,
-            "engine": {"manifest": f"{file}.json", "tensorrt_version": em.tensorrt_version, "gpu_name": em.gpu_name,
-                       "compute_capability": em.compute_capability, "build_seconds": em.build_seconds},
+            "engine": {
+                "manifest": f"{file}.json",
+                "tensorrt_version": em.tensorrt_version,
+                "gpu_name": em.gpu_name,
+                "compute_capability": em.compute_capability,
+                "build_seconds": em.build_seconds,
+            },
             "verification": None,
             "quantization": artifacts[src_name].get("quantization") if precision == "int8" else None,
         }
         if evaluate:
             test = _evaluate_engine(bundle / file, data.get("source_run"), max_batch)
-            entry.update(accuracy={t: m.get("accuracy", m.get("micro_f1", m.get("mae"))) for t, m in test.items()},
-                         metrics_split="test", test_metrics=test)
+            entry.update(
+                accuracy={t: m.get("accuracy", m.get("micro_f1", m.get("mae"))) for t, m in test.items()},
+                metrics_split="test",
+                test_metrics=test,
+            )
             say(f"{name}: " + ", ".join(f"{t} {v:.4f}" for t, v in entry["accuracy"].items()))
         artifacts[name] = entry
         built.append(name)

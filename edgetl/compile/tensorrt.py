@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +45,15 @@ PRECISIONS = ("fp32", "fp16", "int8")
 TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 DEFAULT_BATCH = (1, 1, 8)  # min/opt/max for a dynamic batch axis when none is given
 QDQ_HINT = "export the modelopt Q/DQ artifact first (model.int8-modelopt.onnx, `edgetl export <run> --int8`)"
-FP16_HINT = "convert it first with edgetl.compile.tensorrt.make_fp16_onnx (modelopt AutoCast) or `edgetl export <run> --fp16`"
+FP16_HINT = (
+    "convert it first with edgetl.compile.tensorrt.make_fp16_onnx (modelopt AutoCast) or `edgetl export <run> --fp16`"
+)
 
 _FLOAT16 = 10  # onnx.TensorProto.FLOAT16, without importing onnx at module import
 
 
 # --------------------------------------------------------------------------------------- availability
+
 
 def trt_major() -> int:
     """Major version of the installed TensorRT; UnverifiedError when there is none."""
@@ -70,8 +73,11 @@ def detect_gpu_for_build(device: int = 0) -> dict[str, str] | None:
 
             if torch.cuda.is_available():
                 major, minor = torch.cuda.get_device_capability(device)
-                return {"gpu_name": torch.cuda.get_device_name(device), "compute_capability": f"{major}.{minor}",
-                        "source": "torch"}
+                return {
+                    "gpu_name": torch.cuda.get_device_name(device),
+                    "compute_capability": f"{major}.{minor}",
+                    "source": "torch",
+                }
         except Exception:  # a broken CUDA torch must not hide the other probes
             pass
     return gpu_from_cuda_python(device) or gpu_from_nvidia_smi(device)
@@ -83,18 +89,31 @@ def trt_available() -> tuple[bool, str]:
         trt = import_tensorrt()
     except UnverifiedError as e:
         if importlib.util.find_spec("tensorrt") is None:
-            return False, f"TensorRT not installed: engine build/run unverified on this machine ({TENSORRT_INSTALL_HINT})"
-        return False, f"TensorRT is installed but does not load: {e.message}; engine build/run unverified on this machine"
+            return (
+                False,
+                f"TensorRT not installed: engine build/run unverified on this machine ({TENSORRT_INSTALL_HINT})",
+            )
+        return (
+            False,
+            f"TensorRT is installed but does not load: {e.message}; engine build/run unverified on this machine",
+        )
     version = str(trt.__version__)
     if int(version.split(".")[0]) < 10:
-        return False, f"TensorRT {version} found; edgetl builds engines with TensorRT 10 or 11 ({TENSORRT_INSTALL_HINT})"
+        return (
+            False,
+            f"TensorRT {version} found; edgetl builds engines with TensorRT 10 or 11 ({TENSORRT_INSTALL_HINT})",
+        )
     gpu = detect_gpu_for_build()
     if not gpu:
-        return False, f"TensorRT {version} installed but no NVIDIA GPU found: engine build/run unverified on this machine"
+        return (
+            False,
+            f"TensorRT {version} installed but no NVIDIA GPU found: engine build/run unverified on this machine",
+        )
     return True, f"TensorRT {version} on {gpu['gpu_name']} (compute {gpu['compute_capability']})"
 
 
 # --------------------------------------------------------------------------------------------- config
+
 
 @dataclass
 class EngineBuildConfig:
@@ -125,8 +144,15 @@ class EngineBuildConfig:
             raise EdgetlError(
                 f"hardware_compat={self.hardware_compat!r} is not one of {', '.join(HARDWARE_COMPAT_LEVELS)}"
             )
-        for name in ("min_batch", "opt_batch", "max_batch", "min_seq_len", "opt_seq_len", "max_seq_len",
-                     "workspace_bytes"):
+        for name in (
+            "min_batch",
+            "opt_batch",
+            "max_batch",
+            "min_seq_len",
+            "opt_seq_len",
+            "max_seq_len",
+            "workspace_bytes",
+        ):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise EdgetlError(f"{name}={value!r} must be a positive integer")
@@ -138,6 +164,7 @@ class EngineBuildConfig:
 
 
 # --------------------------------------------------------------------------------------- ONNX facts
+
 
 @dataclass(frozen=True)
 class OnnxSummary:
@@ -182,8 +209,10 @@ def inspect_onnx(onnx_path: str | os.PathLike) -> OnnxSummary:
     has_fp16 = (
         any(t.data_type == _FLOAT16 for t in model.graph.initializer)
         or any(n.op_type == "Cast" and any(a.name == "to" and a.i == _FLOAT16 for a in n.attribute) for n in nodes)
-        or any(v.type.tensor_type.elem_type == _FLOAT16
-               for v in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output))
+        or any(
+            v.type.tensor_type.elem_type == _FLOAT16
+            for v in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)
+        )
     )
     return OnnxSummary(name=path.name, inputs=tuple(inputs), num_quantize=num_q, has_fp16=has_fp16)
 
@@ -192,9 +221,15 @@ def _is_dynamic(d: Any) -> bool:
     return d is None or isinstance(d, str) or (isinstance(d, int) and d <= 0)
 
 
-def _axis_range(label: str, input_name: str, onnx_name: str, dim: Any,
-                given: tuple[int | None, int | None, int | None], default: tuple[int, int, int] | None,
-                knobs: tuple[str, str, str]) -> tuple[int, int, int]:
+def _axis_range(
+    label: str,
+    input_name: str,
+    onnx_name: str,
+    dim: Any,
+    given: tuple[int | None, int | None, int | None],
+    default: tuple[int, int, int] | None,
+    knobs: tuple[str, str, str],
+) -> tuple[int, int, int]:
     lo, opt, hi = given
     if not _is_dynamic(dim):
         for knob, value in zip(knobs, given):
@@ -217,12 +252,15 @@ def _axis_range(label: str, input_name: str, onnx_name: str, dim: Any,
         opt = max(lo, default[1]) if opt is None else opt
         hi = max(opt, default[2]) if hi is None else hi
     if not (1 <= lo <= opt <= hi):
-        raise EdgetlError(f"{label} profile {knobs[0]}={lo}, {knobs[1]}={opt}, {knobs[2]}={hi} must satisfy 1 <= min <= opt <= max")
+        raise EdgetlError(
+            f"{label} profile {knobs[0]}={lo}, {knobs[1]}={opt}, {knobs[2]}={hi} must satisfy 1 <= min <= opt <= max"
+        )
     return lo, opt, hi
 
 
-def derive_profiles(inputs: Sequence[tuple[str, Sequence[Any]]], cfg: EngineBuildConfig,
-                    onnx_name: str = "the model") -> dict[str, dict[str, list[int]]]:
+def derive_profiles(
+    inputs: Sequence[tuple[str, Sequence[Any]]], cfg: EngineBuildConfig, onnx_name: str = "the model"
+) -> dict[str, dict[str, list[int]]]:
     """One optimization profile from input shapes: {name: {"min", "opt", "max"}}.
 
     Axis 0 is the batch; axis 1 of input_ids/attention_mask/token_type_ids is the sequence. Any other
@@ -238,11 +276,13 @@ def derive_profiles(inputs: Sequence[tuple[str, Sequence[Any]]], cfg: EngineBuil
         hi: list[int] = []
         for axis, dim in enumerate(shape):
             if axis == 0:
-                r = _axis_range("batch", name, onnx_name, dim, batch_given, DEFAULT_BATCH,
-                                ("min_batch", "opt_batch", "max_batch"))
+                r = _axis_range(
+                    "batch", name, onnx_name, dim, batch_given, DEFAULT_BATCH, ("min_batch", "opt_batch", "max_batch")
+                )
             elif axis == 1 and name in TEXT_INPUT_NAMES:
-                r = _axis_range("sequence", name, onnx_name, dim, seq_given, None,
-                                ("min_seq_len", "opt_seq_len", "max_seq_len"))
+                r = _axis_range(
+                    "sequence", name, onnx_name, dim, seq_given, None, ("min_seq_len", "opt_seq_len", "max_seq_len")
+                )
             elif _is_dynamic(dim):
                 raise EdgetlError(
                     f"input {name!r} of {onnx_name} has a dynamic axis {axis} ({dim or '?'}); only the batch axis "
@@ -259,6 +299,7 @@ def derive_profiles(inputs: Sequence[tuple[str, Sequence[Any]]], cfg: EngineBuil
 
 
 # ------------------------------------------------------------------------------------------ the plan
+
 
 @dataclass(frozen=True)
 class BuildPlan:
@@ -287,13 +328,16 @@ def check_onnx_precision(summary: OnnxSummary, cfg: EngineBuildConfig) -> None:
 def plan_build(summary: OnnxSummary, cfg: EngineBuildConfig, major: int) -> BuildPlan:
     """Choose network and builder flags for TensorRT `major` (10 or 11; >11 is treated as 11)."""
     if major < 10:
-        raise UnverifiedError(f"TensorRT {major}.x is older than 10; edgetl builds with TensorRT 10 or 11",
-                              hint=TENSORRT_INSTALL_HINT)
+        raise UnverifiedError(
+            f"TensorRT {major}.x is older than 10; edgetl builds with TensorRT 10 or 11", hint=TENSORRT_INSTALL_HINT
+        )
     check_onnx_precision(summary, cfg)
     name, p = summary.name, cfg.precision
     if major >= 11:
         if cfg.strongly_typed is False:
-            raise EdgetlError(f"strongly_typed=False is impossible on TensorRT {major}: every network is strongly typed")
+            raise EdgetlError(
+                f"strongly_typed=False is impossible on TensorRT {major}: every network is strongly typed"
+            )
         strongly = True
         network_flags: tuple[str, ...] = ()  # STRONGLY_TYPED is deprecated and ignored there
     else:
@@ -320,6 +364,7 @@ def plan_build(summary: OnnxSummary, cfg: EngineBuildConfig, major: int) -> Buil
 
 # --------------------------------------------------------------------------------------------- FP16
 
+
 def make_fp16_onnx(onnx_path: str | os.PathLike, out_path: str | os.PathLike, keep_io_types: bool = True) -> Path:
     """FP16 ONNX for strongly typed builds, via modelopt AutoCast; written atomically. Returns `out_path`."""
     try:
@@ -337,6 +382,7 @@ def make_fp16_onnx(onnx_path: str | os.PathLike, out_path: str | os.PathLike, ke
 
 # --------------------------------------------------------------------------------------------- build
 
+
 def _flag_bits(enum: Any, names: Sequence[str]) -> int:
     bits = 0
     for n in names:
@@ -348,8 +394,9 @@ def _io(tensors: Sequence[Any]) -> list[dict[str, Any]]:
     return [{"name": t.name, "dtype": dtype_name(t.dtype), "shape": [int(d) for d in t.shape]} for t in tensors]
 
 
-def build_engine(onnx_path: str | os.PathLike, out_path: str | os.PathLike,
-                 cfg: EngineBuildConfig | None = None) -> EngineManifest:
+def build_engine(
+    onnx_path: str | os.PathLike, out_path: str | os.PathLike, cfg: EngineBuildConfig | None = None
+) -> EngineManifest:
     """ONNX -> serialized engine at `out_path` (+ `<out_path>.json` manifest), both written atomically."""
     cfg = cfg or EngineBuildConfig()
     onnx_path, out_path = Path(onnx_path), Path(out_path)
@@ -479,7 +526,7 @@ def build_engine(onnx_path: str | os.PathLike, out_path: str | os.PathLike,
         version_compatible=cfg.version_compatible,
         timing_cache=cache_info,
         build_seconds=round(build_seconds, 3),
-        created_utc=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         producer={"name": "edgetl", "version": edgetl.__version__, "gpu_probe": gpu.get("source", "")},
     )
     manifest.write(out_path)
@@ -497,7 +544,21 @@ def check_engine_compatible(engine_path: str | os.PathLike, *, strict_gpu_model:
 
 
 __all__ = [
-    "DEFAULT_BATCH", "PRECISIONS", "TEXT_INPUT_NAMES", "BuildPlan", "EngineBuildConfig", "EngineManifest",
-    "OnnxSummary", "build_engine", "check_engine_compatible", "check_onnx_precision", "derive_profiles", "detect_gpu_for_build",
-    "inspect_onnx", "make_fp16_onnx", "plan_build", "trt_available", "trt_major",
+    "DEFAULT_BATCH",
+    "PRECISIONS",
+    "TEXT_INPUT_NAMES",
+    "BuildPlan",
+    "EngineBuildConfig",
+    "EngineManifest",
+    "OnnxSummary",
+    "build_engine",
+    "check_engine_compatible",
+    "check_onnx_precision",
+    "derive_profiles",
+    "detect_gpu_for_build",
+    "inspect_onnx",
+    "make_fp16_onnx",
+    "plan_build",
+    "trt_available",
+    "trt_major",
 ]

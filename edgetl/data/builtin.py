@@ -13,13 +13,31 @@ from edgetl.data.examples import RawDataset
 from edgetl.errors import EdgetlError
 
 FASHION_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 # A coarse second task for the multi-task demo. Dress counts as a top: it is worn from the shoulders.
 FASHION_GROUPS = ["tops", "bottoms", "footwear", "bags"]
-FASHION_GROUP_OF = {0: "tops", 1: "bottoms", 2: "tops", 3: "tops", 4: "tops",
-                    5: "footwear", 6: "tops", 7: "footwear", 8: "bags", 9: "footwear"}
+FASHION_GROUP_OF = {
+    0: "tops",
+    1: "bottoms",
+    2: "tops",
+    3: "tops",
+    4: "tops",
+    5: "footwear",
+    6: "tops",
+    7: "footwear",
+    8: "bags",
+    9: "footwear",
+}
 FASHION_DIRS = [Path("/usr/share/datasets/fashion-mnist")]
 FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -90,7 +108,9 @@ def load_digits() -> RawDataset:
     x = np.clip(d.images * 16.0, 0, 255).astype(np.uint8)[..., None]  # 0..16 -> 0..255
     y = [str(int(v)) for v in d.target]
     return RawDataset(
-        kind="image", name="digits", images=x,
+        kind="image",
+        name="digits",
+        images=x,
         columns={"label": y, "parity": ["even" if int(v) % 2 == 0 else "odd" for v in y]},
         class_names={"label": [str(i) for i in range(10)], "parity": ["even", "odd"]},
     )
@@ -116,8 +136,14 @@ def load_bbc_news() -> RawDataset:
             texts.append(raw.decode("utf-8", errors="replace").strip())
             labels.append(topic_dir.name)
             sources.append(str(f))
-    return RawDataset(kind="text", name="bbc-news", texts=texts, columns={"label": labels}, sources=sources,
-                      class_names={"label": sorted(set(labels))})
+    return RawDataset(
+        kind="text",
+        name="bbc-news",
+        texts=texts,
+        columns={"label": labels},
+        sources=sources,
+        class_names={"label": sorted(set(labels))},
+    )
 
 
 def load_builtin(name: str, download: bool = False) -> RawDataset:

@@ -51,7 +51,7 @@ class Examples:
             return len(self.image_list)
         return len(self.texts or [])
 
-    def take(self, idx: np.ndarray) -> "Examples":
+    def take(self, idx: np.ndarray) -> Examples:
         idx = np.asarray(idx, dtype=np.int64)
         return Examples(
             kind=self.kind,

@@ -65,17 +65,31 @@ def load_imagefolder(root: str | Path) -> RawDataset:
                 labels.append(cdir.name)
                 sources.append(str(f))
                 split.append(split_name)
-    return _images_dataset(str(root), images, {"label": labels}, sources,
-                           np.array(split) if split_dirs else None, {"label": sorted(classes)})
+    return _images_dataset(
+        str(root),
+        images,
+        {"label": labels},
+        sources,
+        np.array(split) if split_dirs else None,
+        {"label": sorted(classes)},
+    )
 
 
 def _images_dataset(name, images, columns, sources, split, class_names) -> RawDataset:
     shapes = {im.shape for im in images}
     if len(shapes) == 1:
-        return RawDataset("image", name, images=np.stack(images), columns=columns, sources=sources,
-                          split=split, class_names=class_names)
-    return RawDataset("image", name, image_list=images, columns=columns, sources=sources, split=split,
-                      class_names=class_names)
+        return RawDataset(
+            "image",
+            name,
+            images=np.stack(images),
+            columns=columns,
+            sources=sources,
+            split=split,
+            class_names=class_names,
+        )
+    return RawDataset(
+        "image", name, image_list=images, columns=columns, sources=sources, split=split, class_names=class_names
+    )
 
 
 def _read_rows(path: Path, fmt: str) -> list[dict]:
@@ -93,8 +107,9 @@ def _read_rows(path: Path, fmt: str) -> list[dict]:
                         width = len(reader.fieldnames or [])
                         got = width + len(row.get(None) or []) - sum(v is None for v in row.values())
                         hint = "quote fields that contain commas" if got > width else "fields are missing"
-                        raise EdgetlError(f"{path}: line {reader.line_num} has {got} fields but the header "
-                                          f"has {width} ({hint})")
+                        raise EdgetlError(
+                            f"{path}: line {reader.line_num} has {got} fields but the header has {width} ({hint})"
+                        )
                     rows.append(row)
         else:
             with path.open(encoding="utf-8-sig") as f:
@@ -112,8 +127,9 @@ def _read_rows(path: Path, fmt: str) -> list[dict]:
                     try:  # JSON can escape lone surrogates (\ud800) that no UTF-8 text may hold
                         json.dumps(row, ensure_ascii=False).encode("utf-8")
                     except UnicodeEncodeError:
-                        raise EdgetlError(f"{path}:{n}: invalid Unicode (a lone surrogate escape such as "
-                                          "\\ud800)") from None
+                        raise EdgetlError(
+                            f"{path}:{n}: invalid Unicode (a lone surrogate escape such as \\ud800)"
+                        ) from None
                     rows.append(row)
     except UnicodeDecodeError as e:
         raise EdgetlError(f"{path}: not UTF-8 text ({e.reason})") from None
@@ -124,8 +140,15 @@ def _read_rows(path: Path, fmt: str) -> list[dict]:
     return rows
 
 
-def load_manifest_file(path: str | Path, fmt: str, kind: str, path_column: str, text_column: str,
-                       label_columns: list[str], split_column: str | None) -> RawDataset:
+def load_manifest_file(
+    path: str | Path,
+    fmt: str,
+    kind: str,
+    path_column: str,
+    text_column: str,
+    label_columns: list[str],
+    split_column: str | None,
+) -> RawDataset:
     """CSV/JSONL: one row per example; image paths are relative to the manifest's folder."""
     path = Path(path)
     rows = _read_rows(path, fmt)
@@ -137,8 +160,10 @@ def load_manifest_file(path: str | Path, fmt: str, kind: str, path_column: str, 
         for col in need:
             if col not in row:
                 key = setting.get(col, "the task's `column`")  # label columns come from tasks[].column
-                raise EdgetlError(f"{path}: row {n} has no column {col!r} (named by {key}); columns: "
-                                  f"{', '.join(map(str, row))} - set {key} to one of them")
+                raise EdgetlError(
+                    f"{path}: row {n} has no column {col!r} (named by {key}); columns: "
+                    f"{', '.join(map(str, row))} - set {key} to one of them"
+                )
     columns = {c: [r[c] for r in rows] for c in label_columns}
     split = None
     if split_column:

@@ -68,11 +68,15 @@ def _inspect_folder(root: Path) -> dict:
     classes = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = [f for c in classes for f in sorted(c.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not classes or not files:
-        raise EdgetlError(f"--data {root}: expected class sub-folders of images ({root}/<class>/<image>, or "
-                          f"{root}/train/<class>/<image> with val/ and test/ beside it); see docs/your-data.md")
-    return {"input": {"kind": "image", "image_size": _image_size(_sample_sides(files))},
-            "tasks": [{"name": "label", "kind": "classification", "column": "label"}],
-            "data": {"source": "imagefolder", "path": str(root)}}
+        raise EdgetlError(
+            f"--data {root}: expected class sub-folders of images ({root}/<class>/<image>, or "
+            f"{root}/train/<class>/<image> with val/ and test/ beside it); see docs/your-data.md"
+        )
+    return {
+        "input": {"kind": "image", "image_size": _image_size(_sample_sides(files))},
+        "tasks": [{"name": "label", "kind": "classification", "column": "label"}],
+        "data": {"source": "imagefolder", "path": str(root)},
+    }
 
 
 def _column_kind(values: list) -> str | None:
@@ -103,8 +107,14 @@ def _inspect_manifest(path: Path, fmt: str) -> dict:
         return bool(vals) and all(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in vals)
 
     path_col = next((c for c in columns if looks_like_images(c)), None)
-    split_col = next((c for c in columns if c.lower() in _SPLIT_NAMES and values[c]
-                      and {str(v).strip().lower() for v in values[c]} <= SPLIT_VALUES), None)
+    split_col = next(
+        (
+            c
+            for c in columns
+            if c.lower() in _SPLIT_NAMES and values[c] and {str(v).strip().lower() for v in values[c]} <= SPLIT_VALUES
+        ),
+        None,
+    )
     data: dict = {"source": fmt, "path": str(path)}
     used = {path_col, split_col}
     if path_col is not None:
@@ -113,6 +123,7 @@ def _inspect_manifest(path: Path, fmt: str) -> dict:
         files = [(path.parent / str(v)) if not Path(str(v)).is_absolute() else Path(str(v)) for v in values[path_col]]
         inp: dict = {"kind": "image", "image_size": _image_size(_sample_sides(files))}
     else:
+
         def mean_len(c):
             vals = [v for v in values[c] if isinstance(v, str)]
             return sum(len(v) for v in vals) / max(len(vals), 1)
@@ -121,8 +132,10 @@ def _inspect_manifest(path: Path, fmt: str) -> dict:
         named = [c for c in text_cols if c.lower() in _TEXT_NAMES]
         text_col = named[0] if named else max(text_cols, key=mean_len, default=None)
         if text_col is None or mean_len(text_col) < 8:
-            raise EdgetlError(f"--data {path}: found neither a column of image paths ({', '.join(sorted(IMAGE_SUFFIXES))})"
-                              f" nor a column of text (columns: {', '.join(columns)}); see docs/your-data.md")
+            raise EdgetlError(
+                f"--data {path}: found neither a column of image paths ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                f" nor a column of text (columns: {', '.join(columns)}); see docs/your-data.md"
+            )
         kind = "text"
         data["text_column"] = text_col
         used.add(text_col)
@@ -139,8 +152,9 @@ def _inspect_manifest(path: Path, fmt: str) -> dict:
             name = name if re.match(r"^[A-Za-z_]", name) else f"t_{name}"
             tasks.append({"name": name[:64], "kind": k, "column": c})
     if not tasks:
-        raise EdgetlError(f"--data {path}: no label column found (columns: {', '.join(columns)}); "
-                          "see docs/your-data.md")
+        raise EdgetlError(
+            f"--data {path}: no label column found (columns: {', '.join(columns)}); see docs/your-data.md"
+        )
     return {"input": inp, "tasks": tasks, "data": data, "_kind": kind}
 
 
@@ -156,8 +170,12 @@ def starter_recipe(path: str | Path, backbone: str | None = None) -> dict:
     else:
         raise EdgetlError(f"--data {p}: not found")
     kind = found.pop("_kind", found["input"]["kind"])
-    recipe = {"name": _name_from(p), "description": f"starter recipe for {p} (edgetl train --data)",
-              "backbone": {"name": backbone or DEFAULT_BACKBONE[kind], "weights": "offline"}, **found}
+    recipe = {
+        "name": _name_from(p),
+        "description": f"starter recipe for {p} (edgetl train --data)",
+        "backbone": {"name": backbone or DEFAULT_BACKBONE[kind], "weights": "offline"},
+        **found,
+    }
     if kind == "text":  # frozen encoder + cached features: the head trains in seconds on a CPU
         recipe["backbone"]["pooling"] = "mean"
         recipe["train"] = {"epochs": 20, "batch_size": 32, "lr": 0.003, "freeze": {"policy": "linear_probe"}}

@@ -27,16 +27,23 @@ def load_raw(spec: DataSpec, kind: str, label_columns: list[str], where: str = "
     elif spec.source == "imagefolder":
         raw = load_imagefolder(spec.path)
     else:
-        raw = load_manifest_file(spec.path, spec.source, kind, spec.path_column, spec.text_column,
-                                 label_columns, spec.split_column)
+        raw = load_manifest_file(
+            spec.path, spec.source, kind, spec.path_column, spec.text_column, label_columns, spec.split_column
+        )
     if raw.kind != kind:
         raise EdgetlError(f"{where}.source {spec.source!r} holds {raw.kind} examples but input.kind is {kind!r}")
     for col in label_columns:
         if col not in raw.columns:
-            hint = "; an image folder's one label column is 'label' (the class folder's name): set the task's " \
-                   "column: label" if spec.source == "imagefolder" else "; set the task's column to one of them"
-            raise EdgetlError(f"{where}: {spec.source} has no label column {col!r} "
-                              f"(available: {', '.join(raw.columns) or 'none'}){hint}")
+            hint = (
+                "; an image folder's one label column is 'label' (the class folder's name): set the task's "
+                "column: label"
+                if spec.source == "imagefolder"
+                else "; set the task's column to one of them"
+            )
+            raise EdgetlError(
+                f"{where}: {spec.source} has no label column {col!r} "
+                f"(available: {', '.join(raw.columns) or 'none'}){hint}"
+            )
     return raw
 
 
@@ -55,8 +62,10 @@ def encode_task(task: TaskSpec, values: list, labels: list[str]) -> np.ndarray:
             try:
                 out[i] = float(v)
             except (TypeError, ValueError, OverflowError):
-                raise EdgetlError(f"task {task.name!r}: value {str(v)[:40]!r} in column {task.label_column!r} "
-                                  "is not a number (or is beyond float range)") from None
+                raise EdgetlError(
+                    f"task {task.name!r}: value {str(v)[:40]!r} in column {task.label_column!r} "
+                    "is not a number (or is beyond float range)"
+                ) from None
         return out
     pos = {lab: i for i, lab in enumerate(labels)}
     if task.kind == "classification":
@@ -66,8 +75,10 @@ def encode_task(task: TaskSpec, values: list, labels: list[str]) -> np.ndarray:
                 continue
             key = str(v).strip()
             if key not in pos:
-                raise EdgetlError(f"task {task.name!r}: label {key!r} is not in the declared labels "
-                                  f"({', '.join(labels[:12])}{'...' if len(labels) > 12 else ''})")
+                raise EdgetlError(
+                    f"task {task.name!r}: label {key!r} is not in the declared labels "
+                    f"({', '.join(labels[:12])}{'...' if len(labels) > 12 else ''})"
+                )
             out[i] = pos[key]
         return out
     out = np.zeros((n, len(labels)), dtype=np.float32)
@@ -132,8 +143,9 @@ def _content_hash(raw: RawDataset, i: int) -> str:
     return hashlib.sha1(arr.tobytes()).hexdigest()
 
 
-def make_split_indices(raw: RawDataset, recipe: Recipe, spec: DataSpec | None = None,
-                       tasks: list[TaskSpec] | None = None) -> dict[str, np.ndarray]:
+def make_split_indices(
+    raw: RawDataset, recipe: Recipe, spec: DataSpec | None = None, tasks: list[TaskSpec] | None = None
+) -> dict[str, np.ndarray]:
     """Row indices of train/val/test for one source (`spec` and its `tasks`; default: the recipe's `data`)."""
     s = (spec or recipe.data).split
     rng = np.random.default_rng(recipe.train.seed)
@@ -148,8 +160,11 @@ def make_split_indices(raw: RawDataset, recipe: Recipe, spec: DataSpec | None = 
         order = stratified_order(strata_all, rng)
         n = len(order)
         n_test, n_val = int(round(n * s.test_fraction)), int(round(n * s.val_fraction))
-        parts = {"test": np.sort(order[:n_test]), "val": np.sort(order[n_test:n_test + n_val]),
-                 "train": np.sort(order[n_test + n_val:])}
+        parts = {
+            "test": np.sort(order[:n_test]),
+            "val": np.sort(order[n_test : n_test + n_val]),
+            "train": np.sort(order[n_test + n_val :]),
+        }
     if len(parts["val"]) == 0 and s.val_fraction > 0 and len(parts["train"]) > 1:
         order = parts["train"][stratified_order(strata_all[parts["train"]], rng)]
         n_val = max(1, int(round(len(order) * s.val_fraction)))
@@ -207,8 +222,9 @@ def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = Non
                 extra = set(t[rows][present[rows]].tolist()) - train_classes
                 if extra:
                     names = ", ".join(labels[task.name][i] for i in sorted(extra)[:5])
-                    raise EdgetlError(f"task {task.name!r}: class {names} appears in the {split_name} split "
-                                      "but not in train")
+                    raise EdgetlError(
+                        f"task {task.name!r}: class {names} appears in the {split_name} split but not in train"
+                    )
     hashes = {k: {_content_hash(raw, i) for i in v} for k, v in parts.items()} if len(raw) <= 200_000 else None
     if hashes:
         for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
@@ -240,16 +256,26 @@ def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = Non
         "split_fractions_used": fractions_used,
         "missing_labels": {t.name: {k: int(_n_missing(targets[t.name][v])) for k, v in parts.items()} for t in tasks},
         **missing_info,
-        "class_counts": {k: dict(Counter(str(raw.columns[first.label_column][i]).strip() for i in v
-                                         if not _is_missing(raw.columns[first.label_column][i])))
-                         for k, v in parts.items()} if first.kind == "classification" else {},
+        "class_counts": {
+            k: dict(
+                Counter(
+                    str(raw.columns[first.label_column][i]).strip()
+                    for i in v
+                    if not _is_missing(raw.columns[first.label_column][i])
+                )
+            )
+            for k, v in parts.items()
+        }
+        if first.kind == "classification"
+        else {},
         "indices": {k: v.tolist() for k, v in parts.items()},
         "warnings": warnings,
     }
     if sources is not None:
         info["datasets"] = sources
-        info["sizes_per_dataset"] = {k: np.bincount(dataset_ids[v], minlength=len(sources)).tolist()
-                                     for k, v in parts.items()}
+        info["sizes_per_dataset"] = {
+            k: np.bincount(dataset_ids[v], minlength=len(sources)).tolist() for k, v in parts.items()
+        }
     return DataSplits(make(parts["train"]), make(parts["val"]), make(parts["test"]), labels, info)
 
 
@@ -276,12 +302,18 @@ def _single_task_missing(recipe: Recipe, raw: RawDataset, task: TaskSpec, parts:
     where = spec.path or spec.source
     if spec.missing_labels == "error":
         shown = ", ".join(str(_row_number(spec, int(i))) for i in rows[:10]) + (", ..." if len(rows) > 10 else "")
-        raise EdgetlError(f"{where}: {len(rows)} row(s) without a label in column {task.label_column!r} "
-                          f"(row {shown}); fill them in, or set data.missing_labels=skip to leave them out")
+        raise EdgetlError(
+            f"{where}: {len(rows)} row(s) without a label in column {task.label_column!r} "
+            f"(row {shown}); fill them in, or set data.missing_labels=skip to leave them out"
+        )
     keep = {k: v[~np.isin(v, rows)] for k, v in parts.items()}
     skipped = {k: int(len(parts[k]) - len(keep[k])) for k in parts}
-    log.warning("%s: skipped %d row(s) without a label in column %r (data.missing_labels=skip)",
-                where, len(rows), task.label_column)
+    log.warning(
+        "%s: skipped %d row(s) without a label in column %r (data.missing_labels=skip)",
+        where,
+        len(rows),
+        task.label_column,
+    )
     return keep, {"skipped_unlabelled_rows": skipped}
 
 
@@ -289,8 +321,11 @@ def _split_origin(recipe: Recipe, raw: RawDataset, parts: dict[str, np.ndarray])
     """Where the train/val/test split came from, in words, and which `data.split` fractions it used."""
     spec, s = recipe.data, recipe.data.split
     if raw.split is None:
-        return (f"random stratified split (val_fraction {s.val_fraction}, test_fraction {s.test_fraction}, "
-                f"seed {recipe.train.seed})", ["val_fraction", "test_fraction"])
+        return (
+            f"random stratified split (val_fraction {s.val_fraction}, test_fraction {s.test_fraction}, "
+            f"seed {recipe.train.seed})",
+            ["val_fraction", "test_fraction"],
+        )
     present = [k for k in ("train", "val", "test") if (raw.split == k).any()]
     if spec.source == "imagefolder":
         text = f"sub-folders {', '.join(k + '/' for k in present)} of {spec.path}"
@@ -318,8 +353,11 @@ def tasks_by_dataset(recipe: Recipe) -> list[tuple[str, DataSpec, list[TaskSpec]
         out.append((f"extra_data.{name}", spec, [t for t in recipe.tasks if t.dataset == name]))
     for where, _, tasks in out:
         if not tasks:
-            hint = ("every task sets task.dataset; leave it unset for the tasks of data" if where == "data"
-                    else f"set dataset: {where.split('.', 1)[1]} on the tasks it labels")
+            hint = (
+                "every task sets task.dataset; leave it unset for the tasks of data"
+                if where == "data"
+                else f"set dataset: {where.split('.', 1)[1]} on the tasks it labels"
+            )
             raise EdgetlError(f"{where}: no task uses this dataset ({hint})")
     return out
 
@@ -336,7 +374,9 @@ def combine_sources(recipe: Recipe, make_parts: bool = True):
     groups = tasks_by_dataset(recipe)
     raws: list[RawDataset] = []
     for where, spec, tasks in groups:
-        raw = load_raw(spec, recipe.input.kind, sorted({t.label_column for t in tasks} | _stratify_columns(spec)), where)
+        raw = load_raw(
+            spec, recipe.input.kind, sorted({t.label_column for t in tasks} | _stratify_columns(spec)), where
+        )
         if len(raw) == 0:
             raise EdgetlError(f"{where}: {spec.source} has no examples")
         raws.append(raw)
@@ -346,39 +386,57 @@ def combine_sources(recipe: Recipe, make_parts: bool = True):
     columns: dict[str, list] = {}
     class_names: dict[str, list[str]] = {}
     new_tasks: dict[str, TaskSpec] = {}
-    for gi, ((where, spec, tasks), raw) in enumerate(zip(groups, raws)):
+    for gi, ((_where, _spec, tasks), raw) in enumerate(zip(groups, raws)):
         for t in tasks:
             col = [None] * n
-            col[offsets[gi]:offsets[gi + 1]] = list(raw.columns[t.label_column])
+            col[offsets[gi] : offsets[gi + 1]] = list(raw.columns[t.label_column])
             columns[t.name] = col
             if raw.class_names.get(t.label_column):
                 class_names[t.name] = list(raw.class_names[t.label_column])
             new_tasks[t.name] = t.model_copy(update={"column": t.name})
     kind = raws[0].kind
     if kind == "text":
-        combined = RawDataset(kind, "+".join(r.name for r in raws), texts=[x for r in raws for x in r.texts],
-                              columns=columns, class_names=class_names)
+        combined = RawDataset(
+            kind,
+            "+".join(r.name for r in raws),
+            texts=[x for r in raws for x in r.texts],
+            columns=columns,
+            class_names=class_names,
+        )
     elif all(r.images is not None for r in raws) and len({r.images.shape[1:] for r in raws}) == 1:
-        combined = RawDataset(kind, "+".join(r.name for r in raws), images=np.concatenate([r.images for r in raws]),
-                              columns=columns, class_names=class_names)
+        combined = RawDataset(
+            kind,
+            "+".join(r.name for r in raws),
+            images=np.concatenate([r.images for r in raws]),
+            columns=columns,
+            class_names=class_names,
+        )
     else:
         images = [im for r in raws for im in (r.images if r.images is not None else r.image_list)]
-        combined = RawDataset(kind, "+".join(r.name for r in raws), image_list=images, columns=columns,
-                              class_names=class_names)
+        combined = RawDataset(
+            kind, "+".join(r.name for r in raws), image_list=images, columns=columns, class_names=class_names
+        )
     dataset_ids = np.repeat(np.arange(len(raws)), sizes)
     parts = None
     if make_parts:
         parts = {"train": [], "val": [], "test": []}
-        for gi, ((where, spec, tasks), raw) in enumerate(zip(groups, raws)):
+        for gi, ((_where, spec, tasks), raw) in enumerate(zip(groups, raws)):
             p = make_split_indices(raw, recipe, spec, tasks)
             if len(p["test"]) == 0:  # a source without test rows evaluates on its validation rows
                 p["test"] = p["val"]
             for k in parts:
                 parts[k].append(p[k] + offsets[gi])
         parts = {k: np.concatenate(v).astype(np.int64) for k, v in parts.items()}
-    sources = [{"name": where, "source": spec.source, "rows": [int(offsets[i]), int(offsets[i + 1])],
-                "tasks": [t.name for t in tasks], "ratio": spec.ratio}
-               for i, (where, spec, tasks) in enumerate(groups)]
+    sources = [
+        {
+            "name": where,
+            "source": spec.source,
+            "rows": [int(offsets[i]), int(offsets[i + 1])],
+            "tasks": [t.name for t in tasks],
+            "ratio": spec.ratio,
+        }
+        for i, (where, spec, tasks) in enumerate(groups)
+    ]
     return combined, [new_tasks[t.name] for t in recipe.tasks], dataset_ids, sources, parts
 
 

@@ -23,8 +23,10 @@ def ratios_of(recipe) -> list[float] | None:
         raise EdgetlError("data.ratio: only used to mix several datasets (extra_data); remove it")
     if len(given) != len(specs):
         missing = next(w for w, s in specs if s.ratio is None)
-        raise EdgetlError(f"{missing}.ratio: set a sampling ratio on every dataset or on none "
-                          f"({', '.join(w for w, _ in given)} set one)")
+        raise EdgetlError(
+            f"{missing}.ratio: set a sampling ratio on every dataset or on none "
+            f"({', '.join(w for w, _ in given)} set one)"
+        )
     return [float(s.ratio) for _, s in specs]
 
 
@@ -39,8 +41,9 @@ def split_counts(n: int, ratios: list[float]) -> np.ndarray:
     return counts
 
 
-def epoch_rows(seed: int, epoch: int, n: int, dataset_ids: np.ndarray | None = None,
-               ratios: list[float] | None = None) -> np.ndarray:
+def epoch_rows(
+    seed: int, epoch: int, n: int, dataset_ids: np.ndarray | None = None, ratios: list[float] | None = None
+) -> np.ndarray:
     """Row order of one epoch (see the module doc)."""
     rng = np.random.default_rng([seed, epoch, 7919])
     if dataset_ids is None or ratios is None:
@@ -60,5 +63,10 @@ def epoch_rows(seed: int, epoch: int, n: int, dataset_ids: np.ndarray | None = N
 
 def train_order(recipe, examples, epoch: int) -> np.ndarray:
     """The training split's row order at `epoch` for this recipe."""
-    return epoch_rows(recipe.train.seed, epoch, len(examples), examples.dataset,
-                      ratios_of(recipe) if examples.dataset is not None else None)
+    return epoch_rows(
+        recipe.train.seed,
+        epoch,
+        len(examples),
+        examples.dataset,
+        ratios_of(recipe) if examples.dataset is not None else None,
+    )

@@ -30,9 +30,18 @@ class ImagePreprocess:
         self._std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
 
     def manifest(self, input_name: str = "input") -> dict:
-        return {"kind": "image", "name": input_name, "layout": "NCHW", "dtype": "float32",
-                "image_size": list(self.image_size), "channels": self.channels, "resize": "bilinear",
-                "scale": self.scale, "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "kind": "image",
+            "name": input_name,
+            "layout": "NCHW",
+            "dtype": "float32",
+            "image_size": list(self.image_size),
+            "channels": self.channels,
+            "resize": "bilinear",
+            "scale": self.scale,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
 
     def _one_size(self, x: torch.Tensor) -> torch.Tensor:
         """uint8/float NHWC of one size -> normalised NCHW float32."""
@@ -89,10 +98,17 @@ class TextPreprocess:
         self.input_names = input_names
 
     def manifest(self, tokenizer_file: str = "tokenizer/tokenizer.json") -> dict:
-        return {"kind": "text", "names": list(self.input_names), "dtype": "int64", "tokenizer": tokenizer_file,
-                "max_length": self.max_length, "padding": "longest"}
+        return {
+            "kind": "text",
+            "names": list(self.input_names),
+            "dtype": "int64",
+            "tokenizer": tokenizer_file,
+            "max_length": self.max_length,
+            "padding": "longest",
+        }
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding="longest",
-                             return_tensors="pt")
+        enc = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_length, padding="longest", return_tensors="pt"
+        )
         return {k: enc[k] for k in self.input_names}

@@ -28,11 +28,21 @@ def classification_metrics(logits: np.ndarray, target: np.ndarray, labels: list[
     rec = np.divide(tp, cm.sum(1), out=np.zeros(k), where=cm.sum(1) > 0)
     f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros(k), where=(prec + rec) > 0)
     support = cm.sum(1)
-    m = {"n": int(n), "accuracy": float(tp.sum() / n) if n else float("nan"),
-         "macro_f1": float(f1[support > 0].mean()) if (support > 0).any() else float("nan")}
+    m = {
+        "n": int(n),
+        "accuracy": float(tp.sum() / n) if n else float("nan"),
+        "macro_f1": float(f1[support > 0].mean()) if (support > 0).any() else float("nan"),
+    }
     if full:
-        m["per_class"] = {labels[i]: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
-                                      "support": int(support[i])} for i in range(k)}
+        m["per_class"] = {
+            labels[i]: {
+                "precision": float(prec[i]),
+                "recall": float(rec[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i in range(k)
+        }
         m["confusion_matrix"] = cm.tolist()
     return m
 
@@ -43,19 +53,28 @@ def multilabel_metrics(logits: np.ndarray, target: np.ndarray, labels: list[str]
     pred = logits[keep] > 0.0
     tp, fp, fn = (pred & y).sum(), (pred & ~y).sum(), (~pred & y).sum()
     micro = float(2 * tp / max(2 * tp + fp + fn, 1))
-    m = {"n": int(keep.sum()), "micro_f1": micro, "subset_accuracy": float((pred == y).all(1).mean()) if len(y) else float("nan"),
-         "label_accuracy": float((pred == y).mean()) if len(y) else float("nan")}
+    m = {
+        "n": int(keep.sum()),
+        "micro_f1": micro,
+        "subset_accuracy": float((pred == y).all(1).mean()) if len(y) else float("nan"),
+        "label_accuracy": float((pred == y).mean()) if len(y) else float("nan"),
+    }
     if full:
-        m["per_label"] = {lab: {"f1": float(2 * (pred[:, i] & y[:, i]).sum() / max(pred[:, i].sum() + y[:, i].sum(), 1))}
-                          for i, lab in enumerate(labels)}
+        m["per_label"] = {
+            lab: {"f1": float(2 * (pred[:, i] & y[:, i]).sum() / max(pred[:, i].sum() + y[:, i].sum(), 1))}
+            for i, lab in enumerate(labels)
+        }
     return m
 
 
 def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict:
     keep = _present(target)
     err = pred.reshape(-1)[keep] - target[keep]
-    return {"n": int(keep.sum()), "mae": float(np.abs(err).mean()) if len(err) else float("nan"),
-            "rmse": float(np.sqrt((err ** 2).mean())) if len(err) else float("nan")}
+    return {
+        "n": int(keep.sum()),
+        "mae": float(np.abs(err).mean()) if len(err) else float("nan"),
+        "rmse": float(np.sqrt((err**2).mean())) if len(err) else float("nan"),
+    }
 
 
 def task_metrics(kind: str, output: np.ndarray, target: np.ndarray, labels: list[str], full: bool = False) -> dict:
@@ -75,8 +94,13 @@ def primary_score(kind: str, m: dict) -> float:
     return -m["mae"]
 
 
-def all_task_metrics(outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray], kinds: dict[str, str],
-                     labels: dict[str, list[str]], full: bool = False) -> dict[str, dict]:
+def all_task_metrics(
+    outputs: dict[str, np.ndarray],
+    targets: dict[str, np.ndarray],
+    kinds: dict[str, str],
+    labels: dict[str, list[str]],
+    full: bool = False,
+) -> dict[str, dict]:
     return {t: task_metrics(kinds[t], outputs[t], targets[t], labels[t], full) for t in kinds}
 
 

@@ -91,8 +91,11 @@ def describe_recipe(recipe) -> tuple[str, str]:
     if recipe.distill is not None:
         t = recipe.distill.teacher
         tname = t if isinstance(t, str) else f"{t.name} ({t.weights})"
-        bits.append(f"teacher {Path(tname).name if isinstance(t, str) else tname}, T={recipe.distill.temperature}, "
-                    f"alpha={recipe.distill.alpha}" + (f", feature {recipe.distill.feature}" if recipe.distill.feature != "none" else ""))
+        bits.append(
+            f"teacher {Path(tname).name if isinstance(t, str) else tname}, T={recipe.distill.temperature}, "
+            f"alpha={recipe.distill.alpha}"
+            + (f", feature {recipe.distill.feature}" if recipe.distill.feature != "none" else "")
+        )
     if recipe.backbone.weights == "none":
         bits.append("random init")
     if len(recipe.tasks) > 1:
@@ -102,8 +105,11 @@ def describe_recipe(recipe) -> tuple[str, str]:
 
 def _policy(recipe) -> str:
     f = recipe.train.freeze
-    return f.policy + (f":{f.stages}" if f.policy in ("first_k", "gradual") else "") + (
-        f":ld{recipe.train.layer_decay}" if recipe.train.layer_decay else "")
+    return (
+        f.policy
+        + (f":{f.stages}" if f.policy in ("first_k", "gradual") else "")
+        + (f":ld{recipe.train.layer_decay}" if recipe.train.layer_decay else "")
+    )
 
 
 def _task_key(task, labels: list[str]) -> str:
@@ -157,18 +163,31 @@ def summarize_run(path, split: str = "test", evaluate: bool = True) -> RunSummar
     if not run.checkpoint("best").is_file() and not run.checkpoint("last").is_file():
         raise EdgetlError(f"{run.dir}: no checkpoint (did training finish? see {run.dir / 'run.json'})")
     role, variant = describe_recipe(recipe)
-    inp = (f"image {recipe.input.image_size}px" if recipe.input.kind == "image"
-           else f"text {recipe.input.max_length} tokens")
+    inp = (
+        f"image {recipe.input.image_size}px"
+        if recipe.input.kind == "image"
+        else f"text {recipe.input.max_length} tokens"
+    )
     teacher = None
     if recipe.distill is not None:
         t = recipe.distill.teacher
         teacher = str(t) if isinstance(t, str) else f"{t.name} ({t.weights})"
-    s = RunSummary(name=run.name, dir=str(run.dir), role=role, variant=variant, backbone=recipe.backbone.name,
-                   weights=recipe.backbone.weights, input=inp, tasks={t.name: t.kind for t in recipe.tasks},
-                   task_keys={t.name: _task_key(t, labels[t.name]) for t in recipe.tasks},
-                   epochs=int(info.get("epochs_done", recipe.train.epochs)),
-                   train_seconds=info.get("train_seconds"), teacher=teacher, split=split,
-                   policy=_policy(recipe))
+    s = RunSummary(
+        name=run.name,
+        dir=str(run.dir),
+        role=role,
+        variant=variant,
+        backbone=recipe.backbone.name,
+        weights=recipe.backbone.weights,
+        input=inp,
+        tasks={t.name: t.kind for t in recipe.tasks},
+        task_keys={t.name: _task_key(t, labels[t.name]) for t in recipe.tasks},
+        epochs=int(info.get("epochs_done", recipe.train.epochs)),
+        train_seconds=info.get("train_seconds"),
+        teacher=teacher,
+        split=split,
+        policy=_policy(recipe),
+    )
     result = _cached_eval(run, split)
     if result is None and evaluate:
         from edgetl.evaluate.run_eval import evaluate_run
@@ -205,15 +224,29 @@ def _delta(run: RunSummary, base: RunSummary, task: str) -> dict:
         d = 100 * (a.value - b.value)
         unit = "points"
     se = _se_points(a, b)
-    return {"task": task, "run": run.name, "baseline": base.name, "run_score": a.value, "baseline_score": b.value,
-            "delta": d, "unit": unit, "se": se, "within_noise": se is not None and abs(d) < 2 * se,
-            "same_test_rows": a.test_rows == b.test_rows, "metric": a.metric,
-            "budget": {"run_epochs": run.epochs, "baseline_epochs": base.epochs,
-                       "run_train_s": run.train_seconds, "baseline_train_s": base.train_seconds}}
+    return {
+        "task": task,
+        "run": run.name,
+        "baseline": base.name,
+        "run_score": a.value,
+        "baseline_score": b.value,
+        "delta": d,
+        "unit": unit,
+        "se": se,
+        "within_noise": se is not None and abs(d) < 2 * se,
+        "same_test_rows": a.test_rows == b.test_rows,
+        "metric": a.metric,
+        "budget": {
+            "run_epochs": run.epochs,
+            "baseline_epochs": base.epochs,
+            "run_train_s": run.train_seconds,
+            "baseline_train_s": base.train_seconds,
+        },
+    }
 
 
 def _same_task(a: RunSummary, b: RunSummary, task: str) -> bool:
-    return (task in a.scores and task in b.scores and a.task_keys.get(task) == b.task_keys.get(task))
+    return task in a.scores and task in b.scores and a.task_keys.get(task) == b.task_keys.get(task)
 
 
 def _same_student(a: RunSummary, b: RunSummary) -> bool:
@@ -221,33 +254,69 @@ def _same_student(a: RunSummary, b: RunSummary) -> bool:
 
 
 def compare(runs: list[RunSummary]) -> dict:
-    out = {"transfer_gain": [], "finetune_vs_linear_probe": [], "multitask_vs_single": [], "distill": [],
-           "export_precision": []}
+    out = {
+        "transfer_gain": [],
+        "finetune_vs_linear_probe": [],
+        "multitask_vs_single": [],
+        "distill": [],
+        "export_precision": [],
+    }
     for r in runs:
         for t in r.scores:
             # transfer gain: pretrained (any policy, not distilled) vs the same backbone from scratch
             if r.role != "scratch":
                 for b in runs:
-                    if b is not r and b.role == "scratch" and _same_task(r, b, t) and _same_student(r, b) \
-                            and b.multitask == r.multitask and b.teacher is None and r.teacher is None:
+                    if (
+                        b is not r
+                        and b.role == "scratch"
+                        and _same_task(r, b, t)
+                        and _same_student(r, b)
+                        and b.multitask == r.multitask
+                        and b.teacher is None
+                        and r.teacher is None
+                    ):
                         out["transfer_gain"].append({**_delta(r, b, t), "role": r.role})
             if r.role in ("fine-tuned", "partial-freeze", "gradual-unfreeze"):
                 for b in runs:
-                    if b.role == "linear-probe" and _same_task(r, b, t) and _same_student(r, b) and b.multitask == r.multitask:
+                    if (
+                        b.role == "linear-probe"
+                        and _same_task(r, b, t)
+                        and _same_student(r, b)
+                        and b.multitask == r.multitask
+                    ):
                         out["finetune_vs_linear_probe"].append({**_delta(r, b, t), "role": r.role})
             if r.multitask:
                 for b in runs:
-                    if not b.multitask and _same_task(r, b, t) and _same_student(r, b) and b.role == r.role \
-                            and b.weights == r.weights and b.teacher == r.teacher and b.policy == r.policy:
+                    if (
+                        not b.multitask
+                        and _same_task(r, b, t)
+                        and _same_student(r, b)
+                        and b.role == r.role
+                        and b.weights == r.weights
+                        and b.teacher == r.teacher
+                        and b.policy == r.policy
+                    ):
                         d = _delta(r, b, t)
                         d["negative_transfer"] = d["delta"] < 0
                         out["multitask_vs_single"].append(d)
             if r.role == "distilled":
                 for b in runs:
-                    if b.teacher is None and b.role != "scratch" and _same_task(r, b, t) and _same_student(r, b) \
-                            and b.weights == r.weights and b.multitask == r.multitask and b.policy == r.policy:
-                        out["distill"].append({**_delta(r, b, t), "teacher": r.teacher,
-                                               "teacher_score": _teacher_score(runs, r.teacher, t)})
+                    if (
+                        b.teacher is None
+                        and b.role != "scratch"
+                        and _same_task(r, b, t)
+                        and _same_student(r, b)
+                        and b.weights == r.weights
+                        and b.multitask == r.multitask
+                        and b.policy == r.policy
+                    ):
+                        out["distill"].append(
+                            {
+                                **_delta(r, b, t),
+                                "teacher": r.teacher,
+                                "teacher_score": _teacher_score(runs, r.teacher, t),
+                            }
+                        )
         if "fp32" in r.exports:
             for art, acc in r.exports.items():
                 for t, v in acc.items():
@@ -256,9 +325,17 @@ def compare(runs: list[RunSummary]) -> dict:
                         continue
                     kind = r.tasks.get(t)
                     drop = (base - v) if kind == "regression" else 100 * (base - v)
-                    out["export_precision"].append({"run": r.name, "artifact": art, "task": t, "value": v,
-                                                    "fp32": base, "drop": drop,
-                                                    "unit": "MAE" if kind == "regression" else "points"})
+                    out["export_precision"].append(
+                        {
+                            "run": r.name,
+                            "artifact": art,
+                            "task": t,
+                            "value": v,
+                            "fp32": base,
+                            "drop": drop,
+                            "unit": "MAE" if kind == "regression" else "points",
+                        }
+                    )
     return out
 
 
@@ -289,14 +366,24 @@ def _fmt_delta(d: dict) -> str:
 def render_markdown(runs: list[RunSummary], comp: dict, split: str) -> str:
     tasks = sorted({t for r in runs for t in r.scores})
     L = [f"# Transfer report ({len(runs)} runs, {split} split)", ""]
-    L.append("Scores: accuracy in % (micro-F1 for multilabel, MAE for regression) of each run's best checkpoint. "
-             "Differences in points with their standard error; 'within noise' = smaller than 2 SE.")
-    L += ["", "## Runs", "", "| run | role | backbone | weights | input | epochs | train s | " + " | ".join(tasks) + " |",
-          "|---|---|---|---|---|---|---|" + "---|" * len(tasks)]
+    L.append(
+        "Scores: accuracy in % (micro-F1 for multilabel, MAE for regression) of each run's best checkpoint. "
+        "Differences in points with their standard error; 'within noise' = smaller than 2 SE."
+    )
+    L += [
+        "",
+        "## Runs",
+        "",
+        "| run | role | backbone | weights | input | epochs | train s | " + " | ".join(tasks) + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(tasks),
+    ]
     for r in runs:
         ts = f"{r.train_seconds:.0f}" if r.train_seconds else "-"
-        L.append(f"| {r.name} | {r.role} | {r.backbone} | {r.weights} | {r.input} | {r.epochs} | {ts} | "
-                 + " | ".join(_fmt_score(r.scores.get(t)) for t in tasks) + " |")
+        L.append(
+            f"| {r.name} | {r.role} | {r.backbone} | {r.weights} | {r.input} | {r.epochs} | {ts} | "
+            + " | ".join(_fmt_score(r.scores.get(t)) for t in tasks)
+            + " |"
+        )
     L += ["", "Variants: " + "; ".join(f"**{r.name}**: {r.variant}" for r in runs), ""]
 
     def table(title, rows, extra=None, empty="no comparable pair among these runs"):
@@ -308,28 +395,55 @@ def render_markdown(runs: list[RunSummary], comp: dict, split: str) -> str:
         L.extend([hdr, "|---|---|---|---|---|---|" + ("---|" if extra else "")])
         for d in rows:
             sc = (lambda v: f"{v:.4f}") if d["metric"] == "mae" else (lambda v: f"{100 * v:.2f}")
-            L.append(f"| {d['task']} | {d['run']} | {d['baseline']} | {sc(d['run_score'])} | {sc(d['baseline_score'])} | "
-                     f"{_fmt_delta(d)} |" + (f" {extra[1](d)} |" if extra else ""))
+            L.append(
+                f"| {d['task']} | {d['run']} | {d['baseline']} | {sc(d['run_score'])} | {sc(d['baseline_score'])} | "
+                f"{_fmt_delta(d)} |" + (f" {extra[1](d)} |" if extra else "")
+            )
         L.append("")
 
-    table("Transfer gain (pretrained vs same backbone from scratch)", comp["transfer_gain"], ("role", lambda d: d["role"]),
-          "no from-scratch run (backbone.weights=none) with the same backbone and tasks")
+    table(
+        "Transfer gain (pretrained vs same backbone from scratch)",
+        comp["transfer_gain"],
+        ("role", lambda d: d["role"]),
+        "no from-scratch run (backbone.weights=none) with the same backbone and tasks",
+    )
     table("Fine-tuning vs linear probe", comp["finetune_vs_linear_probe"], ("role", lambda d: d["role"]))
-    table("Multi-task vs single-task", comp["multitask_vs_single"],
-          ("verdict", lambda d: "NEGATIVE TRANSFER" + (" (within noise)" if d["within_noise"] else "")
-           if d["negative_transfer"] else "positive transfer" + (" (within noise)" if d["within_noise"] else "")))
-    table("Distilled vs undistilled (same student)", comp["distill"],
-          ("teacher", lambda d: f"{Path(d['teacher']).name if d['teacher'] else '-'}"
-           + (f" ({100 * d['teacher_score']:.2f})" if d.get("teacher_score") is not None else "")))
+    table(
+        "Multi-task vs single-task",
+        comp["multitask_vs_single"],
+        (
+            "verdict",
+            lambda d: (
+                "NEGATIVE TRANSFER" + (" (within noise)" if d["within_noise"] else "")
+                if d["negative_transfer"]
+                else "positive transfer" + (" (within noise)" if d["within_noise"] else "")
+            ),
+        ),
+    )
+    table(
+        "Distilled vs undistilled (same student)",
+        comp["distill"],
+        (
+            "teacher",
+            lambda d: (
+                f"{Path(d['teacher']).name if d['teacher'] else '-'}"
+                + (f" ({100 * d['teacher_score']:.2f})" if d.get("teacher_score") is not None else "")
+            ),
+        ),
+    )
     L.extend(["## Accuracy cost of each exported precision (vs the FP32 export)", ""])
     if comp["export_precision"]:
         L.extend(["| run | artifact | task | score | fp32 | drop |", "|---|---|---|---|---|---|"])
         for d in comp["export_precision"]:
             if d["unit"] == "MAE":
-                L.append(f"| {d['run']} | {d['artifact']} | {d['task']} | {d['value']:.4f} | {d['fp32']:.4f} | {d['drop']:+.4f} |")
+                L.append(
+                    f"| {d['run']} | {d['artifact']} | {d['task']} | {d['value']:.4f} | {d['fp32']:.4f} | {d['drop']:+.4f} |"
+                )
             else:
-                L.append(f"| {d['run']} | {d['artifact']} | {d['task']} | {100 * d['value']:.2f} | {100 * d['fp32']:.2f} | "
-                         f"{d['drop']:+.2f} |")
+                L.append(
+                    f"| {d['run']} | {d['artifact']} | {d['task']} | {100 * d['value']:.2f} | {100 * d['fp32']:.2f} | "
+                    f"{d['drop']:+.2f} |"
+                )
     else:
         L.append("_no exported bundle among these runs (edgetl export <run>)_")
     L.append("")
@@ -344,23 +458,44 @@ def summary_lines(comp: dict) -> list[str]:
     if g:
         ft = [d for d in g if d["role"] in ("fine-tuned", "partial-freeze", "gradual-unfreeze", "linear-probe")]
         worse = [d for d in ft if d["delta"] <= 0]
-        L.append(f"- Transfer: {len(ft) - len(worse)}/{len(ft)} pretrained-vs-scratch comparisons favour the pretrained "
-                 f"weights (gain {min(d['delta'] for d in ft):+.2f} to {max(d['delta'] for d in ft):+.2f} points)." if ft else
-                 "- Transfer: no pretrained-vs-scratch pair.")
+        L.append(
+            f"- Transfer: {len(ft) - len(worse)}/{len(ft)} pretrained-vs-scratch comparisons favour the pretrained "
+            f"weights (gain {min(d['delta'] for d in ft):+.2f} to {max(d['delta'] for d in ft):+.2f} points)."
+            if ft
+            else "- Transfer: no pretrained-vs-scratch pair."
+        )
     m = comp["multitask_vs_single"]
     if m:
         neg = [d for d in m if d["negative_transfer"]]
-        L.append(f"- Multi-task vs single-task: {len(neg)} of {len(m)} task comparisons show negative transfer"
-                 + (": " + ", ".join(f"{d['task']} {d['delta']:+.2f}{' (within noise)' if d['within_noise'] else ''}"
-                                      for d in neg) if neg else "")
-                 + "; " + ", ".join(f"{d['task']} {d['delta']:+.2f}" for d in m if not d["negative_transfer"]) + ".")
+        L.append(
+            f"- Multi-task vs single-task: {len(neg)} of {len(m)} task comparisons show negative transfer"
+            + (
+                ": "
+                + ", ".join(
+                    f"{d['task']} {d['delta']:+.2f}{' (within noise)' if d['within_noise'] else ''}" for d in neg
+                )
+                if neg
+                else ""
+            )
+            + "; "
+            + ", ".join(f"{d['task']} {d['delta']:+.2f}" for d in m if not d["negative_transfer"])
+            + "."
+        )
     dd = comp["distill"]
     if dd:
-        L.append("- Distillation: " + ", ".join(f"{d['task']} {d['delta']:+.2f} ± {d['se']:.2f}"
-                                                  + (" (within noise)" if d["within_noise"] else "") for d in dd) + ".")
+        L.append(
+            "- Distillation: "
+            + ", ".join(
+                f"{d['task']} {d['delta']:+.2f} ± {d['se']:.2f}" + (" (within noise)" if d["within_noise"] else "")
+                for d in dd
+            )
+            + "."
+        )
     e = [d for d in comp["export_precision"] if d["artifact"] != "fp32"]
     if e:
-        L.append("- Export: " + ", ".join(f"{d['run']}/{d['artifact']} {d['task']} drop {d['drop']:+.2f}" for d in e) + ".")
+        L.append(
+            "- Export: " + ", ".join(f"{d['run']}/{d['artifact']} {d['task']} drop {d['drop']:+.2f}" for d in e) + "."
+        )
     return L + [""]
 
 
@@ -408,8 +543,10 @@ def transfer_report(run_paths, out_dir, split: str = "test", evaluate: bool = Tr
         raise EdgetlError(f"--split {split!r}: allowed test, val")
     paths = list(run_paths)
     if len(paths) < 2:
-        raise EdgetlError("edgetl report needs at least two runs to compare (got "
-                          f"{len(paths)}): edgetl report runs/a runs/b ... --out DIR")
+        raise EdgetlError(
+            "edgetl report needs at least two runs to compare (got "
+            f"{len(paths)}): edgetl report runs/a runs/b ... --out DIR"
+        )
     runs = [summarize_run(p, split, evaluate) for p in paths]
     names = [r.name for r in runs]
     if len(set(names)) != len(names):  # e.g. a/run and b/run: qualify by parent
@@ -421,9 +558,16 @@ def transfer_report(run_paths, out_dir, split: str = "test", evaluate: bool = Tr
     comp = compare(runs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"split": split, "runs": [{**asdict(r), "multitask": r.multitask} for r in runs], "comparisons": comp,
-              "files": {"json": str(out / "report.json"), "markdown": str(out / "report.md"),
-                        "chart": str(out / "report.png")}}
+    report = {
+        "split": split,
+        "runs": [{**asdict(r), "multitask": r.multitask} for r in runs],
+        "comparisons": comp,
+        "files": {
+            "json": str(out / "report.json"),
+            "markdown": str(out / "report.md"),
+            "chart": str(out / "report.png"),
+        },
+    }
     atomic_write_text(out / "report.md", render_markdown(runs, comp, split))
     plot(runs, out / "report.png")
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=float) + "\n")

@@ -32,8 +32,14 @@ def evaluate_run(run_path, artifact: str = "pytorch", split: str = "test") -> di
         path = loaded.run.export_dir / arts[artifact]["file"]
         metrics = evaluate_onnx(path, loaded, split, full=True)
         source = str(path)
-    result = {"run": str(loaded.run.dir), "artifact": artifact, "source": source, "split": split, "n": len(ex),
-              "tasks": {t: {"kind": loaded.kinds[t], "labels": loaded.splits.labels[t], **m} for t, m in metrics.items()}}
+    result = {
+        "run": str(loaded.run.dir),
+        "artifact": artifact,
+        "source": source,
+        "split": split,
+        "n": len(ex),
+        "tasks": {t: {"kind": loaded.kinds[t], "labels": loaded.splits.labels[t], **m} for t, m in metrics.items()},
+    }
     out = loaded.run.dir / ("eval.json" if artifact == "pytorch" else f"eval.{artifact}.json")
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     result["file"] = str(out)
@@ -50,10 +56,14 @@ def print_eval(result: dict) -> None:
             c.print(f"[bold]{task}[/]: MAE {m['mae']:.4f}  RMSE {m['rmse']:.4f}  (n={m['n']})")
             continue
         if m["kind"] == "multilabel":
-            c.print(f"[bold]{task}[/]: micro-F1 {m['micro_f1']:.4f}  subset acc {m['subset_accuracy']:.4f}  (n={m['n']})")
+            c.print(
+                f"[bold]{task}[/]: micro-F1 {m['micro_f1']:.4f}  subset acc {m['subset_accuracy']:.4f}  (n={m['n']})"
+            )
             continue
-        t = Table(title=f"{task}: accuracy {100 * m['accuracy']:.2f}%  macro-F1 {m['macro_f1']:.4f}  "
-                        f"({result['artifact']}, {result['split']}, n={m['n']})")
+        t = Table(
+            title=f"{task}: accuracy {100 * m['accuracy']:.2f}%  macro-F1 {m['macro_f1']:.4f}  "
+            f"({result['artifact']}, {result['split']}, n={m['n']})"
+        )
         for h in ("class", "precision", "recall", "f1", "support"):
             t.add_column(h, justify="right" if h != "class" else "left")
         for lab, pc in m["per_class"].items():

@@ -17,8 +17,9 @@ from edgetl.runtime.atomic import atomic_write_text
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
 
 
-def deepstream_config(bundle: Path, artifact: str | None = None, batch_size: int = 1, gie_id: int = 1,
-                      secondary: bool = False) -> dict[str, str]:
+def deepstream_config(
+    bundle: Path, artifact: str | None = None, batch_size: int = 1, gie_id: int = 1, secondary: bool = False
+) -> dict[str, str]:
     """The [property] keys for nvinfer (strings, as they appear in the file)."""
     m = json.loads((Path(bundle) / "manifest.json").read_text())
     inp = m["input"]
@@ -29,7 +30,9 @@ def deepstream_config(bundle: Path, artifact: str | None = None, batch_size: int
     if name not in arts:
         raise EdgetlError(f"--artifact {name!r}: not in the bundle ({', '.join(arts)})")
     entry = arts[name]
-    onnx_entry = arts[name] if entry["format"] == "onnx" else arts.get(entry.get("source_artifact", "fp32"), arts["fp32"])
+    onnx_entry = (
+        arts[name] if entry["format"] == "onnx" else arts.get(entry.get("source_artifact", "fp32"), arts["fp32"])
+    )
     std = inp["std"]
     mean_std = sum(std) / len(std)
     h, w = inp["image_size"]
@@ -66,7 +69,9 @@ def write_deepstream(bundle: Path, artifact: str | None = None, batch_size: int 
     worst = max(abs(s / mean_std - 1) for s in std)
     lines = ["# DeepStream nvinfer config written by edgetl from manifest.json", f"# bundle: {bundle}"]
     if worst > 1e-6:
-        lines.append(f"# note: per-channel std {std} approximated by one net-scale-factor (max relative error {worst:.1%})")
+        lines.append(
+            f"# note: per-channel std {std} approximated by one net-scale-factor (max relative error {worst:.1%})"
+        )
     lines += ["[property]"] + [f"{k}={v}" for k, v in props.items()]
     ds = bundle / "deepstream"
     atomic_write_text(ds / "config_infer.txt", "\n".join(lines) + "\n")

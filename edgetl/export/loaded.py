@@ -31,7 +31,9 @@ def load_run(path, which: str = "best", with_data: bool = True) -> LoadedRun:
 
     run = path if isinstance(path, Run) else open_run(path)
     recipe = run.recipe()
-    if not (run.dir / "splits.json").is_file() or not (run.checkpoint(which).is_file() or run.checkpoint("last").is_file()):
+    if not (run.dir / "splits.json").is_file() or not (
+        run.checkpoint(which).is_file() or run.checkpoint("last").is_file()
+    ):
         require_finished(run)  # a run that died early: say so and how to resume, not `missing file: ...`
     split_def = run.splits()
     labels = split_def.get("labels") if isinstance(split_def, dict) else None
@@ -39,10 +41,21 @@ def load_run(path, which: str = "best", with_data: bool = True) -> LoadedRun:
         raise EdgetlError(f"{run.dir / 'splits.json'}: no 'labels' (not written by edgetl train?)")
     unknown = [t.name for t in recipe.tasks if t.name not in labels]
     if unknown:
-        raise EdgetlError(f"{run.recipe_path}: task {unknown[0]!r} was not trained in this run (its splits.json "
-                          f"has {', '.join(labels) or 'no tasks'}); was recipe.yaml edited after training?")
-    arch = recipe.model_copy(update={"backbone": recipe.backbone.model_copy(
-        update={"weights": "none" if recipe.backbone.weights != "offline" or recipe.input.kind == "image" else "offline"})})
+        raise EdgetlError(
+            f"{run.recipe_path}: task {unknown[0]!r} was not trained in this run (its splits.json "
+            f"has {', '.join(labels) or 'no tasks'}); was recipe.yaml edited after training?"
+        )
+    arch = recipe.model_copy(
+        update={
+            "backbone": recipe.backbone.model_copy(
+                update={
+                    "weights": "none"
+                    if recipe.backbone.weights != "offline" or recipe.input.kind == "image"
+                    else "offline"
+                }
+            )
+        }
+    )
     model = build_model(arch, labels)
     ck = run.checkpoint(which)
     if not ck.is_file():

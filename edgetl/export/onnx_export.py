@@ -20,8 +20,9 @@ from edgetl.models import ExportWrapper
 log = logging.getLogger("edgetl")
 
 
-def export_onnx(loaded, out_path: Path, opset: int = 17, simplify: bool = True,
-                model: torch.nn.Module | None = None) -> Path:
+def export_onnx(
+    loaded, out_path: Path, opset: int = 17, simplify: bool = True, model: torch.nn.Module | None = None
+) -> Path:
     """`model` (default: the run's) -> ONNX; QAT passes its fake-quant model, which exports as Q/DQ."""
     model = (model if model is not None else loaded.model).eval()
     wrapper = ExportWrapper(model).eval()
@@ -40,8 +41,17 @@ def export_onnx(loaded, out_path: Path, opset: int = 17, simplify: bool = True,
     tmp = out_path.with_suffix(".tmp.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, args, str(tmp), dynamo=False, opset_version=opset, input_names=names,
-                          output_names=list(model.task_names), dynamic_axes=dynamic, do_constant_folding=True)
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=names,
+            output_names=list(model.task_names),
+            dynamic_axes=dynamic,
+            do_constant_folding=True,
+        )
     if simplify:
         import onnx
         import onnxslim
@@ -106,8 +116,14 @@ def embed_metadata(path: Path, meta: dict[str, str]) -> None:
     if weights > EXTERNAL_DATA_BYTES:  # protobuf caps a file at 2 GB: weights go to one <model>.data file
         data = Path(path).with_name(Path(path).name + ".data")
         data.unlink(missing_ok=True)  # onnx appends to an existing data file; the tensors are in memory
-        onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name,
-                  size_threshold=1024)
+        onnx.save(
+            model,
+            str(tmp),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data.name,
+            size_threshold=1024,
+        )
     else:
         onnx.save(model, str(tmp))
     tmp.replace(path)

@@ -21,12 +21,12 @@ from edgetl.errors import EdgetlError
 from edgetl.evaluate.metrics import primary_score
 from edgetl.evaluate.onnx_eval import evaluate_onnx, feeds_for
 from edgetl.export.loaded import LoadedRun, load_run
-from edgetl.train.run import Run, open_run, require_finished
 from edgetl.export.onnx_export import embed_metadata, export_onnx, verify_onnx
 from edgetl.export.transaction import ExportInterrupted, bundle_transaction
 from edgetl.recipe import QatSpec
 from edgetl.runtime.atomic import atomic_write_bytes, atomic_write_text
 from edgetl.runtime.manifest import bundle_file_hashes, onnx_external_data, sha256_file, write_manifest
+from edgetl.train.run import Run, open_run, require_finished
 
 log = logging.getLogger("edgetl")
 
@@ -78,9 +78,13 @@ def calibration_feeds(loaded: LoadedRun, size: int, batch: int = 16) -> tuple[li
     tr = loaded.splits.train
     first_cls = next((t.name for t in loaded.recipe.tasks if t.kind == "classification"), None)
     idx = calibration_indices(tr, first_cls, size, loaded.recipe.train.seed)
-    feeds = [feeds_for(loaded.prep, tr, idx[i:i + batch]) for i in range(0, len(idx), batch)]
-    info = {"source": "train split, stratified by " + (first_cls or "nothing"), "size": int(len(idx)),
-            "seed": loaded.recipe.train.seed, "rows": tr.index[idx].tolist() if tr.index is not None else idx.tolist()}
+    feeds = [feeds_for(loaded.prep, tr, idx[i : i + batch]) for i in range(0, len(idx), batch)]
+    info = {
+        "source": "train split, stratified by " + (first_cls or "nothing"),
+        "size": int(len(idx)),
+        "seed": loaded.recipe.train.seed,
+        "rows": tr.index[idx].tolist() if tr.index is not None else idx.tolist(),
+    }
     return feeds, info
 
 
@@ -126,13 +130,23 @@ def _build_bundle(loaded: LoadedRun, out: Path, opts: ExportOptions, say, t_star
     say(f"exporting ONNX (opset {recipe.export.opset}) -> {fp32.name}")
     export_onnx(loaded, fp32, opset=recipe.export.opset)
     verification = verify_onnx(loaded, fp32, recipe.export.atol, recipe.export.verify_samples)
-    say("verified vs PyTorch: " + ", ".join(
-        f"{t}: max|diff| {verification['max_abs_diff'][t]:.2e}"
-        + (f", top-1 agreement {verification['top1_agreement'][t]:.2%}" if t in verification["top1_agreement"] else "")
-        for t in verification["max_abs_diff"]))
+    say(
+        "verified vs PyTorch: "
+        + ", ".join(
+            f"{t}: max|diff| {verification['max_abs_diff'][t]:.2e}"
+            + (
+                f", top-1 agreement {verification['top1_agreement'][t]:.2%}"
+                if t in verification["top1_agreement"]
+                else ""
+            )
+            for t in verification["max_abs_diff"]
+        )
+    )
     if not verification["passed"] and not opts.allow_mismatch:
-        raise EdgetlError(f"ONNX verification failed: max|diff| {max(verification['max_abs_diff'].values()):.2e} > "
-                          f"atol {recipe.export.atol} or top-1 disagreement; --allow-mismatch to ship anyway")
+        raise EdgetlError(
+            f"ONNX verification failed: max|diff| {max(verification['max_abs_diff'].values()):.2e} > "
+            f"atol {recipe.export.atol} or top-1 disagreement; --allow-mismatch to ship anyway"
+        )
 
     input_spec = _save_tokenizer(loaded, out) if loaded.model.backbone.kind == "text" else loaded.prep.manifest("input")
     onnx_meta = onnx_metadata(loaded, input_spec)
@@ -152,30 +166,59 @@ def _build_bundle(loaded: LoadedRun, out: Path, opts: ExportOptions, say, t_star
                 from edgetl.quantize.gate import quantize_cpu_with_gate
 
                 name = "int8-ort"
-                say("INT8 for CPU (ONNX Runtime dynamic: INT8 weights, activation ranges per call)"
-                    if loaded.model.backbone.kind == "text" else
-                    f"INT8 for CPU (ONNX Runtime static Q/DQ, {method} calibration on {calib_info['size']} training examples)")
-                result = quantize_cpu_with_gate(loaded, fp32, out / ARTIFACTS[name][0], feeds, method=method,
-                                                max_drop=max_drop, base_val=fp32_val, gate=opts.gate, say=say,
-                                                latency=opts.gate_latency, threads=opts.threads)
+                say(
+                    "INT8 for CPU (ONNX Runtime dynamic: INT8 weights, activation ranges per call)"
+                    if loaded.model.backbone.kind == "text"
+                    else f"INT8 for CPU (ONNX Runtime static Q/DQ, {method} calibration on {calib_info['size']} training examples)"
+                )
+                result = quantize_cpu_with_gate(
+                    loaded,
+                    fp32,
+                    out / ARTIFACTS[name][0],
+                    feeds,
+                    method=method,
+                    max_drop=max_drop,
+                    base_val=fp32_val,
+                    gate=opts.gate,
+                    say=say,
+                    latency=opts.gate_latency,
+                    threads=opts.threads,
+                )
             else:
                 from edgetl.quantize.gate import quantize_tensorrt_with_gate
 
                 name = "int8-modelopt"
                 mo_method = "max" if method == "minmax" else "entropy"
                 say(f"INT8 for TensorRT (modelopt Q/DQ, {mo_method} calibration; gate scored on ONNX Runtime CPU)")
-                result = quantize_tensorrt_with_gate(loaded, fp32, out / ARTIFACTS[name][0], _stack_feeds(feeds),
-                                                     method=mo_method, max_drop=max_drop, gate=opts.gate, say=say)
+                result = quantize_tensorrt_with_gate(
+                    loaded,
+                    fp32,
+                    out / ARTIFACTS[name][0],
+                    _stack_feeds(feeds),
+                    method=mo_method,
+                    max_drop=max_drop,
+                    gate=opts.gate,
+                    say=say,
+                )
             calib = {**calib_info, "method": method}
             if result["settings"].get("mode") == "dynamic":  # activation ranges are computed per call
-                calib = {"method": None, "size": 0, "source": "none: dynamic quantization computes activation "
-                                                               "ranges at run time"}
+                calib = {
+                    "method": None,
+                    "size": 0,
+                    "source": "none: dynamic quantization computes activation ranges at run time",
+                }
             settings = {**result["settings"], "calibration": calib, "gate": result["gate"]}
             test = evaluate_onnx(out / ARTIFACTS[name][0], loaded, "test")
             artifacts[name] = _entry(name, out, test, result["val"], quantization=settings, metadata=onnx_meta)
             d = drops(fp32_test, test, kinds)
-            say(f"{name}: " + ", ".join(f"{t} {100 * primary_score(kinds[t], test[t]) if kinds[t] != 'regression' else primary_score(kinds[t], test[t]):.2f}"
-                                        f" (drop {d[t]:+.2f})" for t in kinds))
+            say(
+                f"{name}: "
+                + ", ".join(
+                    f"{t} {100 * primary_score(kinds[t], test[t]) if kinds[t] != 'regression' else primary_score(kinds[t], test[t]):.2f}"
+                    f" (drop {d[t]:+.2f})"
+                    for t in kinds
+                )
+            )
 
         # ---- QAT (optional): when PTQ could not meet the budget with every layer INT8
         spec = opts.qat_spec or recipe.export.qat
@@ -183,17 +226,42 @@ def _build_bundle(loaded: LoadedRun, out: Path, opts: ExportOptions, say, t_star
         if reason:
             from edgetl.quantize.qat import run_qat
 
-            result = run_qat(loaded, out / ARTIFACTS["int8-qat"][0], feeds, spec, fp32_path=fp32,
-                             base_val=fp32_val, max_drop=max_drop, reason=reason, say=say, latency=opts.gate_latency,
-                             threads=opts.threads)
-            settings = {**result["settings"], "calibration": {**calib_info, "method": "max (modelopt)"},
-                        "gate": result["gate"]}
+            result = run_qat(
+                loaded,
+                out / ARTIFACTS["int8-qat"][0],
+                feeds,
+                spec,
+                fp32_path=fp32,
+                base_val=fp32_val,
+                max_drop=max_drop,
+                reason=reason,
+                say=say,
+                latency=opts.gate_latency,
+                threads=opts.threads,
+            )
+            settings = {
+                **result["settings"],
+                "calibration": {**calib_info, "method": "max (modelopt)"},
+                "gate": result["gate"],
+            }
             test = evaluate_onnx(out / ARTIFACTS["int8-qat"][0], loaded, "test")
-            artifacts["int8-qat"] = _entry("int8-qat", out, test, result["val"], quantization=settings,
-                                           metadata=onnx_meta, verification=result["verification"])
+            artifacts["int8-qat"] = _entry(
+                "int8-qat",
+                out,
+                test,
+                result["val"],
+                quantization=settings,
+                metadata=onnx_meta,
+                verification=result["verification"],
+            )
             d = drops(fp32_test, test, kinds)
-            say("int8-qat: " + ", ".join(f"{t} test drop {d[t]:+.2f}, validation drop {result['gate']['drop'][t]:+.2f}"
-                                         for t in kinds) + (" (passes)" if result["gate"]["passed"] else " (FAILS)"))
+            say(
+                "int8-qat: "
+                + ", ".join(
+                    f"{t} test drop {d[t]:+.2f}, validation drop {result['gate']['drop'][t]:+.2f}" for t in kinds
+                )
+                + (" (passes)" if result["gate"]["passed"] else " (FAILS)")
+            )
 
     # ---- FP16
     if opts.fp16:
@@ -201,9 +269,14 @@ def _build_bundle(loaded: LoadedRun, out: Path, opts: ExportOptions, say, t_star
 
         say("FP16 ONNX (for GPUs / TensorRT; slower on ONNX Runtime CPU)")
         settings = convert_fp16(fp32, out / ARTIFACTS["fp16"][0], keep_io_types=opts.keep_io_fp32)
-        artifacts["fp16"] = _entry("fp16", out, evaluate_onnx(out / ARTIFACTS["fp16"][0], loaded, "test"),
-                                   evaluate_onnx(out / ARTIFACTS["fp16"][0], loaded, "val"), quantization=settings,
-                                   metadata=onnx_meta)
+        artifacts["fp16"] = _entry(
+            "fp16",
+            out,
+            evaluate_onnx(out / ARTIFACTS["fp16"][0], loaded, "test"),
+            evaluate_onnx(out / ARTIFACTS["fp16"][0], loaded, "val"),
+            quantization=settings,
+            metadata=onnx_meta,
+        )
 
     # ---- labels, tokenizer, manifest
     for t in recipe.tasks:
@@ -220,8 +293,10 @@ def _build_bundle(loaded: LoadedRun, out: Path, opts: ExportOptions, say, t_star
         "source_run": str(loaded.run.dir),
         "backbone": recipe.backbone.name,
         "input": input_spec,
-        "tasks": [{"name": t.name, "kind": t.kind, "labels": loaded.splits.labels[t.name], "output": t.name}
-                  for t in recipe.tasks],
+        "tasks": [
+            {"name": t.name, "kind": t.kind, "labels": loaded.splits.labels[t.name], "output": t.name}
+            for t in recipe.tasks
+        ],
         "artifacts": artifacts,
         "default_artifact": default,
         "files": bundle_file_hashes(out),
@@ -287,11 +362,21 @@ def _entry(name: str, out: Path, test: dict, val: dict, **extra) -> dict:
         embed_metadata(path, {**extra["metadata"], "edgetl.artifact": name, "edgetl.precision": precision})
     kinds_acc = {t: (m.get("accuracy", m.get("micro_f1", m.get("mae")))) for t, m in test.items()}
     external = onnx_external_data(path)  # weights in <file>.data: listed, hashed in `files` like the model
-    return {"file": fname, "format": "onnx", "precision": precision, "target": target,
-            "sha256": sha256_file(path), "size_bytes": path.stat().st_size,
-            **({"external_data": external} if external else {}),
-            "accuracy": kinds_acc, "metrics_split": "test", "test_metrics": test, "val_metrics": val,
-            "verification": extra.get("verification"), "quantization": extra.get("quantization")}
+    return {
+        "file": fname,
+        "format": "onnx",
+        "precision": precision,
+        "target": target,
+        "sha256": sha256_file(path),
+        "size_bytes": path.stat().st_size,
+        **({"external_data": external} if external else {}),
+        "accuracy": kinds_acc,
+        "metrics_split": "test",
+        "test_metrics": test,
+        "val_metrics": val,
+        "verification": extra.get("verification"),
+        "quantization": extra.get("quantization"),
+    }
 
 
 def _save_tokenizer(loaded: LoadedRun, out: Path) -> dict:

@@ -186,8 +186,10 @@ def bundle_transaction(out: str | os.PathLike[str]) -> Iterator[Path]:
     if out.exists() and not out.is_dir():
         raise EdgetlError(f"{out}: exists and is not a directory; pass a bundle directory with --out")
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
-        raise EdgetlError(f"{out}: exists, is not empty and holds no {MANIFEST_NAME}; refusing to replace a "
-                          "directory that is not a bundle (pass an empty or new directory with --out)")
+        raise EdgetlError(
+            f"{out}: exists, is not empty and holds no {MANIFEST_NAME}; refusing to replace a "
+            "directory that is not a bundle (pass an empty or new directory with --out)"
+        )
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     swapped: list = []
     try:
@@ -204,8 +206,11 @@ def bundle_transaction(out: str | os.PathLike[str]) -> Iterator[Path]:
         try:
             verify_bundle(staging, load=True)
         except EdgetlError as exc:
-            raise EdgetlError(_named(f"export failed verification: {exc.message}; {_kept(out)}, the new bundle "
-                                     "was removed", staging, out)) from None
+            raise EdgetlError(
+                _named(
+                    f"export failed verification: {exc.message}; {_kept(out)}, the new bundle was removed", staging, out
+                )
+            ) from None
         _swap(staging, out, swapped)
         shutil.rmtree(prev_dir(out), ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)  # the old bundle, after an exchange
@@ -213,8 +218,9 @@ def bundle_transaction(out: str | os.PathLike[str]) -> Iterator[Path]:
         if swapped:  # a Ctrl-C held back during the swap lands here: the new bundle is complete and in place
             shutil.rmtree(staging, ignore_errors=True)  # the old bundle, after an exchange
             shutil.rmtree(prev_dir(out), ignore_errors=True)
-            raise ExportInterrupted(f"export interrupted after the swap; {out} is the new, verified bundle and "
-                                    "the previous one was removed") from None
+            raise ExportInterrupted(
+                f"export interrupted after the swap; {out} is the new, verified bundle and the previous one was removed"
+            ) from None
         shutil.rmtree(staging, ignore_errors=True)
         raise ExportInterrupted(f"export interrupted; {_kept(out)} and the partial new bundle was removed") from None
     except StorageError as exc:

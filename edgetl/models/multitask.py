@@ -18,10 +18,14 @@ class MultiTaskModel(nn.Module):
         self.backbone = backbone
         self.task_names = [t.name for t in tasks]
         self.task_kinds = {t.name: t.kind for t in tasks}
-        self.heads = nn.ModuleDict({
-            t.name: nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.feature_dim, head_outputs(t, labels[t.name])))
-            for t in tasks
-        })
+        self.heads = nn.ModuleDict(
+            {
+                t.name: nn.Sequential(
+                    nn.Dropout(dropout), nn.Linear(backbone.feature_dim, head_outputs(t, labels[t.name]))
+                )
+                for t in tasks
+            }
+        )
 
     def forward_heads(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}

@@ -7,9 +7,9 @@ Weights sources: offline | imagenet | hub | none | <local file or directory>.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from torch import nn
 
@@ -67,6 +67,8 @@ def create_backbone(spec: BackboneSpec) -> nn.Module:
         if not Path(w).exists():
             raise EdgetlError(f"backbone.weights: {w!r} is neither offline|imagenet|hub|none nor an existing path")
     elif w == "offline" and not entry.offline:
-        raise EdgetlError(f"backbone.weights: no offline weights ship for {spec.name!r}; "
-                          "use imagenet/hub (online), a local file, or none")
+        raise EdgetlError(
+            f"backbone.weights: no offline weights ship for {spec.name!r}; "
+            "use imagenet/hub (online), a local file, or none"
+        )
     return entry.build(spec)

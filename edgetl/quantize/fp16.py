@@ -15,9 +15,9 @@ from pathlib import Path
 from edgetl.errors import EdgetlError
 
 
-
-def convert_fp16(fp32_path: Path, out_path: Path, keep_io_types: bool = True,
-                 op_block_list: list[str] | None = None) -> dict:
+def convert_fp16(
+    fp32_path: Path, out_path: Path, keep_io_types: bool = True, op_block_list: list[str] | None = None
+) -> dict:
     try:
         import onnx
         from onnxconverter_common import float16
@@ -40,7 +40,13 @@ def convert_fp16(fp32_path: Path, out_path: Path, keep_io_types: bool = True,
     tmp = Path(out_path).with_suffix(".tmp.onnx")
     onnx.save(half, str(tmp))
     tmp.replace(out_path)
-    return {"backend": "onnxconverter-common", "precision": "fp16", "keep_io_types": keep_io_types,
-            "io_dtype": "float32" if keep_io_types else "float16", "target": "gpu",
-            "tensors_clamped_to_1e4": clamped, "tensors_with_tiny_values_flushed": flushed,
-            "op_block_list": list(op_block_list) if op_block_list is not None else "onnxconverter-common default"}
+    return {
+        "backend": "onnxconverter-common",
+        "precision": "fp16",
+        "keep_io_types": keep_io_types,
+        "io_dtype": "float32" if keep_io_types else "float16",
+        "target": "gpu",
+        "tensors_clamped_to_1e4": clamped,
+        "tensors_with_tiny_values_flushed": flushed,
+        "op_block_list": list(op_block_list) if op_block_list is not None else "onnxconverter-common default",
+    }

@@ -53,8 +53,9 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def output_damage(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], kinds: dict[str, str],
-                  tasks: Sequence[str] | None = None) -> float:
+def output_damage(
+    ref: dict[str, np.ndarray], got: dict[str, np.ndarray], kinds: dict[str, str], tasks: Sequence[str] | None = None
+) -> float:
     """How far quantized outputs are from the FP32 ones, summed over `tasks` (default all); 0 = identical.
 
     classification: mean KL(softmax(ref) || softmax(got)); multilabel: mean binary KL of the sigmoids;
@@ -83,16 +84,27 @@ class Evaluator:
     inference). FP32 reference outputs are computed once, from `fp32_path`.
     """
 
-    def __init__(self, feeds: Callable[[np.ndarray], dict], n: int, targets: dict[str, np.ndarray],
-                 kinds: dict[str, str], labels: dict[str, list[str]], fp32_path: Path, *, batch_size: int = 64,
-                 subset: int = 256, seed: int = 0, cache_mb: int = 512):
+    def __init__(
+        self,
+        feeds: Callable[[np.ndarray], dict],
+        n: int,
+        targets: dict[str, np.ndarray],
+        kinds: dict[str, str],
+        labels: dict[str, list[str]],
+        fp32_path: Path,
+        *,
+        batch_size: int = 64,
+        subset: int = 256,
+        seed: int = 0,
+        cache_mb: int = 512,
+    ):
         if n < 1:
             raise ValueError("the gate needs a non-empty validation split")
         self.feeds, self.n, self.targets, self.kinds, self.labels = feeds, n, targets, kinds, labels
         self.batch_size = batch_size
         self.subset_idx = np.sort(np.random.default_rng(seed).permutation(n)[: min(subset, n)])
         self._batches = [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-        self._sub_batches = [self.subset_idx[s:s + batch_size] for s in range(0, len(self.subset_idx), batch_size)]
+        self._sub_batches = [self.subset_idx[s : s + batch_size] for s in range(0, len(self.subset_idx), batch_size)]
         self._cache: dict[tuple, dict] = {}
         self._cache_budget = cache_mb * 2**20
         self.fp32_path = Path(fp32_path)
@@ -106,8 +118,15 @@ class Evaluator:
         from edgetl.evaluate.onnx_eval import feeds_for
 
         ex = getattr(loaded.splits, split)
-        return cls(lambda idx: feeds_for(loaded.prep, ex, idx), len(ex), ex.targets, loaded.kinds,
-                   loaded.splits.labels, fp32_path, **kw)
+        return cls(
+            lambda idx: feeds_for(loaded.prep, ex, idx),
+            len(ex),
+            ex.targets,
+            loaded.kinds,
+            loaded.splits.labels,
+            fp32_path,
+            **kw,
+        )
 
     @staticmethod
     def session(path: Path, threads: int | None = None):
@@ -144,8 +163,9 @@ class Evaluator:
 
     def damage(self, path: Path, tasks: Sequence[str] | None = None) -> float:
         """output_damage vs FP32 on the sensitivity subset."""
-        return output_damage(self.fp32_subset, self._outputs(self.session(path), self._sub_batches, "sub"),
-                             self.kinds, tasks)
+        return output_damage(
+            self.fp32_subset, self._outputs(self.session(path), self._sub_batches, "sub"), self.kinds, tasks
+        )
 
     def latency_feeds(self) -> dict[str, np.ndarray]:
         """One example (batch 1), as a deployed model would get it."""
@@ -166,18 +186,29 @@ def k_schedule(n: int) -> list[int]:
 def _split(cands: list, parts: int) -> list[list]:
     """Contiguous chunks (graph order) of about equal size."""
     size = math.ceil(len(cands) / max(1, parts))
-    return [cands[i:i + size] for i in range(0, len(cands), size)]
+    return [cands[i : i + size] for i in range(0, len(cands), size)]
 
 
-def gate_search(quantizer, out: Path, ev: Evaluator, *, max_drop: float, search: bool = True,
-                latency: bool = True, latency_budget_s: float = 6.0, threads: int | None = None,
-                max_tries: int = 24, groups: int = 8, refine: int = 2, say: Callable[[str], None] = print) -> dict:
+def gate_search(
+    quantizer,
+    out: Path,
+    ev: Evaluator,
+    *,
+    max_drop: float,
+    search: bool = True,
+    latency: bool = True,
+    latency_budget_s: float = 6.0,
+    threads: int | None = None,
+    max_tries: int = 24,
+    groups: int = 8,
+    refine: int = 2,
+    say: Callable[[str], None] = print,
+) -> dict:
     """Run the gate with `quantizer` (OrtStaticQuantizer / OrtDynamicQuantizer); write the final model to `out`.
 
     Returns {"val": metrics of the final model, "gate": the record for the manifest}.
     """
     t0 = time.perf_counter()
-    kinds = ev.kinds
     tmp = tempfile.TemporaryDirectory(prefix="edgetl-gate-")
     tries: list[dict] = []
     paths: list[Path] = []
@@ -190,13 +221,23 @@ def gate_search(quantizer, out: Path, ev: Evaluator, *, max_drop: float, search:
         ts = time.perf_counter()
         quantizer.quantize(p, excluded)
         metrics, d = ev.score(p)
-        rec = {"try": len(tries), "excluded": list(excluded), "n_excluded": len(excluded),
-               "drop": {t: round(v, 4) for t, v in d.items()}, "passed": within_budget(d, max_drop), "note": note,
-               "seconds": round(time.perf_counter() - ts, 2), "_metrics": metrics}
+        rec = {
+            "try": len(tries),
+            "excluded": list(excluded),
+            "n_excluded": len(excluded),
+            "drop": {t: round(v, 4) for t, v in d.items()},
+            "passed": within_budget(d, max_drop),
+            "note": note,
+            "seconds": round(time.perf_counter() - ts, 2),
+            "_metrics": metrics,
+        }
         tries.append(rec)
         paths.append(p)
-        say(f"gate try {rec['try']}: {len(excluded)} layer(s) in float -> drop "
-            + ", ".join(f"{t} {v:+.2f}" for t, v in d.items()) + (" (passes)" if rec["passed"] else ""))
+        say(
+            f"gate try {rec['try']}: {len(excluded)} layer(s) in float -> drop "
+            + ", ".join(f"{t} {v:+.2f}" for t, v in d.items())
+            + (" (passes)" if rec["passed"] else "")
+        )
         return rec
 
     first = attempt([], "all layers INT8")
@@ -205,18 +246,26 @@ def gate_search(quantizer, out: Path, ev: Evaluator, *, max_drop: float, search:
     best = first
     if failing and search:
         cands = quantizer.candidates()
-        say(f"gate: {', '.join(failing)} lose(s) more than {max_drop} point(s); sensitivity of {len(cands)} layers "
-            f"(leave-one-out on {len(ev.subset_idx)} validation examples)")
+        say(
+            f"gate: {', '.join(failing)} lose(s) more than {max_drop} point(s); sensitivity of {len(cands)} layers "
+            f"(leave-one-out on {len(ev.subset_idx)} validation examples)"
+        )
         ranking = _rank(quantizer, cands, ev, failing, Path(tmp.name), groups=groups, refine=refine)
         gate["searched"] = True
         gate["sensitivity"] = {
             "method": "leave-one-out: each unit (the nodes that keep one activation tensor float: its producer "
-                      "and consumers) in float alone, everything else INT8; with many layers, contiguous groups "
-                      "first, then the units of the most harmful groups",
-            "metric": "reduction of KL(FP32 || INT8) on the failing tasks' outputs", "tasks": failing,
-            "samples": int(len(ev.subset_idx)), "candidates": len(cands), "evaluations": ranking["evaluations"],
-            "base_damage": ranking["base"], "seconds": ranking["seconds"], "groups": ranking["groups"],
-            "units": ranking["layers"][:30]}
+            "and consumers) in float alone, everything else INT8; with many layers, contiguous groups "
+            "first, then the units of the most harmful groups",
+            "metric": "reduction of KL(FP32 || INT8) on the failing tasks' outputs",
+            "tasks": failing,
+            "samples": int(len(ev.subset_idx)),
+            "candidates": len(cands),
+            "evaluations": ranking["evaluations"],
+            "base_damage": ranking["base"],
+            "seconds": ranking["seconds"],
+            "groups": ranking["groups"],
+            "units": ranking["layers"][:30],
+        }
         order = [u["nodes"] for u in ranking["units"]]
 
         def excluded_for(k: int) -> list[str]:
@@ -239,12 +288,17 @@ def gate_search(quantizer, out: Path, ev: Evaluator, *, max_drop: float, search:
             else:
                 lo = mid
         passing = [r for r in tries if r["passed"]]
-        best = min(passing, key=lambda r: (r["n_excluded"], _worst(r["drop"]))) if passing else \
-            min(tries, key=lambda r: _worst(r["drop"]))
+        best = (
+            min(passing, key=lambda r: (r["n_excluded"], _worst(r["drop"])))
+            if passing
+            else min(tries, key=lambda r: _worst(r["drop"]))
+        )
         if not passing:
-            say(f"gate: no try met the budget ({len(tries)} tries"
+            say(
+                f"gate: no try met the budget ({len(tries)} tries"
                 + (", every candidate layer in float" if lo == len(order) else f", stopped at {max_tries} tries")
-                + ")")
+                + ")"
+            )
     elif failing:
         say(f"gate: drop {_worst(first['drop']):.2f} points > budget {max_drop} (search disabled)")
 
@@ -252,8 +306,15 @@ def gate_search(quantizer, out: Path, ev: Evaluator, *, max_drop: float, search:
     shutil.move(paths[best["try"]], out)  # the tries live in /tmp: a rename cannot cross file systems
     paths[best["try"]] = Path(out)
     ops = dict(quantizer.candidates())
-    gate.update({"passed": best["passed"], "drop": best["drop"], "excluded_nodes": best["excluded"],
-                 "excluded_ops": [ops.get(n, "?") for n in best["excluded"]], "final_try": best["try"]})
+    gate.update(
+        {
+            "passed": best["passed"],
+            "drop": best["drop"],
+            "excluded_nodes": best["excluded"],
+            "excluded_ops": [ops.get(n, "?") for n in best["excluded"]],
+            "final_try": best["try"],
+        }
+    )
 
     if latency:
         lat = _latency(ev, tries, paths, best, latency_budget_s, threads)
@@ -264,8 +325,10 @@ def gate_search(quantizer, out: Path, ev: Evaluator, *, max_drop: float, search:
             msg += f"; all-INT8 {lat['int8_all_ms']:.2f} ms: keeping {len(best['excluded'])} layer(s) in float costs x{lat['cost_vs_all_int8']:.2f}"
         say(msg)
         if lat.get("other_cpu_share") is not None and lat["other_cpu_share"] > BUSY_SHARE:
-            gate["warning"] = (f"other processes used {100 * lat['other_cpu_share']:.0f}% of the CPUs while the gate "
-                               "timed FP32 vs INT8: the ratio may be off (re-export on an idle machine)")
+            gate["warning"] = (
+                f"other processes used {100 * lat['other_cpu_share']:.0f}% of the CPUs while the gate "
+                "timed FP32 vs INT8: the ratio may be off (re-export on an idle machine)"
+            )
             say(f"gate: warning: {gate['warning']}")
         if gate["slower_than_fp32"]:
             say("gate: the INT8 model is SLOWER than FP32 on this CPU: FP32 stays the default artifact")
@@ -284,8 +347,16 @@ def _worst(drop: dict[str, float]) -> float:
     return max(drop.values())
 
 
-def _rank(quantizer, cands: list[tuple[str, str]], ev: Evaluator, tasks: list[str], tmp: Path, *,
-          groups: int = 8, refine: int = 2) -> dict:
+def _rank(
+    quantizer,
+    cands: list[tuple[str, str]],
+    ev: Evaluator,
+    tasks: list[str],
+    tmp: Path,
+    *,
+    groups: int = 8,
+    refine: int = 2,
+) -> dict:
     """Order sensitivity units (sets of nodes to keep in float) from most to least harmful to keep INT8.
 
     A unit is what it takes to keep one activation tensor in float: its producer and consumers (see
@@ -317,19 +388,27 @@ def _rank(quantizer, cands: list[tuple[str, str]], ev: Evaluator, tasks: list[st
         group_rows = [{"first": c[0][0], "last": c[-1][0], "size": len(c), "gain": round(g, 6)} for c, g in scored]
         anchors = [n for c, _ in scored[:refine] for n, _ in c]
         units = quantizer.units(anchors)
-        rest = [{"anchor": f"group {c[0][0]} .. {c[-1][0]}", "nodes": [n for n, _ in c], "gain": g}
-                for c, g in scored[refine:]]
+        rest = [
+            {"anchor": f"group {c[0][0]} .. {c[-1][0]}", "nodes": [n for n, _ in c], "gain": g}
+            for c, g in scored[refine:]
+        ]
     for u in units:
         u["gain"] = gain(u["nodes"])
     units.sort(key=lambda u: -u["gain"])
     ordered = units + rest
-    return {"base": round(base, 6), "units": ordered, "evaluations": evals,
-            "seconds": round(time.perf_counter() - ts, 1), "groups": group_rows,
-            "layers": [{"anchor": u["anchor"], "nodes": u["nodes"], "gain": round(u["gain"], 6)} for u in ordered]}
+    return {
+        "base": round(base, 6),
+        "units": ordered,
+        "evaluations": evals,
+        "seconds": round(time.perf_counter() - ts, 1),
+        "groups": group_rows,
+        "layers": [{"anchor": u["anchor"], "nodes": u["nodes"], "gain": round(u["gain"], 6)} for u in ordered],
+    }
 
 
-def _latency(ev: Evaluator, tries: list[dict], paths: list[Path], best: dict, budget_s: float,
-             threads: int | None) -> dict:
+def _latency(
+    ev: Evaluator, tries: list[dict], paths: list[Path], best: dict, budget_s: float, threads: int | None
+) -> dict:
     from edgetl.quantize.speed import compare_latency, speedup
 
     models = {"fp32": ev.fp32_path, "try0": paths[0]}
@@ -337,8 +416,9 @@ def _latency(ev: Evaluator, tries: list[dict], paths: list[Path], best: dict, bu
         models[f"try{r['try']}"] = paths[r["try"]]
     if len(models) > 8:  # too many to time well in the budget: the ones the report needs
         models = {k: v for k, v in models.items() if k in ("fp32", "try0", f"try{best['try']}")}
-    res = compare_latency(models, ev.latency_feeds(), threads=threads, min_rounds=15,
-                          budget_s=budget_s * max(1.0, len(models) / 3))
+    res = compare_latency(
+        models, ev.latency_feeds(), threads=threads, min_rounds=15, budget_s=budget_s * max(1.0, len(models) / 3)
+    )
     ms = res["ms"]
     for r in tries:
         key = f"try{r['try']}"
@@ -346,22 +426,45 @@ def _latency(ev: Evaluator, tries: list[dict], paths: list[Path], best: dict, bu
             r["latency_ms"] = round(ms[key]["p50"], 4)
             r["speedup_vs_fp32"] = round(speedup(res, "fp32", key), 3)
     final = f"try{best['try']}"
-    return {"batch": res["batch"], "threads": res["threads"], "rounds": res["rounds"],
-            "stat": "p50 ms; speedups are medians of per-round ratios (models interleaved)",
-            "how": (f"ONNX Runtime CPU, batch {res['batch']}, {res['threads']} threads, {res['warmup_s']} s warm-up "
-                    "per model, one model running at a time (idle sessions' threads stopped), interleaved rounds"),
-            "cpu": res["cpu"], "cpu_threads": os.cpu_count(), "other_cpu_share": res["other_cpu_share"],
-            "fp32_ms": round(ms["fp32"]["p50"], 4), "int8_all_ms": round(ms["try0"]["p50"], 4),
-            "int8_ms": round(ms[final]["p50"], 4), "speedup_vs_fp32": round(speedup(res, "fp32", final), 3),
-            "speedup_all_int8_vs_fp32": round(speedup(res, "fp32", "try0"), 3),
-            "cost_vs_all_int8": round(speedup(res, "try0", final) ** -1, 3)}
+    return {
+        "batch": res["batch"],
+        "threads": res["threads"],
+        "rounds": res["rounds"],
+        "stat": "p50 ms; speedups are medians of per-round ratios (models interleaved)",
+        "how": (
+            f"ONNX Runtime CPU, batch {res['batch']}, {res['threads']} threads, {res['warmup_s']} s warm-up "
+            "per model, one model running at a time (idle sessions' threads stopped), interleaved rounds"
+        ),
+        "cpu": res["cpu"],
+        "cpu_threads": os.cpu_count(),
+        "other_cpu_share": res["other_cpu_share"],
+        "fp32_ms": round(ms["fp32"]["p50"], 4),
+        "int8_all_ms": round(ms["try0"]["p50"], 4),
+        "int8_ms": round(ms[final]["p50"], 4),
+        "speedup_vs_fp32": round(speedup(res, "fp32", final), 3),
+        "speedup_all_int8_vs_fp32": round(speedup(res, "fp32", "try0"), 3),
+        "cost_vs_all_int8": round(speedup(res, "try0", final) ** -1, 3),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ entry point
-def quantize_cpu_with_gate(loaded, fp32: Path, out: Path, feeds: list[dict], *, method: str, max_drop: float,
-                           base_val: dict | None = None, gate: bool = True, say=print, mode: str = "auto",
-                           latency: bool = True, latency_budget_s: float = 6.0, threads: int | None = None,
-                           subset: int = 256) -> dict:
+def quantize_cpu_with_gate(
+    loaded,
+    fp32: Path,
+    out: Path,
+    feeds: list[dict],
+    *,
+    method: str,
+    max_drop: float,
+    base_val: dict | None = None,
+    gate: bool = True,
+    say=print,
+    mode: str = "auto",
+    latency: bool = True,
+    latency_budget_s: float = 6.0,
+    threads: int | None = None,
+    subset: int = 256,
+) -> dict:
     """INT8 for CPU with the accuracy gate: static Q/DQ for images, dynamic for text (mode auto).
 
     Returns {"settings", "val", "gate"}; the final model is written to `out`.
@@ -381,13 +484,32 @@ def quantize_cpu_with_gate(loaded, fp32: Path, out: Path, feeds: list[dict], *, 
         say(f"calibrating activation ranges ({method}, {q.settings()['calibration_samples']} training examples)")
         q.calibrate()
     ev = Evaluator.for_run(loaded, fp32, "val", subset=subset, seed=loaded.recipe.train.seed)
-    result = gate_search(q, out, ev, max_drop=max_drop, search=gate, latency=latency,
-                         latency_budget_s=latency_budget_s, threads=threads, say=say)
+    result = gate_search(
+        q,
+        out,
+        ev,
+        max_drop=max_drop,
+        search=gate,
+        latency=latency,
+        latency_budget_s=latency_budget_s,
+        threads=threads,
+        say=say,
+    )
     return {"settings": q.settings(), **result}
 
 
-def quantize_tensorrt_with_gate(loaded, fp32: Path, out: Path, calib: dict, *, method: str, max_drop: float,
-                                gate: bool = True, say=print, subset: int = 256) -> dict:
+def quantize_tensorrt_with_gate(
+    loaded,
+    fp32: Path,
+    out: Path,
+    calib: dict,
+    *,
+    method: str,
+    max_drop: float,
+    gate: bool = True,
+    say=print,
+    subset: int = 256,
+) -> dict:
     """modelopt INT8 (Q/DQ placed for TensorRT) with the same gate, scored on ONNX Runtime CPU.
 
     ORT runs modelopt's Q/DQ as fake quantization: the accuracy is a proxy for the engine's (measure the
@@ -398,7 +520,8 @@ def quantize_tensorrt_with_gate(loaded, fp32: Path, out: Path, calib: dict, *, m
 
     q = ModeloptQuantizer(fp32, calib, method)
     ev = Evaluator.for_run(loaded, fp32, "val", subset=subset, seed=loaded.recipe.train.seed)
-    result = gate_search(q, out, ev, max_drop=max_drop, search=gate, latency=False, say=say, groups=6, refine=1,
-                         max_tries=12)
+    result = gate_search(
+        q, out, ev, max_drop=max_drop, search=gate, latency=False, say=say, groups=6, refine=1, max_tries=12
+    )
     result["gate"]["note"] = "accuracy measured on ONNX Runtime CPU: a proxy until measured on a TensorRT engine"
     return {"settings": q.settings(), **result}

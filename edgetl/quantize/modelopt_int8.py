@@ -28,8 +28,14 @@ def modelopt_available() -> tuple[bool, str]:
     return True, ""
 
 
-def quantize_modelopt(fp32_path: Path, out_path: Path, calib: dict[str, np.ndarray], method: str = "entropy",
-                      nodes_to_exclude: list[str] | None = None, timeout_s: int = 1800) -> dict:
+def quantize_modelopt(
+    fp32_path: Path,
+    out_path: Path,
+    calib: dict[str, np.ndarray],
+    method: str = "entropy",
+    nodes_to_exclude: list[str] | None = None,
+    timeout_s: int = 1800,
+) -> dict:
     ok, why = modelopt_available()
     if not ok:
         raise UnverifiedError(why)
@@ -38,17 +44,32 @@ def quantize_modelopt(fp32_path: Path, out_path: Path, calib: dict[str, np.ndarr
     with tempfile.TemporaryDirectory(prefix="edgetl-mo-") as d:
         npz = Path(d) / "calib.npz"
         np.savez(npz, **calib)
-        job = {"onnx": str(fp32_path), "out": str(out_path), "calib": str(npz),
-               "method": "max" if method in ("max", "minmax") else "entropy",
-               "exclude": list(nodes_to_exclude or [])}
-        proc = subprocess.run([sys.executable, "-m", "edgetl.quantize.modelopt_int8", json.dumps(job)],
-                              capture_output=True, text=True, timeout=timeout_s)
+        job = {
+            "onnx": str(fp32_path),
+            "out": str(out_path),
+            "calib": str(npz),
+            "method": "max" if method in ("max", "minmax") else "entropy",
+            "exclude": list(nodes_to_exclude or []),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "edgetl.quantize.modelopt_int8", json.dumps(job)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     if proc.returncode != 0 or not Path(out_path).is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise EdgetlError(f"modelopt INT8 quantization failed: {tail[0][:300]}")
-    return {"backend": "modelopt", "format": "QDQ", "activations": "int8 symmetric", "weights": "int8 symmetric",
-            "calibration_method": job["method"], "high_precision_dtype": "fp32",
-            "calibration_samples": int(next(iter(calib.values())).shape[0]), "target": "tensorrt"}
+    return {
+        "backend": "modelopt",
+        "format": "QDQ",
+        "activations": "int8 symmetric",
+        "weights": "int8 symmetric",
+        "calibration_method": job["method"],
+        "high_precision_dtype": "fp32",
+        "calibration_samples": int(next(iter(calib.values())).shape[0]),
+        "target": "tensorrt",
+    }
 
 
 class ModeloptQuantizer:
@@ -81,8 +102,9 @@ class ModeloptQuantizer:
         return [{"anchor": n, "nodes": [n]} for n, _ in self.candidates() if keep is None or n in keep]
 
     def quantize(self, out_path: Path, nodes_to_exclude: list[str] | None = None) -> Path:
-        self._settings = quantize_modelopt(self.fp32_path, Path(out_path), self.calib, self.method,
-                                           list(nodes_to_exclude or []))
+        self._settings = quantize_modelopt(
+            self.fp32_path, Path(out_path), self.calib, self.method, list(nodes_to_exclude or [])
+        )
         return Path(out_path)
 
 
@@ -96,9 +118,16 @@ def _worker(job: dict) -> None:
     data = dict(np.load(job["calib"]))
     calib = data if len(data) > 1 else next(iter(data.values()))
     tmp = job["out"] + ".tmp.onnx"
-    quantize(job["onnx"], quantize_mode="int8", calibration_data=calib, calibration_method=job["method"],
-             nodes_to_exclude=[re.escape(n) + "$" for n in job["exclude"]] or None,
-             high_precision_dtype="fp32", output_path=tmp, log_level="ERROR")
+    quantize(
+        job["onnx"],
+        quantize_mode="int8",
+        calibration_data=calib,
+        calibration_method=job["method"],
+        nodes_to_exclude=[re.escape(n) + "$" for n in job["exclude"]] or None,
+        high_precision_dtype="fp32",
+        output_path=tmp,
+        log_level="ERROR",
+    )
     Path(tmp).replace(job["out"])
 
 

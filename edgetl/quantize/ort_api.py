@@ -32,12 +32,24 @@ import numpy as np
 log = logging.getLogger("edgetl")
 
 # (module, attribute) of the weight helpers worth memoizing, as the quantizers that call them import them.
-MEMO_TARGETS = (("onnxruntime.quantization.qdq_quantizer", "quantize_onnx_initializer"),
-                ("onnxruntime.quantization.qdq_quantizer", "compute_data_quant_params"),
-                ("onnxruntime.quantization.base_quantizer", "quantize_data"))
+MEMO_TARGETS = (
+    ("onnxruntime.quantization.qdq_quantizer", "quantize_onnx_initializer"),
+    ("onnxruntime.quantization.qdq_quantizer", "compute_data_quant_params"),
+    ("onnxruntime.quantization.base_quantizer", "quantize_data"),
+)
 # QDQQuantizer keyword arguments the "quantizer" path passes; a release that renames one falls back.
-QDQ_QUANTIZER_ARGS = ("model", "per_channel", "reduce_range", "weight_qType", "activation_qType", "tensors_range",
-                      "nodes_to_quantize", "nodes_to_exclude", "op_types_to_quantize", "extra_options")
+QDQ_QUANTIZER_ARGS = (
+    "model",
+    "per_channel",
+    "reduce_range",
+    "weight_qType",
+    "activation_qType",
+    "tensors_range",
+    "nodes_to_quantize",
+    "nodes_to_exclude",
+    "op_types_to_quantize",
+    "extra_options",
+)
 STATIC_PATHS = ("cache", "quantizer", "public")
 
 
@@ -64,8 +76,11 @@ class Reader:
 def calibration_method(method: str):
     from onnxruntime.quantization import CalibrationMethod
 
-    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile}[method]
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[method]
 
 
 def calibration_options(method: str) -> dict:
@@ -77,10 +92,14 @@ def calibrate(model_path: Path, feeds: list[dict], method: str, work_dir: Path, 
     """Activation ranges (ORT's TensorsData) from the public calibrator, computed once."""
     from onnxruntime.quantization import create_calibrator
 
-    calibrator = create_calibrator(Path(model_path), op_types,
-                                   augmented_model_path=str(Path(work_dir) / "augmented.onnx"),
-                                   calibrate_method=calibration_method(method), providers=["CPUExecutionProvider"],
-                                   extra_options={"percentile": 99.999} if method == "percentile" else {})
+    calibrator = create_calibrator(
+        Path(model_path),
+        op_types,
+        augmented_model_path=str(Path(work_dir) / "augmented.onnx"),
+        calibrate_method=calibration_method(method),
+        providers=["CPUExecutionProvider"],
+        extra_options={"percentile": 99.999} if method == "percentile" else {},
+    )
     calibrator.collect_data(Reader(feeds))
     ranges = calibrator.compute_data()
     del calibrator
@@ -127,7 +146,9 @@ def qdq_quantizer_usable() -> bool:
 
 def static_paths() -> list[str]:
     """The ways this ORT can re-quantize from fixed ranges, fastest first ("public" always works)."""
-    return [p for p, ok in (("cache", has_calibration_cache()), ("quantizer", qdq_quantizer_usable())) if ok] + ["public"]
+    return [p for p, ok in (("cache", has_calibration_cache()), ("quantizer", qdq_quantizer_usable())) if ok] + [
+        "public"
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ weight memo
@@ -205,9 +226,22 @@ def weight_memo(cache: dict | None):
 
 
 # ------------------------------------------------------------------------------------------------ quantizing
-def quantize_static_qdq(model_path: Path, out_path: Path, *, feeds: list[dict], method: str, ranges,
-                        per_channel: bool, reduce_range: bool, nodes_to_exclude: list[str], op_types: list[str],
-                        extra_options: dict, work_dir: Path, path: str = "auto", memo: dict | None = None) -> str:
+def quantize_static_qdq(
+    model_path: Path,
+    out_path: Path,
+    *,
+    feeds: list[dict],
+    method: str,
+    ranges,
+    per_channel: bool,
+    reduce_range: bool,
+    nodes_to_exclude: list[str],
+    op_types: list[str],
+    extra_options: dict,
+    work_dir: Path,
+    path: str = "auto",
+    memo: dict | None = None,
+) -> str:
     """Static Q/DQ (S8 weights, U8 activations) from `model_path` into `out_path`; returns the path taken.
 
     `ranges` are the activation ranges `calibrate` returned for `feeds`; the "public" path recalibrates from
@@ -219,11 +253,18 @@ def quantize_static_qdq(model_path: Path, out_path: Path, *, feeds: list[dict], 
     chosen = available[0] if path == "auto" else path
     if chosen not in available:
         raise ValueError(f"ORT static quantization path {chosen!r} is not available here ({', '.join(available)})")
-    kwargs = dict(quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types), per_channel=per_channel,
-                  reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                  nodes_to_exclude=list(nodes_to_exclude), calibrate_method=calibration_method(method),
-                  calibration_providers=["CPUExecutionProvider"],
-                  extra_options={**calibration_options(method), **extra_options})
+    kwargs = dict(
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(op_types),
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(nodes_to_exclude),
+        calibrate_method=calibration_method(method),
+        calibration_providers=["CPUExecutionProvider"],
+        extra_options={**calibration_options(method), **extra_options},
+    )
     with _atomic_output(out_path) as tmp, weight_memo(memo):
         if chosen == "cache":
             cache_file = _cache_file(work_dir, method)
@@ -247,23 +288,46 @@ def _quantize_with_qdq_quantizer(model_path: Path, out: Path, ranges, kw: dict) 
     model = load_model_with_shape_infer(Path(model_path))
     opset_kw = {"activation_type": kw["activation_type"]} if "activation_type" in _params(update_opset_version) else {}
     model = update_opset_version(model, weight_type=kw["weight_type"], **opset_kw)
-    q = QDQQuantizer(model=model, per_channel=kw["per_channel"], reduce_range=kw["reduce_range"],
-                     weight_qType=kw["weight_type"], activation_qType=kw["activation_type"], tensors_range=ranges,
-                     nodes_to_quantize=[], nodes_to_exclude=kw["nodes_to_exclude"],
-                     op_types_to_quantize=kw["op_types_to_quantize"], extra_options=kw["extra_options"])
+    q = QDQQuantizer(
+        model=model,
+        per_channel=kw["per_channel"],
+        reduce_range=kw["reduce_range"],
+        weight_qType=kw["weight_type"],
+        activation_qType=kw["activation_type"],
+        tensors_range=ranges,
+        nodes_to_quantize=[],
+        nodes_to_exclude=kw["nodes_to_exclude"],
+        op_types_to_quantize=kw["op_types_to_quantize"],
+        extra_options=kw["extra_options"],
+    )
     q.quantize_model()
     q.model.save_model_to_file(str(out), False)
 
 
-def quantize_dynamic_int8(model_path: Path, out_path: Path, *, per_channel: bool, reduce_range: bool,
-                          nodes_to_exclude: list[str], op_types: list[str], memo: dict | None = None) -> None:
+def quantize_dynamic_int8(
+    model_path: Path,
+    out_path: Path,
+    *,
+    per_channel: bool,
+    reduce_range: bool,
+    nodes_to_exclude: list[str],
+    op_types: list[str],
+    memo: dict | None = None,
+) -> None:
     """Dynamic INT8 (weights ahead of time, activations per call) through ORT's public `quantize_dynamic`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _atomic_output(out_path) as tmp, weight_memo(memo):
-        quantize_dynamic(str(model_path), str(tmp), op_types_to_quantize=list(op_types), per_channel=per_channel,
-                         reduce_range=reduce_range, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=list(nodes_to_exclude), extra_options={"MatMulConstBOnly": True})
+        quantize_dynamic(
+            str(model_path),
+            str(tmp),
+            op_types_to_quantize=list(op_types),
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(nodes_to_exclude),
+            extra_options={"MatMulConstBOnly": True},
+        )
 
 
 @contextmanager

@@ -32,8 +32,26 @@ METHODS = ("minmax", "entropy", "percentile")
 # output, not only its weight). "Passthrough" ops only carry their input's quantization along (or are removed,
 # like Relu/Clip with asymmetric activations) and are never worth excluding on their own; every other node that
 # the quantizer handles is a candidate for staying in float.
-PASSTHROUGH_OPS = frozenset({"Relu", "Clip", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "MaxPool", "AveragePool",
-                             "Slice", "Pad", "Split", "Resize", "TopK", "Flatten", "Identity", "Dropout"})
+PASSTHROUGH_OPS = frozenset(
+    {
+        "Relu",
+        "Clip",
+        "Reshape",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "MaxPool",
+        "AveragePool",
+        "Slice",
+        "Pad",
+        "Split",
+        "Resize",
+        "TopK",
+        "Flatten",
+        "Identity",
+        "Dropout",
+    }
+)
 DYNAMIC_OPS = ("MatMul", "Gemm")
 
 
@@ -90,9 +108,18 @@ def _nodes(path: Path):
 
 
 class OrtStaticQuantizer:
-    def __init__(self, fp32_path: Path, calib_feeds: list[dict[str, np.ndarray]], method: str = "minmax",
-                 per_channel: bool = True, reduce_range: bool | None = None, text: bool = False,
-                 extra_options: dict | None = None, path: str = "auto", memoize: bool = True):
+    def __init__(
+        self,
+        fp32_path: Path,
+        calib_feeds: list[dict[str, np.ndarray]],
+        method: str = "minmax",
+        per_channel: bool = True,
+        reduce_range: bool | None = None,
+        text: bool = False,
+        extra_options: dict | None = None,
+        path: str = "auto",
+        memoize: bool = True,
+    ):
         """`path` picks how ORT is driven (ort_api.static_paths(); "auto" = fastest available), `memoize`
         the weight memo; neither changes the model written."""
         if method not in METHODS:
@@ -113,12 +140,21 @@ class OrtStaticQuantizer:
         self._weight_cache: dict = {}
 
     def settings(self) -> dict:
-        return {"backend": "onnxruntime", "format": "QDQ", "mode": "static", "activations": "uint8 asymmetric",
-                "weights": "int8 symmetric", "per_channel": self.per_channel, "reduce_range": self.reduce_range,
-                "reduce_range_reason": _reduce_range_reason(self.reduce_range),
-                "calibration_method": self.method, "calibration_batches": len(self.feeds),
-                "calibration_samples": int(sum(next(iter(f.values())).shape[0] for f in self.feeds)),
-                "target": "cpu", **({"ort_path": self.ort_path} if self.ort_path else {})}
+        return {
+            "backend": "onnxruntime",
+            "format": "QDQ",
+            "mode": "static",
+            "activations": "uint8 asymmetric",
+            "weights": "int8 symmetric",
+            "per_channel": self.per_channel,
+            "reduce_range": self.reduce_range,
+            "reduce_range_reason": _reduce_range_reason(self.reduce_range),
+            "calibration_method": self.method,
+            "calibration_batches": len(self.feeds),
+            "calibration_samples": int(sum(next(iter(f.values())).shape[0] for f in self.feeds)),
+            "target": "cpu",
+            **({"ort_path": self.ort_path} if self.ort_path else {}),
+        }
 
     def candidates(self) -> list[tuple[str, str]]:
         """(node name, op type) of every node whose quantization changes numerics, in graph order."""
@@ -132,27 +168,45 @@ class OrtStaticQuantizer:
         return tensor_units(_nodes(self.pre_path), self.candidates(), anchors)
 
     def calibrate(self) -> None:
-        self.ranges = ort_api.calibrate(self.pre_path, self.feeds, self.method, Path(self._tmp.name),
-                                        ort_api.default_static_ops())
+        self.ranges = ort_api.calibrate(
+            self.pre_path, self.feeds, self.method, Path(self._tmp.name), ort_api.default_static_ops()
+        )
 
-    def quantize(self, out_path: Path, nodes_to_exclude: list[str] | None = None,
-                 op_types: list[str] | None = None) -> Path:
+    def quantize(
+        self, out_path: Path, nodes_to_exclude: list[str] | None = None, op_types: list[str] | None = None
+    ) -> Path:
         if self.ranges is None:
             self.calibrate()
         self.ort_path = ort_api.quantize_static_qdq(
-            self.pre_path, Path(out_path), feeds=self.feeds, method=self.method, ranges=self.ranges,
-            per_channel=self.per_channel, reduce_range=self.reduce_range,
-            nodes_to_exclude=list(nodes_to_exclude or []), op_types=op_types or ort_api.default_static_ops(),
-            extra_options=self.extra_options, work_dir=Path(self._tmp.name), path=self.path,
-            memo=self._weight_cache if self.memoize else None)
+            self.pre_path,
+            Path(out_path),
+            feeds=self.feeds,
+            method=self.method,
+            ranges=self.ranges,
+            per_channel=self.per_channel,
+            reduce_range=self.reduce_range,
+            nodes_to_exclude=list(nodes_to_exclude or []),
+            op_types=op_types or ort_api.default_static_ops(),
+            extra_options=self.extra_options,
+            work_dir=Path(self._tmp.name),
+            path=self.path,
+            memo=self._weight_cache if self.memoize else None,
+        )
         return Path(out_path)
 
 
 class OrtDynamicQuantizer:
     """INT8 weights (per channel by default), activations quantized at run time; for transformers on CPU."""
 
-    def __init__(self, fp32_path: Path, per_channel: bool = True, reduce_range: bool | None = None,
-                 op_types: tuple[str, ...] = DYNAMIC_OPS, text: bool = True, memoize: bool = True):
+    def __init__(
+        self,
+        fp32_path: Path,
+        per_channel: bool = True,
+        reduce_range: bool | None = None,
+        op_types: tuple[str, ...] = DYNAMIC_OPS,
+        text: bool = True,
+        memoize: bool = True,
+    ):
         self.fp32_path = Path(fp32_path)
         self.per_channel = per_channel
         self.reduce_range = needs_reduce_range() if reduce_range is None else reduce_range
@@ -163,18 +217,28 @@ class OrtDynamicQuantizer:
         self._weight_cache: dict = {}
 
     def settings(self) -> dict:
-        return {"backend": "onnxruntime", "format": "dynamic", "mode": "dynamic",
-                "activations": "uint8 asymmetric, range computed per call", "weights": "int8 symmetric",
-                "per_channel": self.per_channel, "reduce_range": self.reduce_range,
-                "reduce_range_reason": _reduce_range_reason(self.reduce_range),
-                "op_types": list(self.op_types), "target": "cpu"}
+        return {
+            "backend": "onnxruntime",
+            "format": "dynamic",
+            "mode": "dynamic",
+            "activations": "uint8 asymmetric, range computed per call",
+            "weights": "int8 symmetric",
+            "per_channel": self.per_channel,
+            "reduce_range": self.reduce_range,
+            "reduce_range_reason": _reduce_range_reason(self.reduce_range),
+            "op_types": list(self.op_types),
+            "target": "cpu",
+        }
 
     def candidates(self) -> list[tuple[str, str]]:
         """MatMul/Gemm nodes with a constant weight (activation x activation MatMuls stay float anyway)."""
         g = _nodes(self.pre_path)
         inits = {i.name for i in g.initializer}
-        return [(n.name, n.op_type) for n in g.node
-                if n.op_type in self.op_types and n.name and any(i in inits for i in n.input[1:])]
+        return [
+            (n.name, n.op_type)
+            for n in g.node
+            if n.op_type in self.op_types and n.name and any(i in inits for i in n.input[1:])
+        ]
 
     def units(self, anchors: list[str] | None = None) -> list[dict]:
         """Each quantized MatMul alone: dynamic quantization couples no two nodes."""
@@ -184,9 +248,15 @@ class OrtDynamicQuantizer:
     def quantize(self, out_path: Path, nodes_to_exclude: list[str] | None = None) -> Path:
         excluded = list(nodes_to_exclude or [])
         excluded += [f"{n}_MatMul" for n in excluded]  # ORT rewrites Gemm X as MatMul "X_MatMul" + Add first
-        ort_api.quantize_dynamic_int8(self.pre_path, Path(out_path), per_channel=self.per_channel,
-                                      reduce_range=self.reduce_range, nodes_to_exclude=excluded,
-                                      op_types=list(self.op_types), memo=self._weight_cache if self.memoize else None)
+        ort_api.quantize_dynamic_int8(
+            self.pre_path,
+            Path(out_path),
+            per_channel=self.per_channel,
+            reduce_range=self.reduce_range,
+            nodes_to_exclude=excluded,
+            op_types=list(self.op_types),
+            memo=self._weight_cache if self.memoize else None,
+        )
         return Path(out_path)
 
 
@@ -226,9 +296,14 @@ def tensor_units(graph, candidates: list[tuple[str, str]], anchors: list[str] | 
     return units
 
 
-def quantize_dynamic_int8(fp32_path: Path, out_path: Path, nodes_to_exclude: list[str] | None = None,
-                          op_types: tuple[str, ...] = DYNAMIC_OPS, per_channel: bool = True,
-                          reduce_range: bool | None = None) -> Path:
+def quantize_dynamic_int8(
+    fp32_path: Path,
+    out_path: Path,
+    nodes_to_exclude: list[str] | None = None,
+    op_types: tuple[str, ...] = DYNAMIC_OPS,
+    per_channel: bool = True,
+    reduce_range: bool | None = None,
+) -> Path:
     """One-shot dynamic INT8 (see OrtDynamicQuantizer)."""
     return OrtDynamicQuantizer(fp32_path, per_channel, reduce_range, op_types).quantize(out_path, nodes_to_exclude)
 

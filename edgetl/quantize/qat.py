@@ -48,8 +48,10 @@ def require_mtq():
     try:
         import modelopt.torch.quantization as mtq
     except ImportError as e:
-        raise UnverifiedError(f"QAT needs nvidia-modelopt[torch]: pip install 'edgetl[modelopt]' "
-                              f"(nvidia-modelopt + requests); import failed: {e}") from None
+        raise UnverifiedError(
+            f"QAT needs nvidia-modelopt[torch]: pip install 'edgetl[modelopt]' "
+            f"(nvidia-modelopt + requests); import failed: {e}"
+        ) from None
     return mtq
 
 
@@ -72,16 +74,20 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor) -> int:
     hooks = []
     for name, mod in model.named_modules():
         if isinstance(mod, nn.Conv2d):
+
             def post(_m, _args, out, name=name):
                 calls[name] = calls.get(name, 0) + 1
                 outputs[id(out)] = name
                 keep.append(out)
+
             hooks.append(mod.register_forward_hook(post))
         elif isinstance(mod, nn.BatchNorm2d) and mod.track_running_stats:
+
             def pre(_m, args, name=name):
                 conv = outputs.get(id(args[0])) if args else None
                 if conv is not None:
                     pairs.append((conv, name))
+
             hooks.append(mod.register_forward_pre_hook(pre))
     model.eval()
     with torch.no_grad():
@@ -113,8 +119,7 @@ def _set_module(model: nn.Module, dotted: str, new: nn.Module) -> None:
 
 # ------------------------------------------------------------------------------------------ quantize + calibrate
 def _quantized_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules()
-            if hasattr(m, "input_quantizer") and m.input_quantizer.is_enabled]
+    return [(n, m) for n, m in model.named_modules() if hasattr(m, "input_quantizer") and m.input_quantizer.is_enabled]
 
 
 def quantize_model(model: nn.Module, batches: list[torch.Tensor], weight_bits: int = 8) -> dict:
@@ -129,9 +134,11 @@ def quantize_model(model: nn.Module, batches: list[torch.Tensor], weight_bits: i
     def loop(m):
         hooks = []
         for name, mod in _quantized_modules(m):
+
             def pre(_mod, args, name=name):
                 if args and isinstance(args[0], torch.Tensor):
                     mins[name] = min(mins.get(name, math.inf), float(args[0].detach().min()))
+
             hooks.append(mod.register_forward_pre_hook(pre))
         with torch.no_grad():
             for x in batches:
@@ -153,8 +160,11 @@ def quantize_model(model: nn.Module, batches: list[torch.Tensor], weight_bits: i
         wq = getattr(mod, "weight_quantizer", None)
         if wq is not None and wq.is_enabled:
             wq.num_bits = weight_bits
-    return {"quantized_modules": len(mods), "unsigned_inputs": unsigned,
-            "module_types": sorted({type(m).__name__ for _, m in mods})}
+    return {
+        "quantized_modules": len(mods),
+        "unsigned_inputs": unsigned,
+        "module_types": sorted({type(m).__name__ for _, m in mods}),
+    }
 
 
 def _register_padded_convs() -> None:
@@ -206,11 +216,11 @@ def finetune(model: nn.Module, loaded, spec, say=print) -> dict:
     The model stays in eval mode (folded BatchNorm, frozen statistics of any left, no dropout); the LR decays
     on a cosine from `spec.lr` over the steps.
     """
+    from edgetl.data.transforms import hflip
     from edgetl.evaluate.torch_eval import call_model, model_inputs
     from edgetl.train.freezing import apply_freeze, frozen_prefix
     from edgetl.train.loop import epoch_order
     from edgetl.train.losses import task_loss
-    from edgetl.data.transforms import hflip
 
     recipe = loaded.recipe
     r = recipe.train
@@ -222,8 +232,9 @@ def finetune(model: nn.Module, loaded, spec, say=print) -> dict:
         raise EdgetlError("QAT: nothing to train (every parameter is frozen)")
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(ex) / r.batch_size)
-    total = spec.epochs * steps_per_epoch if spec.max_steps is None else min(spec.max_steps,
-                                                                              spec.epochs * steps_per_epoch)
+    total = (
+        spec.epochs * steps_per_epoch if spec.max_steps is None else min(spec.max_steps, spec.epochs * steps_per_epoch)
+    )
     weights = {t.name: t.weight for t in recipe.tasks}
     gen = torch.Generator().manual_seed(r.seed * 7919 + 1)
     model.eval()
@@ -234,7 +245,7 @@ def finetune(model: nn.Module, loaded, spec, say=print) -> dict:
         for s in range(steps_per_epoch):
             if step >= total:
                 break
-            idx = order[s * r.batch_size:(s + 1) * r.batch_size]
+            idx = order[s * r.batch_size : (s + 1) * r.batch_size]
             x = model_inputs(loaded.prep, ex, idx)
             if recipe.data.augment == "hflip" and not isinstance(x, dict):
                 x = hflip(x, gen)
@@ -262,8 +273,14 @@ def finetune(model: nn.Module, loaded, spec, say=print) -> dict:
             break
     for p in model.parameters():
         p.requires_grad_(False)
-    return {"steps": step, "epochs_run": len(losses), "train_loss": losses, "frozen_stages": k,
-            "trainable_params": int(sum(p.numel() for p in params)), "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "steps": step,
+        "epochs_run": len(losses),
+        "train_loss": losses,
+        "frozen_stages": k,
+        "trainable_params": int(sum(p.numel() for p in params)),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 # ------------------------------------------------------------------------------------------ ONNX for ORT CPU
@@ -277,8 +294,13 @@ def compare_to_torch(model: nn.Module, onnx_path: Path, loaded, samples: int) ->
     sub = ex.take(np.arange(min(samples, len(ex))))
     ref = predict_torch(model, loaded.prep, sub, batch_size=64)
     got = onnx_outputs(ort_session(onnx_path), loaded.prep, sub)
-    rep = {"samples": len(sub), "reference": "PyTorch fake-quant model (modelopt)", "max_abs_diff": {},
-           "top1_agreement": {}, "logit_range": {}}
+    rep = {
+        "samples": len(sub),
+        "reference": "PyTorch fake-quant model (modelopt)",
+        "max_abs_diff": {},
+        "top1_agreement": {},
+        "logit_range": {},
+    }
     for t in loaded.model.task_names:
         rep["max_abs_diff"][t] = float(np.abs(got[t] - ref[t]).max())
         rep["logit_range"][t] = float(ref[t].max() - ref[t].min())
@@ -288,19 +310,31 @@ def compare_to_torch(model: nn.Module, onnx_path: Path, loaded, samples: int) ->
 
 
 # ------------------------------------------------------------------------------------------ entry point
-def run_qat(loaded, out: Path, feeds: list[dict], spec, *, fp32_path: Path, base_val: dict, max_drop: float,
-            reason: str, say=print, latency: bool = True, threads: int | None = None) -> dict:
+def run_qat(
+    loaded,
+    out: Path,
+    feeds: list[dict],
+    spec,
+    *,
+    fp32_path: Path,
+    base_val: dict,
+    max_drop: float,
+    reason: str,
+    say=print,
+    latency: bool = True,
+    threads: int | None = None,
+) -> dict:
     """QAT from the run's best checkpoint to a Q/DQ ONNX at `out`, scored on the validation split.
 
     Returns {"settings", "val", "gate", "verification"} in the shape the other INT8 artifacts use.
     """
+    from edgetl.evaluate.onnx_eval import evaluate_onnx
     from edgetl.export.onnx_export import export_onnx
     from edgetl.quantize.cpu_features import needs_reduce_range
+    from edgetl.quantize.gate import task_drops, within_budget
     from edgetl.quantize.ort_int8 import ort_fused_ops
     from edgetl.quantize.qdq_cpu import to_ort_cpu_layout
     from edgetl.runtime.manifest import sha256_file
-    from edgetl.quantize.gate import task_drops, within_budget
-    from edgetl.evaluate.onnx_eval import evaluate_onnx
     from edgetl.train.checkpoint import load_model
 
     if loaded.model.backbone.kind == "text":
@@ -320,10 +354,12 @@ def run_qat(loaded, out: Path, feeds: list[dict], spec, *, fp32_path: Path, base
     folded = fold_batchnorm(model, batches[0][:2])
     weight_bits = 7 if needs_reduce_range() else 8
     qinfo = quantize_model(model, batches, weight_bits=weight_bits)
-    say(f"QAT ({reason}): {qinfo['quantized_modules']} modules quantized by modelopt "
+    say(
+        f"QAT ({reason}): {qinfo['quantized_modules']} modules quantized by modelopt "
         f"({qinfo['unsigned_inputs']} with unsigned inputs), {folded} BatchNorm folded, {weight_bits}-bit weights; "
         f"fine-tuning {spec.epochs} epoch(s) at lr {spec.lr:g}"
-        + (f", at most {spec.max_steps} steps" if spec.max_steps else ""))
+        + (f", at most {spec.max_steps} steps" if spec.max_steps else "")
+    )
     train_info = finetune(model, loaded, spec, say=say)
     widened = widen_weight_quantizers(model)
 
@@ -331,41 +367,72 @@ def run_qat(loaded, out: Path, feeds: list[dict], spec, *, fp32_path: Path, base
     out.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(loaded, out, opset=loaded.recipe.export.opset, model=model)
     rewritten = to_ort_cpu_layout(out, feeds)
-    weights_path = save_qat_weights(model, loaded.run.checkpoints / QAT_WEIGHTS, {
-        "source_checkpoint": ck.name, "bn_folded": folded, "weight_bits": weight_bits, **train_info})
+    weights_path = save_qat_weights(
+        model,
+        loaded.run.checkpoints / QAT_WEIGHTS,
+        {"source_checkpoint": ck.name, "bn_folded": folded, "weight_bits": weight_bits, **train_info},
+    )
     verification = compare_to_torch(model, out, loaded, loaded.recipe.export.verify_samples)
     ops = ort_fused_ops(out)
     convs = {k: v for k, v in ops.items() if k in ("QLinearConv", "Conv", "FusedConv")}
-    say("QAT ONNX on ONNX Runtime CPU: " + ", ".join(f"{k} {v}" for k, v in convs.items())
+    say(
+        "QAT ONNX on ONNX Runtime CPU: "
+        + ", ".join(f"{k} {v}" for k, v in convs.items())
         + f"; vs PyTorch fake-quant: max|diff| {max(verification['max_abs_diff'].values()):.3g}"
-        + "".join(f", {t} top-1 agreement {a:.1%}" for t, a in verification["top1_agreement"].items()))
+        + "".join(f", {t} top-1 agreement {a:.1%}" for t, a in verification["top1_agreement"].items())
+    )
 
     val = evaluate_onnx(out, loaded, "val")
     d = task_drops(base_val, val, loaded.kinds)
-    gate = {"max_drop": max_drop, "metric_split": "validation", "passed": within_budget(d, max_drop),
-            "drop": {t: round(v, 4) for t, v in d.items()}, "excluded_nodes": [], "searched": False}
+    gate = {
+        "max_drop": max_drop,
+        "metric_split": "validation",
+        "passed": within_budget(d, max_drop),
+        "drop": {t: round(v, 4) for t, v in d.items()},
+        "excluded_nodes": [],
+        "searched": False,
+    }
     if latency:
-        from edgetl.quantize.speed import compare_latency, speedup
         from edgetl.evaluate.onnx_eval import feeds_for
+        from edgetl.quantize.speed import compare_latency, speedup
 
         x = feeds_for(loaded.prep, loaded.splits.val, np.arange(1))
         res = compare_latency({"fp32": Path(fp32_path), "qat": out}, x, threads=threads, min_rounds=15, budget_s=4.0)
-        gate["latency"] = {"batch": res["batch"], "threads": res["threads"], "rounds": res["rounds"],
-                           "fp32_ms": round(res["ms"]["fp32"]["p50"], 4), "int8_ms": round(res["ms"]["qat"]["p50"], 4),
-                           "speedup_vs_fp32": round(speedup(res, "fp32", "qat"), 3)}
+        gate["latency"] = {
+            "batch": res["batch"],
+            "threads": res["threads"],
+            "rounds": res["rounds"],
+            "fp32_ms": round(res["ms"]["fp32"]["p50"], 4),
+            "int8_ms": round(res["ms"]["qat"]["p50"], 4),
+            "speedup_vs_fp32": round(speedup(res, "fp32", "qat"), 3),
+        }
         gate["slower_than_fp32"] = gate["latency"]["speedup_vs_fp32"] < 1.0
     gate["seconds"] = round(time.perf_counter() - t0, 1)
     settings = {
-        "backend": "modelopt-torch-qat", "format": "QDQ", "config": "INT8_DEFAULT_CFG (algorithm max)",
+        "backend": "modelopt-torch-qat",
+        "format": "QDQ",
+        "config": "INT8_DEFAULT_CFG (algorithm max)",
         "weights": f"int8 symmetric per-channel ({weight_bits}-bit values"
-                   + (": CPU without VNNI, like ORT's reduce_range)" if weight_bits == 7 else ")"),
+        + (": CPU without VNNI, like ORT's reduce_range)" if weight_bits == 7 else ")"),
         "activations": "uint8 per-tensor: unsigned after ReLU-like layers, else symmetric int8 ranges shifted to "
-                       "zero point 128",
-        "target": "cpu", "reduce_range": weight_bits == 7, "bn_folded": folded, **qinfo,
-        "ort_layout": rewritten, "weight_quantizers_widened": widened, "ort_ops": ops,
-        "qat": {"reason": reason, "epochs": spec.epochs, "lr": spec.lr, "max_steps": spec.max_steps,
-                "batch_size": loaded.recipe.train.batch_size, **train_info,
-                "weights_file": str(weights_path), "weights_sha256": sha256_file(weights_path)},
+        "zero point 128",
+        "target": "cpu",
+        "reduce_range": weight_bits == 7,
+        "bn_folded": folded,
+        **qinfo,
+        "ort_layout": rewritten,
+        "weight_quantizers_widened": widened,
+        "ort_ops": ops,
+        "qat": {
+            "reason": reason,
+            "epochs": spec.epochs,
+            "lr": spec.lr,
+            "max_steps": spec.max_steps,
+            "batch_size": loaded.recipe.train.batch_size,
+            **train_info,
+            "weights_file": str(weights_path),
+            "weights_sha256": sha256_file(weights_path),
+        },
     }
     return {"settings": settings, "val": val, "gate": gate, "verification": verification}
 

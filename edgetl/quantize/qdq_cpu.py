@@ -99,8 +99,15 @@ def quantize_biases(gr: _Graph) -> int:
     n = 0
     for node in [x for x in gr.g.node if x.op_type in ("Conv", "Gemm") and len(x.input) == 3]:
         dq_x, dq_w = gr.producer.get(node.input[0]), gr.producer.get(node.input[1])
-        if (node.input[2] not in gr.init or dq_x is None or dq_w is None or dq_x.op_type != "DequantizeLinear"
-                or dq_w.op_type != "DequantizeLinear" or dq_x.input[1] not in gr.init or dq_w.input[1] not in gr.init):
+        if (
+            node.input[2] not in gr.init
+            or dq_x is None
+            or dq_w is None
+            or dq_x.op_type != "DequantizeLinear"
+            or dq_w.op_type != "DequantizeLinear"
+            or dq_x.input[1] not in gr.init
+            or dq_w.input[1] not in gr.init
+        ):
             continue
         bias = gr.arr(node.input[2]).astype(np.float64)
         sx, sw = gr.arr(dq_x.input[1]).astype(np.float64), gr.arr(dq_w.input[1]).astype(np.float64)
@@ -108,14 +115,15 @@ def quantize_biases(gr: _Graph) -> int:
             continue
         scale = (sx.reshape(()) * sw.reshape(-1)).astype(np.float32)
         scale = np.where(scale == 0, np.float32(1.0), scale)
-        qb = np.clip(np.rint(bias / np.broadcast_to(scale, bias.shape)), -2**31, 2**31 - 1).astype(np.int32)
+        qb = np.clip(np.rint(bias / np.broadcast_to(scale, bias.shape)), -(2**31), 2**31 - 1).astype(np.int32)
         base = node.input[2]
         q_name = gr.add(qb, base + "_int32")
         s_name = gr.add(scale if scale.size > 1 else scale.reshape(()), base + "_scale")
         out = base + "_dequantized"
         attrs = {"axis": 0} if scale.size > 1 else {}
-        dq = helper.make_node("DequantizeLinear", [q_name, s_name], [out], name=(node.name or base) + "_bias_dq",
-                              **attrs)
+        dq = helper.make_node(
+            "DequantizeLinear", [q_name, s_name], [out], name=(node.name or base) + "_bias_dq", **attrs
+        )
         gr.g.node.insert(list(gr.g.node).index(node), dq)
         node.input[2] = out
         n += 1
@@ -177,8 +185,13 @@ def quantize_residual_adds(gr: _Graph, model, feeds: list[dict[str, np.ndarray]]
     for c in gr.g.node:
         cons = gr.consumers.get(c.output[0], []) if c.op_type == "Conv" else []
         p = gr.producer.get(c.input[0]) if c.op_type == "Conv" else None
-        if cons and p is not None and p.op_type == "DequantizeLinear" and c.output[0] not in q_of \
-                and all(x.op_type == "Add" for x in cons):
+        if (
+            cons
+            and p is not None
+            and p.op_type == "DequantizeLinear"
+            and c.output[0] not in q_of
+            and all(x.op_type == "Add" for x in cons)
+        ):
             convs.append(c)
     if not convs:
         return 0
@@ -190,8 +203,9 @@ def quantize_residual_adds(gr: _Graph, model, feeds: list[dict[str, np.ndarray]]
         zp = np.uint8(np.clip(np.rint(-lo / scale), 0, 255))
         s_name, z_name = gr.add(np.array(scale), t + "_scale"), gr.add(np.array(zp), t + "_zero_point")
         q = helper.make_node("QuantizeLinear", [t, s_name, z_name], [t + "_q"], name=(c.name or t) + "_out_q")
-        dq = helper.make_node("DequantizeLinear", [t + "_q", s_name, z_name], [t + "_dq"],
-                              name=(c.name or t) + "_out_dq")
+        dq = helper.make_node(
+            "DequantizeLinear", [t + "_q", s_name, z_name], [t + "_dq"], name=(c.name or t) + "_out_dq"
+        )
         at = list(gr.g.node).index(c) + 1
         gr.g.node.insert(at, dq)
         gr.g.node.insert(at, q)
@@ -201,11 +215,17 @@ def quantize_residual_adds(gr: _Graph, model, feeds: list[dict[str, np.ndarray]]
                     add.input[i] = t + "_dq"
                 else:  # the skip input: read it through the Q/DQ its other consumer already uses
                     src = name
-                    while gr.producer.get(src) is not None and gr.producer[src].op_type == "Cast" \
-                            and gr.producer[src].attribute[0].i == TensorProto.FLOAT:  # float -> float no-op
+                    while (
+                        gr.producer.get(src) is not None
+                        and gr.producer[src].op_type == "Cast"
+                        and gr.producer[src].attribute[0].i == TensorProto.FLOAT
+                    ):  # float -> float no-op
                         src = gr.producer[src].input[0]
-                    dqs = [d for d in gr.consumers.get(q_of[src].output[0], []) if d.op_type == "DequantizeLinear"] \
-                        if src in q_of else []
+                    dqs = (
+                        [d for d in gr.consumers.get(q_of[src].output[0], []) if d.op_type == "DequantizeLinear"]
+                        if src in q_of
+                        else []
+                    )
                     if dqs:
                         add.input[i] = dqs[0].output[0]
     return len(convs)
@@ -218,8 +238,11 @@ def to_ort_cpu_layout(path: Path, calib_feeds: list[dict[str, np.ndarray]] | Non
 
     model = onnx.load(str(path))
     gr = _Graph(model)
-    counts = {"weights_folded": fold_weight_quantization(gr), "biases_int32": quantize_biases(gr),
-              "activations_uint8": uint8_activations(gr)}
+    counts = {
+        "weights_folded": fold_weight_quantization(gr),
+        "biases_int32": quantize_biases(gr),
+        "activations_uint8": uint8_activations(gr),
+    }
     del model.graph.value_info[:]  # stale: some tensors changed type (int8 -> uint8); ORT infers them again
     if calib_feeds:
         counts["residual_convs_quantized"] = quantize_residual_adds(gr, model, calib_feeds)

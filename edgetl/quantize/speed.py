@@ -30,9 +30,18 @@ def _session(path: Path, threads: int):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def compare_latency(models: dict[str, Path], feeds: dict[str, np.ndarray], *, threads: int | None = None,
-                    budget_s: float = 6.0, warmup: int = 3, inner: int = 3, min_rounds: int = 5,
-                    max_rounds: int = 2000, warmup_s: float = WARMUP_S) -> dict:
+def compare_latency(
+    models: dict[str, Path],
+    feeds: dict[str, np.ndarray],
+    *,
+    threads: int | None = None,
+    budget_s: float = 6.0,
+    warmup: int = 3,
+    inner: int = 3,
+    min_rounds: int = 5,
+    max_rounds: int = 2000,
+    warmup_s: float = WARMUP_S,
+) -> dict:
     """Per model: p50 / p10 latency in ms of one `session.run(feeds)`, measured in interleaved rounds.
 
     Each round runs every model `inner` times back to back; rounds repeat until `budget_s` of timed work has
@@ -69,12 +78,21 @@ def compare_latency(models: dict[str, Path], feeds: dict[str, np.ndarray], *, th
             per_round[name].append(float(np.median(got)))
         rounds += 1
     load.__exit__(None, None, None)
-    ms = {name: {"p50": float(np.percentile(v, 50)) / 1e6, "p10": float(np.percentile(v, 10)) / 1e6, "n": len(v)}
-          for name, v in samples.items()}
+    ms = {
+        name: {"p50": float(np.percentile(v, 50)) / 1e6, "p10": float(np.percentile(v, 10)) / 1e6, "n": len(v)}
+        for name, v in samples.items()
+    }
     batch = int(next(iter(feeds.values())).shape[0])
-    return {"threads": threads, "batch": batch, "rounds": rounds, "ms": ms, "warmup_s": warmup_s,
-            "cpu": cpu_model(), "other_cpu_share": load.other_share,
-            "_per_round": {k: np.asarray(v) for k, v in per_round.items()}}
+    return {
+        "threads": threads,
+        "batch": batch,
+        "rounds": rounds,
+        "ms": ms,
+        "warmup_s": warmup_s,
+        "cpu": cpu_model(),
+        "other_cpu_share": load.other_share,
+        "_per_round": {k: np.asarray(v) for k, v in per_round.items()},
+    }
 
 
 def speedup(result: dict, slow: str, fast: str) -> float:

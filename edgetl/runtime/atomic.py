@@ -53,7 +53,8 @@ def storage_error(exc: OSError, path: str | os.PathLike[str], needed: int | None
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         free = _free_bytes(Path(path))
         parts = ([f"needs {_mb(needed)}"] if needed is not None else []) + (
-            [f"{_mb(free)} free there"] if free is not None else [])
+            [f"{_mb(free)} free there"] if free is not None else []
+        )
         extra = f" ({', '.join(parts)})" if parts else ""
     return StorageError(f"{path}: cannot write: {reason}{extra}; no partial file was left", path=str(path))
 
@@ -112,4 +113,3 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
-

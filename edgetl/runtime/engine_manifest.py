@@ -83,8 +83,11 @@ class EngineManifest:
                 f"{source} has schema_version {version}, newer than this edgetl knows ({SCHEMA_VERSION}): upgrade edgetl"
             )
         names = {f.name for f in dataclasses.fields(cls)}
-        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
-                    and f.default_factory is dataclasses.MISSING}  # type: ignore[misc]
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }  # type: ignore[misc]
         missing = sorted(required - set(data))
         if missing:
             raise EdgetlError(f"{source} lacks {', '.join(missing)}; {REBUILD_HINT}")
@@ -120,6 +123,7 @@ def read_engine_manifest(engine_path: str | os.PathLike) -> EngineManifest:
 
 
 # --------------------------------------------------------------------------------------------- versions
+
 
 def parse_version(text: str) -> tuple[int, ...]:
     """'10.3.0.30' -> (10, 3, 0, 30); stops at the first non-numeric part ('10.16.0b1' -> (10, 16))."""
@@ -233,6 +237,7 @@ def check_engine_file(
 
 # ------------------------------------------------------------------------------------ local GPU facts
 
+
 def gpu_from_cuda_python(device: int = 0) -> dict[str, str] | None:
     """GPU name and compute capability through cuda-python (works on Jetson too); None when unavailable."""
     try:
@@ -281,5 +286,8 @@ def local_environment(trt_version: str, gpu: Mapping[str, str] | None) -> dict[s
         raise UnverifiedError(
             "no NVIDIA GPU found (cuda-python and nvidia-smi both failed): a TensorRT engine cannot run here"
         )
-    return {"tensorrt_version": str(trt_version), "gpu_name": gpu["gpu_name"],
-            "compute_capability": gpu["compute_capability"]}
+    return {
+        "tensorrt_version": str(trt_version),
+        "gpu_name": gpu["gpu_name"],
+        "compute_capability": gpu["compute_capability"],
+    }

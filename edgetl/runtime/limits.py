@@ -18,8 +18,13 @@ __all__ = ["MAX_MANIFEST_BYTES", "MAX_RECIPE_BYTES", "file_kind", "read_limited"
 MAX_RECIPE_BYTES = 1_000_000  # 1 MB: recipes are a few kB
 MAX_MANIFEST_BYTES = 10_000_000  # 10 MB: manifests are tens of kB (labels and per-class metrics included)
 
-_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
 
 
 def file_kind(mode: int) -> str:
@@ -41,8 +46,10 @@ def regular_file(path: str | os.PathLike[str], what: str, max_bytes: int | None 
     if not stat.S_ISREG(st.st_mode):
         raise EdgetlError(f"{what}: {path} is {file_kind(st.st_mode)}, not a regular file")
     if max_bytes is not None and st.st_size > max_bytes:
-        raise EdgetlError(f"{what}: {path} is {st.st_size / 1e6:.1f} MB, over the {max_bytes / 1e6:g} MB limit "
-                          "(refused before parsing)")
+        raise EdgetlError(
+            f"{what}: {path} is {st.st_size / 1e6:.1f} MB, over the {max_bytes / 1e6:g} MB limit "
+            "(refused before parsing)"
+        )
     return st
 
 

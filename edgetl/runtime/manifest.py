@@ -156,12 +156,7 @@ def resolve_in_bundle(bundle_dir: str | os.PathLike[str], rel: object, what: str
     if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in rel.split("/")):
         raise EdgetlError(f"{where}: {what} {_short(rel)} has a name longer than 255 bytes")
     posix = PurePosixPath(rel)
-    if (
-        "\\" in rel
-        or posix.is_absolute()
-        or re.match(r"^[A-Za-z]:", rel)
-        or ".." in posix.parts
-    ):
+    if "\\" in rel or posix.is_absolute() or re.match(r"^[A-Za-z]:", rel) or ".." in posix.parts:
         raise EdgetlError(
             f"{where}: {what} {rel!r} must stay inside the bundle (relative, '/'-separated, no '..', not absolute)"
         )
@@ -432,9 +427,7 @@ def parse_manifest(
 
     default = v.opt(top, "default_artifact", str, "an artifact name")
     if default is not None and default not in artifacts:
-        raise EdgetlError(
-            f"{source}: default_artifact {default!r} is not among the artifacts ({', '.join(artifacts)})"
-        )
+        raise EdgetlError(f"{source}: default_artifact {default!r} is not among the artifacts ({', '.join(artifacts)})")
 
     if bundle_dir is not None:
         for rel in files:

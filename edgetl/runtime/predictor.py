@@ -82,8 +82,10 @@ def external_data_names(bundle_dir: str | os.PathLike[str], manifest: Manifest, 
         rel = posixpath.normpath(posixpath.join(posixpath.dirname(entry.file), loc))
         path = resolve_in_bundle(bundle_dir, rel, f"external data of {entry.file}")
         if rel not in manifest.files:
-            raise EdgetlError(f"{path}: external data of {entry.file} is not listed in {MANIFEST_NAME} 'files', so "
-                              f"it cannot be verified; refusing to load artifact {entry.name!r}")
+            raise EdgetlError(
+                f"{path}: external data of {entry.file} is not listed in {MANIFEST_NAME} 'files', so "
+                f"it cannot be verified; refusing to load artifact {entry.name!r}"
+            )
         names.append(rel)
     return names
 
@@ -220,8 +222,7 @@ class Predictor:
         out = out.reshape(n, -1)
         if task.kind == "regression":
             return [
-                TaskPrediction(task.name, task.kind, value=row[0] if len(row) == 1 else row)
-                for row in out.tolist()
+                TaskPrediction(task.name, task.kind, value=row[0] if len(row) == 1 else row) for row in out.tolist()
             ]
         if out.shape[1] != len(task.labels):
             raise EdgetlError(
@@ -240,9 +241,7 @@ class Predictor:
             ]
         probs = 0.5 + 0.5 * np.tanh(0.5 * out)  # multilabel: sigmoid, without exp overflow warnings
         return [
-            TaskPrediction(
-                task.name, task.kind, labels=[labels[j] for j, p in enumerate(row) if p > 0.5], scores=row
-            )
+            TaskPrediction(task.name, task.kind, labels=[labels[j] for j, p in enumerate(row) if p > 0.5], scores=row)
             for row in probs.tolist()
         ]
 

@@ -272,9 +272,7 @@ class ImagePreprocessor:
         if arr.ndim == 2:
             arr = arr[:, :, None]
         elif arr.ndim != 3:
-            raise EdgetlError(
-                f"{what}: array shape {arr.shape} is not an image (expected HxW, HxWx1, HxWx3 or HxWx4)"
-            )
+            raise EdgetlError(f"{what}: array shape {arr.shape} is not an image (expected HxW, HxWx1, HxWx3 or HxWx4)")
         c = arr.shape[2]
         if c == 4:
             arr = arr[:, :, :3]
@@ -370,6 +368,4 @@ class TextEncoder:
                 raise EdgetlError(f"{what}: is empty or whitespace-only")
         encodings = self._tok.encode_batch(batch, add_special_tokens=True)
         fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
-        return {
-            name: np.array([getattr(e, fields[name]) for e in encodings], dtype=np.int64) for name in self.names
-        }
+        return {name: np.array([getattr(e, fields[name]) for e in encodings], dtype=np.int64) for name in self.names}

@@ -44,8 +44,13 @@ CUDA_INSTALL_HINT = "install cuda-python (`pip install cuda-python`) or a CUDA b
 
 # TensorRT DataType name -> numpy dtype (BF16/FP8/INT4/FP4 have no numpy type).
 _NP_DTYPES = {
-    "FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
-    "INT64": np.int64, "BOOL": np.bool_, "UINT8": np.uint8,
+    "FLOAT": np.float32,
+    "HALF": np.float16,
+    "INT8": np.int8,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
 }
 
 
@@ -91,7 +96,7 @@ class _CapturingLogger:
 
     def errors_since(self, mark: int, limit: int = 3) -> str:
         """The last `limit` error (else warning) messages logged after `mark`, joined on one line."""
-        new = list(self.messages)[-(self.count - mark):] if self.count > mark else []
+        new = list(self.messages)[-(self.count - mark) :] if self.count > mark else []
         chosen = [m for lvl, m in new if lvl <= 1] or [m for _, m in new]
         return " | ".join(" ".join(m.split()) for m in chosen[-limit:]) or "TensorRT logged no error"
 
@@ -122,6 +127,7 @@ def local_trt_environment(trt, device: int = 0) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------- CUDA memory
+
 
 class _CudaPython:
     """Device memory, copies, a non-blocking stream and events through cuda-python's runtime API."""
@@ -244,12 +250,14 @@ def _cuda_provider(device: int) -> Any:
     except ImportError:
         pass
     if importlib.util.find_spec("torch") is None:
-        raise UnverifiedError("neither cuda-python nor torch is installed to hold GPU buffers for TensorRT",
-                              hint=CUDA_INSTALL_HINT)
+        raise UnverifiedError(
+            "neither cuda-python nor torch is installed to hold GPU buffers for TensorRT", hint=CUDA_INSTALL_HINT
+        )
     return _TorchCuda(device)
 
 
 # ------------------------------------------------------------------------------------------- backend
+
 
 class TensorRTBackend:
     """One TensorRT engine, run from numpy arrays. Refuses engines built for another TensorRT or GPU."""

@@ -66,11 +66,19 @@ def _prep_spec(prep) -> dict:
     if prep is None:
         return {}
     if hasattr(prep, "image_size"):
-        return {"image_size": list(prep.image_size), "channels": prep.channels, "mean": list(prep.mean),
-                "std": list(prep.std), "scale": prep.scale}
+        return {
+            "image_size": list(prep.image_size),
+            "channels": prep.channels,
+            "mean": list(prep.mean),
+            "std": list(prep.std),
+            "scale": prep.scale,
+        }
     tok = getattr(prep, "tokenizer", None)
-    return {"max_length": prep.max_length, "names": list(prep.input_names),
-            "tokenizer": getattr(tok, "name_or_path", type(tok).__name__)}
+    return {
+        "max_length": prep.max_length,
+        "names": list(prep.input_names),
+        "tokenizer": getattr(tok, "name_or_path", type(tok).__name__),
+    }
 
 
 def cache_key(recipe, k: int, examples: Examples, split: str, model=None, prep=None) -> str:
@@ -81,7 +89,8 @@ def cache_key(recipe, k: int, examples: Examples, split: str, model=None, prep=N
         "backbone": recipe.backbone.model_dump(mode="json"),
         "input": recipe.input.model_dump(mode="json"),
         "prep": _prep_spec(prep),
-        "source": recipe.data.source, "path": recipe.data.path,
+        "source": recipe.data.source,
+        "path": recipe.data.path,
         "split": split,
         "k": k,
         "rows": hashlib.sha1(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest(),
@@ -121,8 +130,19 @@ def _open(path: Path) -> torch.Tensor:
 
 
 @torch.no_grad()
-def build_cache(model, prep, examples: Examples, k: int, *, batch_size: int, device, mode: str,
-                cache_dir: Path, key: str, progress=None) -> torch.Tensor:
+def build_cache(
+    model,
+    prep,
+    examples: Examples,
+    k: int,
+    *,
+    batch_size: int,
+    device,
+    mode: str,
+    cache_dir: Path,
+    key: str,
+    progress=None,
+) -> torch.Tensor:
     """Prefix outputs for every row, as one tensor (memory) or a torch view of a memory-mapped file (disk)."""
     path = cache_dir / f"{key}.npy"
     if path.is_file():
@@ -149,7 +169,7 @@ def build_cache(model, prep, examples: Examples, k: int, *, batch_size: int, dev
                 out = torch.from_numpy(out_np)
             else:
                 out = torch.empty(shape, dtype=torch.float32)
-        out[start:start + len(idx)] = h
+        out[start : start + len(idx)] = h
         if task is not None:
             progress.advance(task, len(idx))
     if task is not None:
@@ -165,6 +185,11 @@ def build_cache(model, prep, examples: Examples, k: int, *, batch_size: int, dev
 
 def cache_usable(recipe, model, k: int) -> bool:
     """Whether the first k stages' outputs are fixed: frozen, BatchNorm frozen, no augmentation."""
-    if recipe.train.feature_cache == "off" or k <= 0 or recipe.data.augment != "none" or not recipe.train.freeze.freeze_bn:
+    if (
+        recipe.train.feature_cache == "off"
+        or k <= 0
+        or recipe.data.augment != "none"
+        or not recipe.train.freeze.freeze_bn
+    ):
         return False
     return True

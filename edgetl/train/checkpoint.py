@@ -37,7 +37,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
 
         tensors = st_load(data)
         header_len = int.from_bytes(data[:8], "little")
-        meta = json.loads(data[8:8 + header_len]).get("__metadata__", {}) or {}
+        meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {}) or {}
     except (SafetensorError, ValueError, json.JSONDecodeError, OverflowError) as e:
         raise EdgetlError(f"{path}: corrupt or not a safetensors checkpoint ({e})") from None
     return tensors, meta
@@ -55,16 +55,27 @@ def _load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path
     unexpected = sorted(set(tensors) - set(own))
     wrong = [k for k in own if k in tensors and tuple(own[k].shape) != tuple(tensors[k].shape)]
     if missing or unexpected or wrong:
-        what = (f"shape of {wrong[0]} is {tuple(tensors[wrong[0]].shape)}, the recipe's model has {tuple(own[wrong[0]].shape)}"
-                if wrong else f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}")
+        what = (
+            f"shape of {wrong[0]} is {tuple(tensors[wrong[0]].shape)}, the recipe's model has {tuple(own[wrong[0]].shape)}"
+            if wrong
+            else f"missing {missing[:2]}"
+            if missing
+            else f"unexpected {unexpected[:2]}"
+        )
         raise EdgetlError(f"{path} does not match the recipe's model: {what}")
     model.load_state_dict(tensors)
 
 
-def save_training_state(path: Path, optimizer: torch.optim.Optimizer, scaler, meta: dict, *,
-                        model: torch.nn.Module | None = None,
-                        modules: dict[str, torch.nn.Module | None] | None = None,
-                        generators: dict[str, torch.Generator | None] | None = None) -> None:
+def save_training_state(
+    path: Path,
+    optimizer: torch.optim.Optimizer,
+    scaler,
+    meta: dict,
+    *,
+    model: torch.nn.Module | None = None,
+    modules: dict[str, torch.nn.Module | None] | None = None,
+    generators: dict[str, torch.Generator | None] | None = None,
+) -> None:
     """Optimizer + scaler + RNG (+ model weights, named training-only modules and named generators) + `meta`,
     atomically, in one file."""
     sd = optimizer.state_dict()
@@ -91,8 +102,12 @@ def save_training_state(path: Path, optimizer: torch.optim.Optimizer, scaler, me
             for k, v in mod.state_dict().items():
                 tensors[f"mod.{name}.{k}"] = v.detach().cpu().contiguous()
     groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
-    full_meta = {"param_groups": groups, "opt_scalars": scalars, "meta": meta,
-                 "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None}
+    full_meta = {
+        "param_groups": groups,
+        "opt_scalars": scalars,
+        "meta": meta,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+    }
     atomic_write_bytes(path, st_save(tensors, metadata={"format": "edgetl-train-state", "json": json.dumps(full_meta)}))
 
 
@@ -114,10 +129,15 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, info
 
 
-def load_training_state(path: Path, optimizer: torch.optim.Optimizer | None, scaler=None, *,
-                        model: torch.nn.Module | None = None,
-                        modules: dict[str, torch.nn.Module | None] | None = None,
-                        generators: dict[str, torch.Generator] | None = None) -> dict:
+def load_training_state(
+    path: Path,
+    optimizer: torch.optim.Optimizer | None,
+    scaler=None,
+    *,
+    model: torch.nn.Module | None = None,
+    modules: dict[str, torch.nn.Module | None] | None = None,
+    generators: dict[str, torch.Generator] | None = None,
+) -> dict:
     """Restore what `save_training_state` wrote; returns its `meta`.
 
     `model` and each of `modules` are loaded from the file's own weights (error if it has none). With
@@ -126,7 +146,7 @@ def load_training_state(path: Path, optimizer: torch.optim.Optimizer | None, sca
     was saved."""
     tensors, info = _read_state(path)
     if model is not None:
-        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         if not weights:
             raise EdgetlError(f"{path}: holds no model weights (written by an older edgetl)")
         _load_weights(model, weights, path)
@@ -134,7 +154,7 @@ def load_training_state(path: Path, optimizer: torch.optim.Optimizer | None, sca
         if mod is None:
             continue
         prefix = f"mod.{name}."
-        weights = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        weights = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         if not weights:
             raise EdgetlError(f"{path}: holds no weights for {name!r} (written by an older edgetl)")
         _load_weights(mod, weights, path)

@@ -23,14 +23,19 @@ def check_recipe(recipe) -> None:
 
     entry = get_backbone_entry(recipe.backbone.name)
     if entry.kind != recipe.input.kind:
-        raise EdgetlError(f"backbone.name: {recipe.backbone.name!r} takes {entry.kind} input but input.kind is "
-                          f"{recipe.input.kind!r} (data.source {recipe.data.source!r})")
+        raise EdgetlError(
+            f"backbone.name: {recipe.backbone.name!r} takes {entry.kind} input but input.kind is "
+            f"{recipe.input.kind!r} (data.source {recipe.data.source!r})"
+        )
     text_sources, image_sources = {"bbc-news"}, {"fashion-mnist", "digits", "imagefolder"}
     for name, spec in recipe.extra_data.items():
         if (recipe.input.kind == "image" and spec.source in text_sources) or (
-                recipe.input.kind == "text" and spec.source in image_sources):
-            raise EdgetlError(f"extra_data.{name}.source {spec.source!r} does not hold {recipe.input.kind} examples "
-                              "(every dataset of a recipe has the recipe's input kind)")
+            recipe.input.kind == "text" and spec.source in image_sources
+        ):
+            raise EdgetlError(
+                f"extra_data.{name}.source {spec.source!r} does not hold {recipe.input.kind} examples "
+                "(every dataset of a recipe has the recipe's input kind)"
+            )
     if recipe.extra_data:
         tasks_by_dataset(recipe)
     ratios_of(recipe)
@@ -49,8 +54,10 @@ def check_select_metric(recipe) -> None:
         options = ["mean_accuracy", "loss"] + [f"{t}/{m}" for t, k in kinds.items() for m in METRICS[k]]
         raise EdgetlError(f"train.select_metric: {sel!r} is not one of: {', '.join(options)}")
     if key not in METRICS[kinds[task]]:
-        raise EdgetlError(f"train.select_metric: task {task!r} is {kinds[task]}; its metrics are "
-                          f"{', '.join(METRICS[kinds[task]])} (got {key!r})")
+        raise EdgetlError(
+            f"train.select_metric: task {task!r} is {kinds[task]}; its metrics are "
+            f"{', '.join(METRICS[kinds[task]])} (got {key!r})"
+        )
 
 
 def check_distill(recipe) -> None:
@@ -63,11 +70,14 @@ def check_distill(recipe) -> None:
     if isinstance(spec, BackboneSpec):
         entry = get_backbone_entry(spec.name)
         if entry.kind != recipe.input.kind:
-            raise EdgetlError(f"distill.teacher: backbone {spec.name!r} takes {entry.kind} input, "
-                              f"the student {recipe.input.kind}")
+            raise EdgetlError(
+                f"distill.teacher: backbone {spec.name!r} takes {entry.kind} input, the student {recipe.input.kind}"
+            )
         if recipe.distill.feature == "none":
-            raise EdgetlError(f"distill.teacher: backbone {spec.name!r} has no task heads, so only feature "
-                              "distillation applies; set distill.feature: mse or cosine, or use a trained run dir")
+            raise EdgetlError(
+                f"distill.teacher: backbone {spec.name!r} has no task heads, so only feature "
+                "distillation applies; set distill.feature: mse or cosine, or use a trained run dir"
+            )
         return
     try:
         run = open_run(spec)
@@ -84,8 +94,8 @@ def check_model(recipe, model) -> None:
     n = model.backbone.num_stages
     if f.policy in ("first_k", "gradual") and f.stages > n:
         names = ", ".join(model.backbone.stage_names)
-        raise EdgetlError(f"train.freeze.stages={f.stages} but backbone {recipe.backbone.name!r} has only {n} stages "
-                          f"({names})")
+        raise EdgetlError(
+            f"train.freeze.stages={f.stages} but backbone {recipe.backbone.name!r} has only {n} stages ({names})"
+        )
     if f.policy == "first_k" and f.stages == 0:
-        raise EdgetlError("train.freeze.stages=0 with policy first_k freezes nothing; "
-                          "use policy none, or stages >= 1")
+        raise EdgetlError("train.freeze.stages=0 with policy first_k freezes nothing; use policy none, or stages >= 1")

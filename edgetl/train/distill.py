@@ -42,7 +42,7 @@ class Teacher:
         return self.model is not None
 
     @classmethod
-    def from_spec(cls, recipe, splits, device) -> "Teacher":
+    def from_spec(cls, recipe, splits, device) -> Teacher:
         from edgetl.recipe import BackboneSpec
 
         spec = recipe.distill.teacher
@@ -51,7 +51,7 @@ class Teacher:
         return cls._from_run(recipe, spec, splits, device)
 
     @classmethod
-    def _from_run(cls, recipe, spec: str, splits, device) -> "Teacher":
+    def _from_run(cls, recipe, spec: str, splits, device) -> Teacher:
         from edgetl.models import build_model
         from edgetl.train.checkpoint import load_model
         from edgetl.train.loop import make_preprocess
@@ -63,11 +63,15 @@ class Teacher:
         check_teacher_tasks(recipe, t_recipe, spec)
         for task in recipe.tasks:
             if splits is not None and task.kind != "regression" and t_labels[task.name] != splits.labels[task.name]:
-                raise EdgetlError(f"distill.teacher {spec}: task {task.name!r} has labels "
-                                  f"{_short(t_labels[task.name])}, the student {_short(splits.labels[task.name])}")
+                raise EdgetlError(
+                    f"distill.teacher {spec}: task {task.name!r} has labels "
+                    f"{_short(t_labels[task.name])}, the student {_short(splits.labels[task.name])}"
+                )
         weights = "offline" if t_recipe.input.kind == "text" and t_recipe.backbone.weights == "offline" else "none"
-        model = build_model(t_recipe.model_copy(update={"backbone": t_recipe.backbone.model_copy(update={"weights": weights})}),
-                            t_labels)
+        model = build_model(
+            t_recipe.model_copy(update={"backbone": t_recipe.backbone.model_copy(update={"weights": weights})}),
+            t_labels,
+        )
         ck = run.checkpoint("best")
         if not ck.is_file():
             raise EdgetlError(f"distill.teacher {spec}: no checkpoint ({ck}); train the teacher first")
@@ -76,16 +80,24 @@ class Teacher:
         return cls(model.backbone, model, make_preprocess(t_recipe, model.backbone), device, str(run.dir))
 
     @classmethod
-    def _from_backbone(cls, recipe, spec, device) -> "Teacher":
+    def _from_backbone(cls, recipe, spec, device) -> Teacher:
         from edgetl.models import create_backbone
         from edgetl.train.loop import make_preprocess
 
         if recipe.distill.feature == "none":
-            raise EdgetlError(f"distill.teacher: backbone {spec.name!r} has no task heads, so only feature "
-                              "distillation applies; set distill.feature: mse or cosine, or use a trained run dir")
+            raise EdgetlError(
+                f"distill.teacher: backbone {spec.name!r} has no task heads, so only feature "
+                "distillation applies; set distill.feature: mse or cosine, or use a trained run dir"
+            )
         # The teacher's own normalisation: the recipe's mean/std belong to the student's backbone.
-        t_recipe = recipe.model_copy(update={"backbone": spec, "input": recipe.input.model_copy(
-            update={"mean": None, "std": None} if recipe.input.kind == "image" else {})})
+        t_recipe = recipe.model_copy(
+            update={
+                "backbone": spec,
+                "input": recipe.input.model_copy(
+                    update={"mean": None, "std": None} if recipe.input.kind == "image" else {}
+                ),
+            }
+        )
         bb = create_backbone(spec).to(device)
         return cls(bb, None, make_preprocess(t_recipe, bb), device, f"backbone {spec.name} ({spec.weights})")
 
@@ -130,12 +142,16 @@ def check_teacher_tasks(recipe, t_recipe, spec: str) -> None:
     t_kinds = {t.name: t.kind for t in t_recipe.tasks}
     for task in recipe.tasks:
         if task.name not in t_kinds:
-            raise EdgetlError(f"distill.teacher {spec}: has no task {task.name!r} "
-                              f"(teacher tasks: {', '.join(t_kinds)}; student tasks: "
-                              f"{', '.join(t.name for t in recipe.tasks)})")
+            raise EdgetlError(
+                f"distill.teacher {spec}: has no task {task.name!r} "
+                f"(teacher tasks: {', '.join(t_kinds)}; student tasks: "
+                f"{', '.join(t.name for t in recipe.tasks)})"
+            )
         if t_kinds[task.name] != task.kind:
-            raise EdgetlError(f"distill.teacher {spec}: task {task.name!r} is {t_kinds[task.name]} in the teacher, "
-                              f"{task.kind} in the student")
+            raise EdgetlError(
+                f"distill.teacher {spec}: task {task.name!r} is {t_kinds[task.name]} in the teacher, "
+                f"{task.kind} in the student"
+            )
 
 
 def _short(labels: list[str]) -> str:
@@ -147,7 +163,7 @@ def make_projection(student_dim: int, teacher_dim: int, seed: int) -> nn.Linear:
     g = torch.Generator().manual_seed(seed + 4242)
     proj = nn.Linear(student_dim, teacher_dim)
     with torch.no_grad():
-        bound = 1.0 / student_dim ** 0.5
+        bound = 1.0 / student_dim**0.5
         proj.weight.uniform_(-bound, bound, generator=g)
         proj.bias.zero_()
     return proj

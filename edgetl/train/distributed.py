@@ -32,7 +32,7 @@ class Dist:
 
     def shard(self, idx: np.ndarray) -> np.ndarray:
         """This rank's part of a global batch (strided, so every rank gets a near-equal share)."""
-        return idx[self.rank::self.world] if self.enabled else idx
+        return idx[self.rank :: self.world] if self.enabled else idx
 
     def barrier(self) -> None:
         if self.enabled:
@@ -86,7 +86,9 @@ def init_from_env(device_type: str = "cpu") -> Dist:
         return _CURRENT
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    _CURRENT = Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    _CURRENT = Dist(
+        rank=dist.get_rank(), world=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+    )
     return _CURRENT
 
 

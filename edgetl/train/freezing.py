@@ -65,14 +65,26 @@ def param_groups(model: nn.Module, train: TrainSpec, k: int) -> list[dict]:
         seen.update(id(p) for p in stage.parameters())
         if params:
             scale = decay ** (n - i) if decay else 1.0
-            groups.append({"params": params, "lr": train.lr * scale, "name": f"stage{i}:{model.backbone.stage_names[i]}",
-                           "lr_scale": scale})
+            groups.append(
+                {
+                    "params": params,
+                    "lr": train.lr * scale,
+                    "name": f"stage{i}:{model.backbone.stage_names[i]}",
+                    "lr_scale": scale,
+                }
+            )
     rest = [p for p in model.backbone.parameters() if p.requires_grad and id(p) not in seen]
     if rest:
         groups.append({"params": rest, "lr": train.lr, "name": "backbone.other", "lr_scale": 1.0})
     head_lr = train.head_lr or train.lr
-    groups.append({"params": [p for p in model.heads.parameters()], "lr": head_lr, "name": "heads",
-                   "lr_scale": head_lr / train.lr})
+    groups.append(
+        {
+            "params": [p for p in model.heads.parameters()],
+            "lr": head_lr,
+            "name": "heads",
+            "lr_scale": head_lr / train.lr,
+        }
+    )
     return groups
 
 

@@ -25,18 +25,18 @@ from edgetl.data.mixing import train_order
 from edgetl.data.transforms import ImagePreprocess, TextPreprocess, flip_mask, hflip
 from edgetl.errors import EdgetlError
 from edgetl.evaluate.metrics import all_task_metrics, summary_score
-from edgetl.evaluate.torch_eval import call_model, model_inputs
+from edgetl.evaluate.torch_eval import model_inputs
 from edgetl.models import MultiTaskModel, build_model
 from edgetl.recipe import Recipe
+from edgetl.runtime.atomic import atomic_write_text, storage_error
 from edgetl.train import checkpoint as ckpt
 from edgetl.train.cache import build_cache, cache_key, cache_usable
-from edgetl.train.freezing import apply_freeze, frozen_prefix, lr_factor, make_optimizer, param_groups, set_train_mode
-from edgetl.train.loggers import NullLogger, make_logger
 from edgetl.train.checks import check_model, check_recipe
 from edgetl.train.distill import FEATURES, make_projection
 from edgetl.train.distributed import Dist, init_from_env, shutdown
+from edgetl.train.freezing import apply_freeze, frozen_prefix, lr_factor, make_optimizer, param_groups, set_train_mode
+from edgetl.train.loggers import NullLogger, make_logger
 from edgetl.train.losses import feature_loss, kd_loss, task_loss
-from edgetl.runtime.atomic import atomic_write_text, storage_error
 from edgetl.train.run import DEFAULT_RUNS_DIR, Run, new_run_dir, write_json
 from edgetl.train.summary import print_summary, resolved_recipe_yaml, run_summary
 from edgetl.versions import library_versions
@@ -48,8 +48,12 @@ def make_preprocess(recipe: Recipe, backbone) -> ImagePreprocess | TextPreproces
     """Pre-processing from one place: the recipe's input spec, defaulting to the backbone's pretrained config."""
     if recipe.input.kind == "image":
         cfg = backbone.cfg
-        return ImagePreprocess((recipe.input.image_size, recipe.input.image_size), channels=3,
-                               mean=list(recipe.input.mean or cfg.mean), std=list(recipe.input.std or cfg.std))
+        return ImagePreprocess(
+            (recipe.input.image_size, recipe.input.image_size),
+            channels=3,
+            mean=list(recipe.input.mean or cfg.mean),
+            std=list(recipe.input.std or cfg.std),
+        )
     from edgetl.models.hf_text import load_tokenizer
 
     tok = load_tokenizer(recipe.input.tokenizer or backbone.cfg.tokenizer_path)
@@ -149,11 +153,18 @@ class Trainer:
         groups = param_groups(self.model, self.recipe.train, k)
         if self.feature_distill:
             if self.projection is None:
-                self.projection = make_projection(self.model.backbone.feature_dim, self.teacher.feature_dim,
-                                                  self.recipe.train.seed).to(self.device)
+                self.projection = make_projection(
+                    self.model.backbone.feature_dim, self.teacher.feature_dim, self.recipe.train.seed
+                ).to(self.device)
             lr = self.recipe.train.head_lr or self.recipe.train.lr
-            groups.append({"params": list(self.projection.parameters()), "lr": lr, "name": "distill.projection",
-                           "lr_scale": lr / self.recipe.train.lr})
+            groups.append(
+                {
+                    "params": list(self.projection.parameters()),
+                    "lr": lr,
+                    "name": "distill.projection",
+                    "lr_scale": lr / self.recipe.train.lr,
+                }
+            )
         self.optimizer = make_optimizer(groups, self.recipe.train)
         if old is not None:  # keep moment estimates of parameters that were already training
             for p, st in old.state.items():
@@ -167,17 +178,24 @@ class Trainer:
             t0 = time.perf_counter()
             # under torchrun the cache is built once, by rank 0, on disk; the other ranks map the same file
             mode = "disk" if self.dist.enabled else self.recipe.train.feature_cache
-            for turn in ((0, 1) if self.dist.enabled else (None,)):
+            for turn in (0, 1) if self.dist.enabled else (None,):
                 if turn is not None and (turn == 0) != self.dist.is_main:
                     self.dist.barrier()
                     continue
                 for split in ("train", "val"):
                     ex = getattr(self.splits, split)
                     self.cache[split] = build_cache(
-                        self.model, self.prep, ex, k, batch_size=max(self.recipe.train.batch_size, 64),
-                        device=self.device, mode=mode, cache_dir=self.run.dir / "cache",
+                        self.model,
+                        self.prep,
+                        ex,
+                        k,
+                        batch_size=max(self.recipe.train.batch_size, 64),
+                        device=self.device,
+                        mode=mode,
+                        cache_dir=self.run.dir / "cache",
                         key=cache_key(self.recipe, k, ex, split, self.model, self.prep),
-                        progress=progress if self.dist.is_main else None)
+                        progress=progress if self.dist.is_main else None,
+                    )
                 if turn is not None:
                     self.dist.barrier()
             self.stats["cache_build_s"] += time.perf_counter() - t0
@@ -185,15 +203,22 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_forward = DistributedDataParallel(self.forward_module, device_ids=ids,
-                                                         find_unused_parameters=False)
+            self.train_forward = DistributedDataParallel(
+                self.forward_module, device_ids=ids, find_unused_parameters=False
+            )
 
     @property
     def feature_distill(self) -> bool:
         return self.teacher is not None and self.recipe.distill.feature != "none"
 
-    def forward_rows(self, split: str, idx: np.ndarray, augment: bool = False, flip: torch.Tensor | None = None,
-                     with_features: bool = False):
+    def forward_rows(
+        self,
+        split: str,
+        idx: np.ndarray,
+        augment: bool = False,
+        flip: torch.Tensor | None = None,
+        with_features: bool = False,
+    ):
         """Model outputs for rows `idx` of a split, through the feature cache when there is one.
 
         `flip`: the hflip draw for these rows (augmentation); `with_features`: also return pooled features.
@@ -219,7 +244,7 @@ class Trainer:
         loss_sum, n = 0.0, 0
         mine = self.dist.shard(np.arange(len(ex)))  # under torchrun each rank scores a share; results gathered
         for start in range(0, len(mine), bs):
-            idx = mine[start:start + bs]
+            idx = mine[start : start + bs]
             with torch.autocast("cuda", enabled=self.amp):
                 y = self.forward_rows(split, idx)
             loss = self.batch_loss(y, ex, idx)[0]
@@ -265,15 +290,22 @@ class Trainer:
         """best, then last, then the training state. The state file holds its own copy of every weight (model and
         training-only modules) and is the commit point of a resume: a kill between any two writes leaves the
         last commit whole, and best.safetensors never lags behind the best score the state records."""
-        bad = next((n for n, p in self.model.state_dict().items()
-                    if p.is_floating_point() and not torch.isfinite(p).all()), None)
+        bad = next(
+            (n for n, p in self.model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()),
+            None,
+        )
         if bad is not None:
             last = self.run.checkpoint("last")
-            where = (f"epoch {state.epoch + 1} step {state.step_in_epoch}" if state.step_in_epoch
-                     else f"the end of epoch {state.epoch}")
-            raise EdgetlError(f"weights became non-finite ({bad}) by {where} (global step {state.global_step}): "
-                              f"training stopped; last good checkpoint: {last if last.is_file() else 'none yet'} "
-                              "(lower train.lr?)")
+            where = (
+                f"epoch {state.epoch + 1} step {state.step_in_epoch}"
+                if state.step_in_epoch
+                else f"the end of epoch {state.epoch}"
+            )
+            raise EdgetlError(
+                f"weights became non-finite ({bad}) by {where} (global step {state.global_step}): "
+                f"training stopped; last good checkpoint: {last if last.is_file() else 'none yet'} "
+                "(lower train.lr?)"
+            )
         if not self.dist.is_main:  # only rank 0 writes the run dir
             return
         meta = {"epoch": state.epoch, "global_step": state.global_step, "recipe": self.recipe.name}
@@ -282,9 +314,15 @@ class Trainer:
         if self.projection is not None:  # training-only module: kept beside the checkpoint for resume
             ckpt.save_model(self.projection, self.run.checkpoints / "last.distill.safetensors", meta)
         ckpt.save_model(self.model, self.run.checkpoint("last"), meta)
-        ckpt.save_training_state(self.state_path, self.optimizer, self.scaler, {**state.__dict__, "k": self.k},
-                                 model=self.model, modules={"distill": self.projection},
-                                 generators={"aug": self.aug_gen})
+        ckpt.save_training_state(
+            self.state_path,
+            self.optimizer,
+            self.scaler,
+            {**state.__dict__, "k": self.k},
+            model=self.model,
+            modules={"distill": self.projection},
+            generators={"aug": self.aug_gen},
+        )
 
     def restore(self) -> TrainState:
         """Model, frozen stages (optimizer groups + feature cache), optimizer, scaler, RNG and counters of the
@@ -303,9 +341,13 @@ class Trainer:
         if self.projection is not None and not own_weights:
             ckpt.load_model(self.projection, self.run.checkpoints / "last.distill.safetensors")
         self._resume_aug = torch.Generator()
-        info = ckpt.load_training_state(st_path, self.optimizer, self.scaler,
-                                        modules={"distill": self.projection if own_weights else None},
-                                        generators={"aug": self._resume_aug})
+        info = ckpt.load_training_state(
+            st_path,
+            self.optimizer,
+            self.scaler,
+            modules={"distill": self.projection if own_weights else None},
+            generators={"aug": self._resume_aug},
+        )
         info.pop("k", None)
         known = TrainState.__dataclass_fields__
         return TrainState(**{k: v for k, v in info.items() if k in known})
@@ -318,8 +360,13 @@ class Trainer:
         steps_per_epoch = math.ceil(n / r.batch_size)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), InfoColumn(),
-                   TimeElapsedColumn()]
+        columns = [
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            InfoColumn(),
+            TimeElapsedColumn(),
+        ]
         with Progress(*columns, disable=not self.show_progress, transient=False) as progress:
             if self.teacher is not None and self.teacher_logits is None and self.recipe.data.augment == "none":
                 self.teacher_logits = self.teacher.outputs_for(self.splits.train, progress)
@@ -332,17 +379,21 @@ class Trainer:
                         self.aug_gen = self._resume_aug
                     self._resume_aug = None
                 order = train_order(self.recipe, self.splits.train, epoch)  # == epoch_order() for one dataset
-                task = progress.add_task(f"epoch {epoch + 1}/{r.epochs}", total=steps_per_epoch,
-                                         completed=state.step_in_epoch, info="")
+                task = progress.add_task(
+                    f"epoch {epoch + 1}/{r.epochs}", total=steps_per_epoch, completed=state.step_in_epoch, info=""
+                )
                 t0 = time.perf_counter()
                 if state.step_in_epoch == 0:
                     state.epoch_loss_sum, state.epoch_seen = 0.0, 0
                 for step in range(state.step_in_epoch, steps_per_epoch):
-                    idx = self.dist.shard(order[step * r.batch_size:(step + 1) * r.batch_size])
+                    idx = self.dist.shard(order[step * r.batch_size : (step + 1) * r.batch_size])
                     for g in self.optimizer.param_groups:
                         g["lr"] = g["base_lr"] * lr_factor(r, epoch + step / steps_per_epoch)
-                    flip = (flip_mask(len(idx), self.aug_gen)
-                            if self.recipe.data.augment == "hflip" and "train" not in self.cache else None)
+                    flip = (
+                        flip_mask(len(idx), self.aug_gen)
+                        if self.recipe.data.augment == "hflip" and "train" not in self.cache
+                        else None
+                    )
                     with torch.autocast("cuda", enabled=self.amp):
                         y, feats = self.forward_rows("train", idx, augment=True, flip=flip, with_features=True)
                         teacher = self.teacher_batch(idx, flip)
@@ -351,7 +402,8 @@ class Trainer:
                         last = self.run.checkpoint("last")
                         raise EdgetlError(
                             f"loss is {float(loss.detach())} at epoch {epoch + 1} step {step + 1}: training stopped; "
-                            f"last good checkpoint: {last if last.is_file() else 'none yet'} (lower train.lr?)")
+                            f"last good checkpoint: {last if last.is_file() else 'none yet'} (lower train.lr?)"
+                        )
                     self.optimizer.zero_grad(set_to_none=True)
                     self.scaler.scale(loss).backward()
                     if self.dist.enabled and self.projection is not None:  # outside the DDP module: sync by hand
@@ -363,23 +415,32 @@ class Trainer:
                     state.epoch_loss_sum += float(loss.detach()) * len(idx)
                     state.epoch_seen += len(idx)
                     progress.update(task, advance=1, info=f"loss {state.epoch_loss_sum / state.epoch_seen:.4f}")
-                    if r.checkpoint_every_steps and state.global_step % r.checkpoint_every_steps == 0 \
-                            and state.step_in_epoch < steps_per_epoch:
+                    if (
+                        r.checkpoint_every_steps
+                        and state.global_step % r.checkpoint_every_steps == 0
+                        and state.step_in_epoch < steps_per_epoch
+                    ):
                         self.save(state, best=False)
                     if stop_after_steps is not None and state.global_step >= stop_after_steps:
                         return state
                 train_s = time.perf_counter() - t0
                 metrics, val_loss = self.evaluate("val")
-                score = (-val_loss if r.select_metric == "loss"
-                         else summary_score(metrics, self.kinds, r.select_metric))
+                score = -val_loss if r.select_metric == "loss" else summary_score(metrics, self.kinds, r.select_metric)
                 is_best = score > state.best_score
                 if is_best:
                     state.best_score, state.best_epoch = score, epoch
                 train_loss = self.dist.all_reduce_mean(state.epoch_loss_sum / max(state.epoch_seen, 1))
-                row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                       "score": score, "lr": [g["lr"] for g in self.optimizer.param_groups],
-                       "frozen_stages": self.k, "epoch_seconds": train_s, "cached": bool(self.cache),
-                       "val": metrics}
+                row = {
+                    "epoch": epoch + 1,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "score": score,
+                    "lr": [g["lr"] for g in self.optimizer.param_groups],
+                    "frozen_stages": self.k,
+                    "epoch_seconds": train_s,
+                    "cached": bool(self.cache),
+                    "val": metrics,
+                }
                 state.history.append(row)
                 state.epoch, state.step_in_epoch = epoch + 1, 0
                 if self.dist.is_main:
@@ -418,9 +479,18 @@ def write_json_lines(path: Path, rows: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, default=float) + "\n" for r in rows))
 
 
-def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_RUNS_DIR, resume: Run | None = None,
-          progress: bool = True, stop_after_steps: int | None = None, logger: str = "none",
-          exist_ok: bool = False, summary: bool | None = None) -> Run:
+def train(
+    recipe: Recipe,
+    *,
+    name: str | None = None,
+    runs_dir: Path = DEFAULT_RUNS_DIR,
+    resume: Run | None = None,
+    progress: bool = True,
+    stop_after_steps: int | None = None,
+    logger: str = "none",
+    exist_ok: bool = False,
+    summary: bool | None = None,
+) -> Run:
     """Train a recipe into a new run dir (or continue `resume`); returns the Run.
 
     Under torchrun (WORLD_SIZE > 1) every rank calls this; rank 0 alone creates and writes the run dir.
@@ -474,8 +544,15 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
             start = start_summary(trainer, state)
             if progress if summary is None else summary:
                 print_summary(start)
-            run.write_info(status="running", recipe=recipe.name, backbone=recipe.backbone.name, started_utc=_now(),
-                           versions=library_versions(), world_size=dd.world, summary=start)
+            run.write_info(
+                status="running",
+                recipe=recipe.name,
+                backbone=recipe.backbone.name,
+                started_utc=_now(),
+                versions=library_versions(),
+                world_size=dd.world,
+                summary=start,
+            )
         t0 = time.perf_counter()
         trainer.logger = make_logger(logger if dd.is_main else "none", run.dir)
         state = trainer.fit(state, stop_after_steps=stop_after_steps)
@@ -483,16 +560,24 @@ def train(recipe: Recipe, *, name: str | None = None, runs_dir: Path = DEFAULT_R
             full, _ = trainer.evaluate("val", full=True)
             for task, m in full.items():
                 if "confusion_matrix" in m:
-                    trainer.logger.log_confusion(task, np.array(m["confusion_matrix"]), splits.labels[task], state.epoch)
+                    trainer.logger.log_confusion(
+                        task, np.array(m["confusion_matrix"]), splits.labels[task], state.epoch
+                    )
         trainer.logger.close()
         done = state.epoch >= recipe.train.epochs
         dd.barrier()
         if not dd.is_main:
             shutdown()
             return run
-        run.write_info(status="completed" if done else "stopped", best_epoch=state.best_epoch + 1,
-                       best_score=state.best_score, epochs_done=state.epoch, train_seconds=time.perf_counter() - t0,
-                       cache_build_seconds=trainer.stats["cache_build_s"], finished_utc=_now())
+        run.write_info(
+            status="completed" if done else "stopped",
+            best_epoch=state.best_epoch + 1,
+            best_score=state.best_score,
+            epochs_done=state.epoch,
+            train_seconds=time.perf_counter() - t0,
+            cache_build_seconds=trainer.stats["cache_build_s"],
+            finished_utc=_now(),
+        )
         if dd.enabled:
             shutdown()
         return run
@@ -515,8 +600,11 @@ def _record_failure(run: Run, exc: BaseException, new_run: bool) -> None:
     interrupted = isinstance(exc, KeyboardInterrupt)
     reason = " ".join(str(exc).split()) or type(exc).__name__
     try:
-        run.write_info(status="interrupted" if interrupted else "failed", finished_utc=_now(),
-                       error=None if interrupted else f"{type(exc).__name__}: {reason}"[:500])
+        run.write_info(
+            status="interrupted" if interrupted else "failed",
+            finished_utc=_now(),
+            error=None if interrupted else f"{type(exc).__name__}: {reason}"[:500],
+        )
     except Exception:  # a full disk can refuse this too; the original error is what matters
         log.debug("could not record the failure in %s", run.dir / "run.json", exc_info=True)
 
@@ -526,8 +614,15 @@ def start_summary(trainer: Trainer, state: TrainState | None) -> dict:
     recipe, bb = trainer.recipe, trainer.model.backbone
     k = frozen_prefix(recipe.train.freeze, bb.num_stages, state.epoch if state else 0)
     precision = "mixed fp16/fp32 (autocast)" if trainer.amp else "fp32"
-    return run_summary(recipe, trainer.splits, device=str(trainer.device), precision=precision, frozen_stages=k,
-                       num_stages=bb.num_stages, feature_cache=cache_usable(recipe, trainer.model, k))
+    return run_summary(
+        recipe,
+        trainer.splits,
+        device=str(trainer.device),
+        precision=precision,
+        frozen_stages=k,
+        num_stages=bb.num_stages,
+        feature_cache=cache_usable(recipe, trainer.model, k),
+    )
 
 
 def _remove_stale_temp_files(run: Run) -> None:

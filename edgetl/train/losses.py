@@ -28,8 +28,12 @@ def kd_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, temperature
     """Hinton KD: KL(softmax(t/T) || softmax(s/T)) * T^2 (sigmoid BCE for multilabel, MSE for regression)."""
     t = temperature
     if kind == "classification":
-        return F.kl_div(F.log_softmax(student.float() / t, dim=1), F.log_softmax(teacher.float() / t, dim=1),
-                        reduction="batchmean", log_target=True) * (t * t)
+        return F.kl_div(
+            F.log_softmax(student.float() / t, dim=1),
+            F.log_softmax(teacher.float() / t, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        ) * (t * t)
     if kind == "multilabel":
         return F.binary_cross_entropy_with_logits(student.float() / t, torch.sigmoid(teacher.float() / t)) * (t * t)
     return F.mse_loss(student.float(), teacher.float())

@@ -160,8 +160,10 @@ def require_finished(run: Run) -> None:
     if status in (None, "completed") and not missing:
         return
     why = f"status: {status}" if status not in (None, "completed") else f"no {missing[0]}"
-    raise EdgetlError(f"{run.dir} has not finished training ({why}); resume it with "
-                      f"`edgetl train --resume {run.dir}` (or train it again)")
+    raise EdgetlError(
+        f"{run.dir} has not finished training ({why}); resume it with "
+        f"`edgetl train --resume {run.dir}` (or train it again)"
+    )
 
 
 def list_runs(runs_dir: Path = DEFAULT_RUNS_DIR) -> list[dict]:
@@ -183,12 +185,23 @@ def list_runs(runs_dir: Path = DEFAULT_RUNS_DIR) -> list[dict]:
                 artifacts = list(read_json(manifest).get("artifacts", {}))
             except (EdgetlError, AttributeError):
                 artifacts = ["?"]
-        rows.append({"name": d.name, "dir": str(d), "status": info.get("status", "unknown"),
-                     "error": info.get("error"), "recipe": info.get("recipe"), "backbone": info.get("backbone"),
-                     "best_score": info.get("best_score"), "best_epoch": info.get("best_epoch"),
-                     "epochs_done": info.get("epochs_done"), "started_utc": info.get("started_utc"),
-                     "bundle": str(manifest.parent) if manifest.is_file() else None, "artifacts": artifacts,
-                     "_mtime": d.stat().st_mtime})
+        rows.append(
+            {
+                "name": d.name,
+                "dir": str(d),
+                "status": info.get("status", "unknown"),
+                "error": info.get("error"),
+                "recipe": info.get("recipe"),
+                "backbone": info.get("backbone"),
+                "best_score": info.get("best_score"),
+                "best_epoch": info.get("best_epoch"),
+                "epochs_done": info.get("epochs_done"),
+                "started_utc": info.get("started_utc"),
+                "bundle": str(manifest.parent) if manifest.is_file() else None,
+                "artifacts": artifacts,
+                "_mtime": d.stat().st_mtime,
+            }
+        )
     rows.sort(key=lambda r: r.pop("_mtime"), reverse=True)
     return rows
 
@@ -206,8 +219,14 @@ def print_runs(rows: list[dict], console=None) -> None:
     for r in rows:
         score = r.get("best_score")
         status = r["status"] + (f": {str(r['error'])[:60]}" if r.get("error") else "")
-        t.add_row(escape(r["name"]), f"[{colour.get(r['status'], 'white')}]{escape(status)}[/]",
-                  f"{score:.4f}" if isinstance(score, (int, float)) and score == score and abs(score) != float("inf") else "-",
-                  str(r.get("best_epoch") or "-"), str(r.get("backbone") or "-"),
-                  escape(f"{r['bundle']} ({', '.join(r['artifacts'])})") if r.get("bundle") else "-")
+        t.add_row(
+            escape(r["name"]),
+            f"[{colour.get(r['status'], 'white')}]{escape(status)}[/]",
+            f"{score:.4f}"
+            if isinstance(score, (int, float)) and score == score and abs(score) != float("inf")
+            else "-",
+            str(r.get("best_epoch") or "-"),
+            str(r.get("backbone") or "-"),
+            escape(f"{r['bundle']} ({', '.join(r['artifacts'])})") if r.get("bundle") else "-",
+        )
     (console or Console()).print(t)

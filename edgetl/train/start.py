@@ -20,9 +20,16 @@ class TrainTarget:
     starter_yaml: str | None = None  # the recipe `--data` chose, to show the user
 
 
-def resolve_train_target(recipe: str | None, overrides: list[str], *, data: Path | None = None,
-                         backbone: str | None = None, name: str | None = None, runs_dir: Path = Path("runs"),
-                         resume: str | None = None) -> TrainTarget:
+def resolve_train_target(
+    recipe: str | None,
+    overrides: list[str],
+    *,
+    data: Path | None = None,
+    backbone: str | None = None,
+    name: str | None = None,
+    runs_dir: Path = Path("runs"),
+    resume: str | None = None,
+) -> TrainTarget:
     """A recipe file (+ overrides), or `--data` (+ overrides), or `--resume DIR|last`, into one TrainTarget.
 
     `edgetl train --data DIR key=value` puts the first override where the recipe goes; it is moved back here.
@@ -41,7 +48,9 @@ def resolve_train_target(recipe: str | None, overrides: list[str], *, data: Path
         from edgetl.data.inspect import load_starter
 
         if recipe is not None:
-            raise EdgetlError(f"give a recipe file or --data, not both (point {recipe} at your data with data.path=...)")
+            raise EdgetlError(
+                f"give a recipe file or --data, not both (point {recipe} at your data with data.path=...)"
+            )
         rec, starter = load_starter(data, backbone, overrides)
     elif recipe is None:
         raise EdgetlError("give a recipe file (e.g. recipes/quickstart.yaml) or --data PATH (see docs/your-data.md)")

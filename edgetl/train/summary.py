@@ -25,31 +25,49 @@ def _class_counts(target: np.ndarray, labels: list[str], kind: str) -> dict[str,
     return {}
 
 
-def run_summary(recipe: Recipe, splits: DataSplits, *, device: str, precision: str, frozen_stages: int,
-                num_stages: int, feature_cache: bool) -> dict:
+def run_summary(
+    recipe: Recipe,
+    splits: DataSplits,
+    *,
+    device: str,
+    precision: str,
+    frozen_stages: int,
+    num_stages: int,
+    feature_cache: bool,
+) -> dict:
     """A JSON-able dict: data (rows per split, split origin, skipped rows), tasks, and the training setup."""
     info = splits.info
     tasks = []
     for t in recipe.tasks:
         train_t = splits.train.targets[t.name]
-        entry = {"name": t.name, "kind": t.kind, "column": t.label_column,
-                 "missing_labels": info.get("missing_labels", {}).get(t.name, {})}
+        entry = {
+            "name": t.name,
+            "kind": t.kind,
+            "column": t.label_column,
+            "missing_labels": info.get("missing_labels", {}).get(t.name, {}),
+        }
         if t.kind == "regression":
             vals = train_t[~np.isnan(train_t)]
-            entry["train_values"] = {"n": int(len(vals)), "mean": float(vals.mean()) if len(vals) else None,
-                                     "min": float(vals.min()) if len(vals) else None,
-                                     "max": float(vals.max()) if len(vals) else None}
+            entry["train_values"] = {
+                "n": int(len(vals)),
+                "mean": float(vals.mean()) if len(vals) else None,
+                "min": float(vals.min()) if len(vals) else None,
+                "max": float(vals.max()) if len(vals) else None,
+            }
         else:
             entry["classes"] = list(splits.labels[t.name])
             entry["train_counts"] = _class_counts(train_t, splits.labels[t.name], t.kind)
         tasks.append(entry)
     freeze = recipe.train.freeze
     return {
-        "data": {"source": recipe.data.source, "path": recipe.data.path,
-                 "rows": {k: int(v) for k, v in info.get("sizes", {}).items()},
-                 "split_from": info.get("split_from"),
-                 "skipped_unlabelled_rows": info.get("skipped_unlabelled_rows", {}),
-                 "missing_labels_policy": recipe.data.missing_labels},
+        "data": {
+            "source": recipe.data.source,
+            "path": recipe.data.path,
+            "rows": {k: int(v) for k, v in info.get("sizes", {}).items()},
+            "split_from": info.get("split_from"),
+            "skipped_unlabelled_rows": info.get("skipped_unlabelled_rows", {}),
+            "missing_labels_policy": recipe.data.missing_labels,
+        },
         "tasks": tasks,
         "backbone": {"name": recipe.backbone.name, "weights": recipe.backbone.weights},
         "device": device,
@@ -64,14 +82,17 @@ def summary_lines(s: dict) -> list[str]:
     d = s["data"]
     rows = d["rows"]
     skipped = sum(d["skipped_unlabelled_rows"].values()) if d["skipped_unlabelled_rows"] else 0
-    lines = [f"data {d['source']}{' ' + d['path'] if d['path'] else ''}: "
-             f"train {rows.get('train', 0)}, val {rows.get('val', 0)}, test {rows.get('test', 0)} rows "
-             f"(split: {d['split_from']})"
-             + (f"; {skipped} unlabelled rows skipped (data.missing_labels=skip)" if skipped else "")]
+    lines = [
+        f"data {d['source']}{' ' + d['path'] if d['path'] else ''}: "
+        f"train {rows.get('train', 0)}, val {rows.get('val', 0)}, test {rows.get('test', 0)} rows "
+        f"(split: {d['split_from']})"
+        + (f"; {skipped} unlabelled rows skipped (data.missing_labels=skip)" if skipped else "")
+    ]
     for t in s["tasks"]:
         miss = sum(t["missing_labels"].values()) if t["missing_labels"] else 0
-        miss_s = f"; missing labels {miss} ({', '.join(f'{k} {v}' for k, v in t['missing_labels'].items())})" \
-            if miss else ""
+        miss_s = (
+            f"; missing labels {miss} ({', '.join(f'{k} {v}' for k, v in t['missing_labels'].items())})" if miss else ""
+        )
         if t["kind"] == "regression":
             v = t["train_values"]
             what = f"{v['n']} train values" + (f", {v['min']:.3g}..{v['max']:.3g}" if v["n"] else "")
@@ -81,9 +102,11 @@ def summary_lines(s: dict) -> list[str]:
             what = f"{len(t['classes'])} classes (train: {shown}{', ...' if len(counts) > 12 else ''})"
         lines.append(f"task {t['name']} ({t['kind']}, column {t['column']!r}): {what}{miss_s}")
     f = s["frozen_stages"]
-    lines.append(f"train {s['backbone']['name']} ({s['backbone']['weights']} weights) on {s['device']}, "
-                 f"{s['precision']}; frozen stages {f['at_start']}/{f['of']} ({f['policy']}); feature cache "
-                 f"{'on' if s['feature_cache']['on'] else 'off'} ({s['feature_cache']['setting']})")
+    lines.append(
+        f"train {s['backbone']['name']} ({s['backbone']['weights']} weights) on {s['device']}, "
+        f"{s['precision']}; frozen stages {f['at_start']}/{f['of']} ({f['policy']}); feature cache "
+        f"{'on' if s['feature_cache']['on'] else 'off'} ({s['feature_cache']['setting']})"
+    )
     return lines
 
 
