@@ -56,7 +56,7 @@ def _train(cmd_prefix: list[str], overrides: list[str], runs_dir: Path, threads:
 
 
 def _summary(run_dir: Path, wall: float) -> dict:
-    from edgetl.evaluate.run_eval import evaluate_run
+    from edgetl.runs.evaluate import evaluate_run
 
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     info = json.loads((run_dir / "run.json").read_text())

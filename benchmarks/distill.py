@@ -34,7 +34,7 @@ def forward_ms(run_dir: Path, reps: int = 5) -> float:
     import torch
 
     from edgetl.evaluate.torch_eval import model_inputs
-    from edgetl.export.loaded import load_run
+    from edgetl.runs.loaded import load_run
 
     loaded = load_run(run_dir)
     x = model_inputs(loaded.prep, loaded.splits.test, np.arange(32))
@@ -59,10 +59,10 @@ def main() -> None:
 
     import torch
 
-    from edgetl.evaluate.report import summarize_run
     from edgetl.recipe import load_recipe
+    from edgetl.reports.transfer import summarize_run
+    from edgetl.runs.layout import open_run
     from edgetl.train.loop import train
-    from edgetl.train.run import open_run
 
     torch.set_num_threads(2)
     runs_dir = Path(args.runs_dir)

@@ -44,11 +44,11 @@ SPECS = {
 
 
 def one(name: str, runs_dir: Path, budget_s: float) -> dict:
+    from edgetl.bundle.pipeline import ExportOptions, calibration_feeds, export_run
     from edgetl.evaluate.metrics import primary_score
     from edgetl.evaluate.onnx_eval import evaluate_onnx, feeds_for
-    from edgetl.export.loaded import load_run
-    from edgetl.export.pipeline import ExportOptions, calibration_feeds, export_run
     from edgetl.quantize.ort_int8 import OrtStaticQuantizer
+    from edgetl.runs.loaded import load_run
 
     overrides, max_drop = SPECS[name]
     run, train_s = ensure_run(f"int8-{name}", overrides, runs_dir)

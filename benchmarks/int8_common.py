@@ -22,8 +22,8 @@ def ensure_run(
     only if it is not there yet with exactly that recipe (training is the slow part on a shared 2-core machine,
     the figures are not)."""
     from edgetl.recipe import apply_overrides, load_recipe, recipe_from_dict
+    from edgetl.runs.layout import open_run
     from edgetl.train.loop import train
-    from edgetl.train.run import open_run
 
     if isinstance(base, dict):
         rec = recipe_from_dict(apply_overrides(json.loads(json.dumps(base)), overrides), name)

@@ -39,7 +39,7 @@ def pick_run(name: str, qs_run: Path, runs_dir: Path):
     """The quickstart run for mobilenet_v2 when it is there (same recipe apart from export settings), else the
     run int8_cnn.py trains."""
     from edgetl.recipe import load_recipe
-    from edgetl.train.run import open_run
+    from edgetl.runs.layout import open_run
 
     if name == "mobilenet_v2" and (qs_run / "run.json").is_file():
         want = load_recipe(REPO / "recipes/quickstart.yaml").model_dump(exclude={"name", "description", "export"})
@@ -68,12 +68,12 @@ def fp32_control(loaded, spec, feeds, out: Path) -> Path:
 
 
 def one(name: str, args) -> dict:
+    from edgetl.bundle.pipeline import ExportOptions, calibration_feeds, export_run
     from edgetl.evaluate.metrics import primary_score
     from edgetl.evaluate.onnx_eval import evaluate_onnx, feeds_for
-    from edgetl.export.loaded import load_run
-    from edgetl.export.pipeline import ExportOptions, calibration_feeds, export_run
     from edgetl.quantize.ort_int8 import OrtStaticQuantizer
     from edgetl.recipe import QatSpec
+    from edgetl.runs.loaded import load_run
 
     run, train_s = pick_run(name, args.qs_run, args.runs_dir)
     max_drop = SPECS[name][1]

@@ -52,11 +52,11 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
+    from edgetl.bundle.pipeline import ExportOptions, calibration_feeds, export_run
     from edgetl.evaluate.onnx_eval import evaluate_onnx, feeds_for
-    from edgetl.export.loaded import load_run
-    from edgetl.export.pipeline import ExportOptions, calibration_feeds, export_run
     from edgetl.quantize.gate import quantize_cpu_with_gate
     from edgetl.quantize.ort_int8 import OrtStaticQuantizer, preprocess_model
+    from edgetl.runs.loaded import load_run
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()

@@ -28,7 +28,7 @@ def main() -> None:
 
     from edgetl.bench.harness import bench
     from edgetl.bench.report import print_table
-    from edgetl.export.pipeline import ExportOptions, export_run
+    from edgetl.bundle.pipeline import ExportOptions, export_run
     from edgetl.recipe import load_recipe
     from edgetl.train.loop import train
 

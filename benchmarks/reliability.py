@@ -225,7 +225,7 @@ def _check_bundle(bundle: Path, good: dict, png: Path, bench_out: Path) -> dict:
     """verify + predict + bench on what an interrupted command left; 'damaged' unless the bundle is the last
     good one byte for byte, or a complete new one that verifies."""
     from edgetl.errors import EdgetlError
-    from edgetl.runtime.manifest import verify_bundle
+    from edgetl.runtime.verify import verify_bundle
 
     out = {"identical": bundle.is_dir() and _tree_hashes(bundle) == good, "verifies": False, "tracebacks": 0}
     try:

@@ -47,11 +47,11 @@ def main() -> None:
 
     import torch
 
-    from edgetl.evaluate.report import transfer_report
-    from edgetl.export.pipeline import ExportOptions, export_run
+    from edgetl.bundle.pipeline import ExportOptions, export_run
     from edgetl.recipe import load_recipe
+    from edgetl.reports.transfer import transfer_report
+    from edgetl.runs.layout import Run
     from edgetl.train.loop import train
-    from edgetl.train.run import Run
 
     torch.set_num_threads(2)
     runs_dir = Path(args.runs_dir)
@@ -136,7 +136,7 @@ def main() -> None:
     report = transfer_report([runs[n].dir for n in order if n in runs], out_dir)
     timings["report"] = time.perf_counter() - t0
     # the multi-dataset run shares no task with the others (garment/digit): its own scores, from its eval
-    from edgetl.evaluate.report import summarize_run
+    from edgetl.reports.transfer import summarize_run
 
     md_run = summarize_run(runs["multi-dataset"].dir)
     summary = {

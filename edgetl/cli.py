@@ -153,7 +153,7 @@ def runs(
     as_json: JsonOpt = False,
 ):
     """List runs: status (completed / running / stopped / failed), best score and deploy bundle."""
-    from edgetl.train.run import list_runs, print_runs
+    from edgetl.runs.layout import list_runs, print_runs
 
     rows = list_runs(runs_dir)
     if as_json:
@@ -174,8 +174,11 @@ def export(
         bool, typer.Option("--engine", help="Also build TensorRT engines (needs TensorRT + NVIDIA GPU).")
     ] = False,
     target: Annotated[
-        str, typer.Option(help="INT8 target: auto | cpu (ONNX Runtime) | tensorrt (modelopt) | all.")
-    ] = "auto",
+        str | None,
+        typer.Option(
+            help="INT8 target: auto | cpu (ONNX Runtime) | tensorrt (modelopt) | all (default: recipe's export.target)."
+        ),
+    ] = None,
     max_drop: Annotated[
         float | None, typer.Option(help="Accuracy budget per task, in points (default: recipe's export.max_drop).")
     ] = None,
@@ -209,19 +212,9 @@ def export(
     quiet: QuietOpt = False,
 ):
     """Export to ONNX (verified against PyTorch), quantize (INT8 / FP16) and write the deploy bundle."""
-    from edgetl.export.pipeline import ExportOptions, export_run
+    from edgetl.bundle.pipeline import ExportOptions, export_run
 
     _in_run(run)
-    if calibration is not None and calibration not in ("minmax", "entropy", "percentile"):
-        raise EdgetlError(f"--calibration {calibration!r}: allowed minmax, entropy, percentile")
-    if max_drop is not None and not 0 <= max_drop <= 100:
-        raise EdgetlError(f"--max-drop {max_drop}: must be between 0 and 100 accuracy points")
-    if calibration_size is not None and calibration_size < 1:
-        raise EdgetlError(f"--calibration-size {calibration_size}: must be at least 1")
-    if threads is not None and threads < 1:
-        raise EdgetlError(f"--threads {threads}: must be at least 1")
-    if qat and not int8:
-        raise EdgetlError("--qat needs --int8 (QAT starts from the INT8 calibration and is scored by the same gate)")
     bundle = export_run(
         run,
         ExportOptions(
@@ -245,7 +238,7 @@ def export(
 
         build_bundle_engines(bundle, fp16=fp16, int8=int8)
     if deepstream:
-        from edgetl.export.deepstream import write_deepstream
+        from edgetl.bundle.deepstream import write_deepstream
 
         typer.echo(f"DeepStream config: {write_deepstream(bundle)}")
     _print_manifest_summary(bundle)
@@ -254,6 +247,8 @@ def export(
 def _print_manifest_summary(bundle: Path) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from edgetl.runtime.artifacts import format_headline
 
     m = json.loads((bundle / "manifest.json").read_text())
     t = Table(title=f"bundle {bundle}")
@@ -278,12 +273,7 @@ def _print_manifest_summary(bundle: Path) -> None:
             a["precision"],
             a["target"],
             f"{a['size_bytes'] / 1e6:.2f}",
-            *[
-                f"{100 * a['accuracy'][x['name']]:.2f}"
-                if x["kind"] != "regression"
-                else f"{a['accuracy'][x['name']]:.3f}"
-                for x in m["tasks"]
-            ],
+            *[format_headline(x["kind"], a["accuracy"][x["name"]]) for x in m["tasks"]],
             note,
         )
     Console().print(t)
@@ -552,7 +542,7 @@ def eval_cmd(
     as_json: JsonOpt = False,
 ):
     """Per-task metrics (accuracy, macro-F1, per-class P/R, confusion matrix; MAE/RMSE) -> eval.json."""
-    from edgetl.evaluate.run_eval import evaluate_run, print_eval
+    from edgetl.runs.evaluate import evaluate_run, print_eval
 
     _in_run(run)
     result = evaluate_run(run, artifact=artifact, split=split)
@@ -573,7 +563,7 @@ def report(
     as_json: JsonOpt = False,
 ):
     """Transfer report: gain over scratch, linear probe, multi- vs single-task, distillation, export precision."""
-    from edgetl.evaluate.report import transfer_report
+    from edgetl.reports.transfer import transfer_report
 
     result = transfer_report(runs, out, split=split)
     if as_json:
@@ -598,7 +588,8 @@ def predict(
 ):
     """Run a deploy bundle on inputs with the device runtime (no torch needed)."""
     from edgetl.runtime import Predictor
-    from edgetl.runtime.manifest import resolve_bundle_dir, verify_bundle
+    from edgetl.runtime.manifest import resolve_bundle_dir
+    from edgetl.runtime.verify import verify_bundle
 
     bundle = resolve_bundle_dir(bundle)  # a run dir means its export/, as in `edgetl bench`
     if not skip_verify:

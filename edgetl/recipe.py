@@ -7,15 +7,15 @@ recipe can never construct Python objects or run code.
 
 from __future__ import annotations
 
-import difflib
-import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from edgetl import yaml_model
 from edgetl.errors import EdgetlError
+from edgetl.yaml_model import validate
 
 
 class _Strict(BaseModel):
@@ -202,7 +202,7 @@ class ExportSpec(_Strict):
     opset: Annotated[int, Field(ge=17, le=23)] = 17
     atol: Annotated[float, Field(gt=0)] = 1e-4  # ONNX vs PyTorch max abs difference allowed
     verify_samples: Annotated[int, Field(ge=1)] = 256
-    target: Literal["auto", "cpu", "tensorrt"] = "auto"
+    target: Literal["auto", "cpu", "tensorrt", "all"] = "auto"  # INT8 for: auto = TensorRT if usable here, else CPU
     calibration: CalibrationSpec = CalibrationSpec()
     max_drop: Annotated[float, Field(ge=0, le=100)] = 1.0  # accuracy points per task (the gate)
     qat: QatSpec = QatSpec()
@@ -242,94 +242,6 @@ class Recipe(_Strict):
 
 
 # ------------------------------------------------------------------------------------------ loading + errors
-def _format_validation_error(err: ValidationError, source: str, overrides: list[str] | None = None) -> str:
-    """First problem only, on one line: `recipe.yaml: train.epochs: Input should be ... (got 'x')`.
-
-    Unknown keys are reported before missing ones (a typo `task:` is the cause of `tasks: Field required`), and
-    a problem under a key that a command-line override set is reported against that argument, not the file.
-    """
-    errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
-    e = errors[0]
-    loc = ".".join(str(p) for p in e["loc"])
-    msg = e["msg"]
-    if e["type"] == "extra_forbidden":
-        parent = _model_at(Recipe, e["loc"][:-1])
-        allowed = list(parent.model_fields) if parent else []
-        close = difflib.get_close_matches(str(e["loc"][-1]), allowed, n=1, cutoff=0.6)
-        msg = (
-            f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
-        ) + f" (allowed keys here: {', '.join(allowed) or '?'})"
-    elif e["type"] == "literal_error":
-        msg = msg.replace("Input should be", "must be one of:")
-    elif e["type"] in ("union_tag_not_found", "union_tag_invalid"):
-        field = e.get("ctx", {}).get("discriminator", "'kind'").strip("'")
-        loc = f"{loc}.{field}"
-        tags = e.get("ctx", {}).get("expected_tags", "'image', 'text'")
-        msg = (
-            f"`{loc}` is required: {tags.replace(chr(39), '').replace(', ', ' or ')} "
-            f"(add `{field}: image` or `{field}: text` under `{loc.rsplit('.', 1)[0]}:`)"
-            if e["type"] == "union_tag_not_found"
-            else f"must be one of: {tags}"
-        )
-    got = e.get("input")
-    got_s = (
-        ""
-        if e["type"] in ("missing", "extra_forbidden", "union_tag_not_found") or isinstance(got, dict)
-        else f" (got {_repr(got)})"
-    )
-    if len(got_s) > 80:
-        got_s = got_s[:77] + "...)"
-    arg = _override_for(e["loc"], overrides or [])
-    if arg is not None:
-        source = f"command-line argument {arg!r}"
-    return f"{source}: {loc or '<top>'}: {msg}{got_s}"
-
-
-def _override_for(loc: tuple, overrides: list[str]) -> str | None:
-    """The last override whose key is the error's location or a section above/below it."""
-    where = [str(p) for p in loc if p not in ("image", "text") or p == loc[0]]
-    for text in reversed(overrides):
-        key = text.partition("=")[0].strip().split(".")
-        n = min(len(key), len(where))
-        if n and key[:n] == where[:n]:
-            return text
-    return None
-
-
-def _repr(value: Any) -> str:
-    try:
-        return repr(value)
-    except ValueError:  # an integer too long to print (over 4300 digits)
-        return f"<{type(value).__name__} too large to show>"
-
-
-def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    cur: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if cur is None or not (isinstance(cur, type) and issubclass(cur, BaseModel)):
-            return None
-        if part in ("image", "text") and part not in cur.model_fields:  # discriminated-union tag
-            cur = ImageInput if part == "image" else TextInput
-            continue
-        field = cur.model_fields.get(part)
-        if field is None:
-            return None
-        cur = _first_model(field.annotation)
-    return cur if isinstance(cur, type) and issubclass(cur, BaseModel) else None
-
-
-def _first_model(tp) -> type[BaseModel] | None:
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return tp
-    for arg in get_args(tp):
-        m = _first_model(arg)
-        if m is not None:
-            return m
-    return None
-
-
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`train.epochs=3` -> (['train', 'epochs'], 3). The value is parsed as YAML (safe): 3, 1e-3, true, [a, b]."""
     if "=" not in text:
@@ -383,81 +295,25 @@ def _set(cur, part, value, text):
         cur[part] = value
 
 
+_INPUT_TAGS = {"image": ImageInput, "text": TextInput}  # the `input.kind` union's tags
+
+
 def recipe_from_dict(data: Any, source: str = "<recipe>", overrides: list[str] | None = None) -> Recipe:
     """Validate a recipe mapping; `overrides` (already applied) only route error messages to the argument."""
-    if not isinstance(data, dict):
-        raise EdgetlError(f"{source}: a recipe must be a YAML mapping, got {type(data).__name__}")
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as err:
-        raise EdgetlError(_format_validation_error(err, source, overrides)) from None
+    return validate(Recipe, data, source, "recipe", overrides=overrides, tags=_INPUT_TAGS)
 
 
 def read_yaml(path: str | Path) -> Any:
     """Parse a recipe file: a regular file of at most 1 MB (checked before reading), YAML safe_load only."""
-    from edgetl.runtime.limits import MAX_RECIPE_BYTES, read_limited
+    from edgetl.runtime.limits import MAX_RECIPE_BYTES
 
-    p = Path(path)
-    if not p.exists():
-        raise EdgetlError(f"recipe file not found: {p}")
-    try:
-        text = read_limited(p, "recipe", MAX_RECIPE_BYTES).decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise EdgetlError(f"cannot read {p}: {e}") from None
-    try:
-        _count_nodes(text, str(p))
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise EdgetlError(f"{p}:{where} invalid YAML: {problem}") from None
-    except RecursionError:
-        raise EdgetlError(f"{p}: invalid YAML: nested too deeply") from None
-    except (ValueError, TypeError, AttributeError, OverflowError) as e:  # e.g. `!!int xyz`, `!!timestamp x`
-        raise EdgetlError(f"{p}: invalid YAML: a tagged value cannot be read ({type(e).__name__}: {e})") from None
-
-
-_MAX_VALUES = 100_000
-
-
-def _count_nodes(text: str, source: str) -> None:
-    """Refuse more than 100k scalars from the parser's event stream, before any object is built (a 1 MB
-    flow list holds 500k of them); anchors are expanded later and counted by `plain_data`."""
-    count = 0
-    for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when built
-        if isinstance(event, yaml.ScalarEvent):
-            count += 1
-            if count > _MAX_VALUES:
-                raise EdgetlError(f"{source}: more than {_MAX_VALUES} values; a recipe holds a few hundred")
-
-
-def plain_data(data: Any, source: str) -> Any:
-    """Parsed YAML -> plain JSON types (dates, bytes, sets become strings). Refuses, in one line, non-scalar or
-    odd keys, self-referencing anchors and alias bombs (more than 100k values once anchors are expanded)."""
-    stack, count = [data], 0
-    while stack:
-        cur = stack.pop()
-        count += 1
-        if count > _MAX_VALUES:
-            raise EdgetlError(
-                f"{source}: more than {_MAX_VALUES} values once YAML anchors are expanded "
-                "(self-referencing or exponential aliases?)"
-            )
-        if isinstance(cur, dict):
-            stack.extend(cur.values())
-        elif isinstance(cur, list):
-            stack.extend(cur)
-    try:
-        return json.loads(json.dumps(data, default=str))
-    except (TypeError, ValueError, RecursionError) as e:
-        raise EdgetlError(f"{source}: not a plain YAML document ({e})") from None
+    return yaml_model.read_yaml(path, "recipe", MAX_RECIPE_BYTES)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override and validate a recipe file (relative data paths are relative to the working directory)."""
     data = read_yaml(path)
     if isinstance(data, dict):
-        data = plain_data(data, str(path))  # plain types only (dates etc. become strings)
+        data = yaml_model.plain_data(data, str(path))  # plain types only (dates etc. become strings)
         apply_overrides(data, list(overrides or []))
     return recipe_from_dict(data, str(path), list(overrides or []))

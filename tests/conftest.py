@@ -74,7 +74,7 @@ def trained_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def exported_run(trained_run):
-    from edgetl.export.pipeline import ExportOptions, export_run
+    from edgetl.bundle.pipeline import ExportOptions, export_run
 
     export_run(trained_run.dir, ExportOptions(int8=True, target="cpu", progress=False))
     return trained_run

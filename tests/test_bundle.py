@@ -58,7 +58,7 @@ def bundle_copy(bundle, tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def digit_png(tmp_path_factory, exported_run) -> Path:
-    from edgetl.export.loaded import load_run
+    from edgetl.runs.loaded import load_run
 
     ex = load_run(exported_run.dir).splits.test
     img = np.asarray(ex.inputs(np.arange(1))[0], dtype=np.uint8)  # (H, W, 1)

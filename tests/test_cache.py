@@ -24,7 +24,7 @@ def _recipe(**over):
 
 @pytest.fixture(scope="module")
 def base():
-    from edgetl.train.loop import make_preprocess
+    from edgetl.models.preprocess import make_preprocess
 
     rec = _recipe()
     splits = load_splits(rec)
@@ -33,7 +33,7 @@ def base():
 
 
 def test_cache_key_changes_with_everything_the_features_depend_on(base):
-    from edgetl.train.loop import make_preprocess
+    from edgetl.models.preprocess import make_preprocess
 
     rec, splits, model, prep = base
     ex = splits.train

@@ -14,7 +14,7 @@ from conftest import tiny_recipe_dict
 from edgetl.crash import failing_step, report_crash
 from edgetl.errors import EdgetlError
 from edgetl.recipe import recipe_from_dict
-from edgetl.train.run import Run
+from edgetl.runs.layout import Run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def test_report_without_a_run_dir_goes_to_the_cache(tmp_path, monkeypatch):
 INJECT = """
 import sys
 import edgetl.cli as cli
-import edgetl.export.pipeline as pipeline
+import edgetl.bundle.pipeline as pipeline
 
 def broken(run, opts):
     raise ZeroDivisionError("boom in a dependency")

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from edgetl.export.deepstream import write_deepstream
+from edgetl.bundle.deepstream import write_deepstream
 
 pytestmark = pytest.mark.slow
 

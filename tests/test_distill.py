@@ -103,9 +103,9 @@ def test_distilled_student_loss_mix_projection_and_resume(teacher_run, tmp_path)
     from safetensors.torch import load_file
 
     from edgetl.data import load_splits
+    from edgetl.runs.layout import Run
     from edgetl.train.distill import FEATURES, Teacher
     from edgetl.train.loop import Trainer, train
-    from edgetl.train.run import Run
 
     over = {
         "name": "student",

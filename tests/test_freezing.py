@@ -28,8 +28,8 @@ def _changed(before, module):
 
 def _trainer(tmp_path, **over):
     from edgetl.data import load_splits
+    from edgetl.runs.layout import Run
     from edgetl.train.loop import Trainer, setup_determinism
-    from edgetl.train.run import Run
 
     rec = recipe_from_dict(tiny_recipe_dict(**{**SMALL, **over}))
     setup_determinism(rec)

@@ -162,7 +162,7 @@ def test_zero_budget_is_met_by_keeping_enough_in_float(setup, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ bundle
 def test_default_artifact_falls_back_to_fp32():
-    from edgetl.export.pipeline import default_artifact
+    from edgetl.bundle.pipeline import default_artifact
 
     def arts(**gate):
         return {"fp32": {}, "int8-ort": {"quantization": {"gate": gate}}}
@@ -195,7 +195,7 @@ def test_exported_bundle_records_the_gate(exported_run):
     "args, needle",
     [
         (["--max-drop", "-1"], "--max-drop -1.0"),
-        (["--max-drop", "101"], "between 0 and 100"),
+        (["--max-drop", "101"], "--max-drop 101.0"),
         (["--calibration", "kl"], "--calibration 'kl'"),
         (["--calibration-size", "0"], "--calibration-size 0"),
         (["--threads", "0"], "--threads 0"),

@@ -100,7 +100,7 @@ def test_sampling_ratios_per_dataset():
     assert len(set(order[ids[order] == 1])) == 20  # ... cycling through all of its rows
     assert np.array_equal(order, epoch_rows(0, 0, 120, ids, [3, 1]))  # pure function of (seed, epoch)
     assert not np.array_equal(order, epoch_rows(0, 1, 120, ids, [3, 1]))
-    from edgetl.train.loop import epoch_order
+    from edgetl.data.mixing import epoch_order
 
     assert np.array_equal(epoch_rows(5, 2, 120), epoch_order(5, 2, 120))  # no ratios: the plain order
     assert ratios_of(_mixed()) is None

@@ -19,8 +19,8 @@ import onnx
 import pytest
 from conftest import REPO, tiny_recipe_dict
 
+from edgetl.bundle.pipeline import default_artifact, qat_reason
 from edgetl.errors import EdgetlError
-from edgetl.export.pipeline import default_artifact, qat_reason
 from edgetl.recipe import recipe_from_dict
 
 torch = pytest.importorskip("torch")

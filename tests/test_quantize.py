@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from edgetl.errors import EdgetlError
+from edgetl.evaluate.metrics import task_drops
 from edgetl.quantize import cpu_features
 from edgetl.quantize.fp16 import convert_fp16
-from edgetl.quantize.gate import k_schedule, output_damage, task_drops
+from edgetl.quantize.gate import k_schedule, output_damage
 from edgetl.quantize.ort_int8 import (
     OrtDynamicQuantizer,
     OrtStaticQuantizer,

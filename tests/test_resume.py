@@ -14,9 +14,9 @@ from safetensors.numpy import load_file
 
 from edgetl.errors import EdgetlError
 from edgetl.recipe import recipe_from_dict
-from edgetl.train import checkpoint as ckpt
+from edgetl.runs import checkpoint as ckpt
+from edgetl.runs.layout import Run
 from edgetl.train.loop import train
-from edgetl.train.run import Run
 
 SMALL = {
     "data.split.limit_train": 64,

@@ -96,7 +96,7 @@ def _cmd(recipe: Path, runs_dir: Path, resume: Path | None) -> list[str]:
 
 def _committed_step(run_dir: Path) -> int:
     """global_step of the last committed training state (-1: none yet)."""
-    from edgetl.train.checkpoint import read_training_meta
+    from edgetl.runs.checkpoint import read_training_meta
 
     p = run_dir / "checkpoints" / "last.state.safetensors"
     return int(read_training_meta(p)["global_step"]) if p.is_file() else -1
@@ -231,7 +231,7 @@ def compare_runs(ref: Path, got: Path) -> tuple[float, float]:
     """(max |difference| over every number in metrics.jsonl, max |difference| over last/best weights)."""
     from safetensors.numpy import load_file
 
-    from edgetl.train.run import Run
+    from edgetl.runs.layout import Run
 
     ma, mb = Run(ref).metrics(), Run(got).metrics()
     assert len(ma) == len(mb) and ma, (len(ma), len(mb))

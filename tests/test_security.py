@@ -192,7 +192,7 @@ def test_recipe_pointing_at_a_malicious_pickle_is_refused(tmp_path):
 
 def test_checkpoints_are_safetensors_only(tmp_path):
     """A pickle dropped in place of a run's checkpoint is never unpickled."""
-    from edgetl.train.checkpoint import load_model, load_training_state, read_training_meta
+    from edgetl.runs.checkpoint import load_model, load_training_state, read_training_meta
 
     sentinel = tmp_path / "pwned"
     model = torch.nn.Linear(2, 2)

@@ -32,7 +32,7 @@ def test_run_dir_contents(trained_run):
 
 
 def test_runs_never_overwrite(tmp_path, tiny_recipe):
-    from edgetl.train.run import new_run_dir
+    from edgetl.runs.layout import new_run_dir
 
     a, b = new_run_dir("x", tmp_path), new_run_dir("x", tmp_path)
     assert (a.name, b.name) == ("x", "x-2")

@@ -53,8 +53,8 @@ def test_partial_text_freeze_trains_only_the_top_layer(tmp_path):
     import torch
 
     from edgetl.data import load_splits
+    from edgetl.runs.layout import Run
     from edgetl.train.loop import Trainer
-    from edgetl.train.run import Run
 
     rec = recipe_from_dict(
         text_recipe_dict(
@@ -126,9 +126,9 @@ def test_text_prefix_suffix_equals_full_encoder():
 def test_text_export_int8_and_runtime_predictor(text_run):
     import onnxruntime as ort
 
+    from edgetl.bundle.pipeline import ExportOptions, export_run
     from edgetl.evaluate.torch_eval import predict_torch
-    from edgetl.export.loaded import load_run
-    from edgetl.export.pipeline import ExportOptions, export_run
+    from edgetl.runs.loaded import load_run
     from edgetl.runtime import Predictor
 
     bundle = export_run(text_run.dir, ExportOptions(int8=True, target="cpu", progress=False))

@@ -124,8 +124,8 @@ def test_external_data_found_without_onnx_installed(bundle_copy):
 
 def test_export_lists_external_data_of_large_models(trained_run, tmp_path, monkeypatch):
     """Above EXTERNAL_DATA_BYTES the weights go to <file>.data, listed and hashed like the model."""
+    from edgetl.bundle.pipeline import ExportOptions, export_run
     from edgetl.export import onnx_export
-    from edgetl.export.pipeline import ExportOptions, export_run
     from edgetl.runtime import Predictor
 
     monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 1000)
@@ -157,7 +157,7 @@ def test_bench_and_predict_refuse_a_hash_mismatch_and_keep_the_report(exported_r
 
 # ------------------------------------------------------------------------------------ transactions
 def test_stale_staging_and_interrupted_swap_are_recovered(tmp_path):
-    from edgetl.export.transaction import recover
+    from edgetl.bundle.transaction import recover
 
     out = tmp_path / "export"
     (tmp_path / "export.prev").mkdir()
@@ -173,7 +173,7 @@ def test_stale_staging_and_interrupted_swap_are_recovered(tmp_path):
 
 
 def test_export_refuses_to_replace_a_directory_that_is_not_a_bundle(trained_run, tmp_path):
-    from edgetl.export.pipeline import ExportOptions, export_run
+    from edgetl.bundle.pipeline import ExportOptions, export_run
 
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(EdgetlError, match="not a bundle"):
@@ -184,8 +184,8 @@ def test_export_refuses_to_replace_a_directory_that_is_not_a_bundle(trained_run,
 @pytest.mark.slow
 @pytest.mark.parametrize("failure", ["enospc", "sigint", "verification"])
 def test_failed_export_leaves_the_previous_bundle_byte_identical(exported_run, tmp_path, monkeypatch, failure):
-    from edgetl.export import pipeline
-    from edgetl.export.transaction import ExportInterrupted
+    from edgetl.bundle import pipeline
+    from edgetl.bundle.transaction import ExportInterrupted
 
     run = Path(shutil.copytree(exported_run.dir, tmp_path / "run"))
     (run / "export" / "bench_data.npz").write_bytes(b"user file")
@@ -349,7 +349,7 @@ def test_non_regular_data_path_says_what_it_is(tmp_path, kind):
 @pytest.mark.parametrize("exchange", [True, False])
 def test_swap_puts_the_new_bundle_in_place(tmp_path, monkeypatch, exchange):
     """Both swap paths: the atomic exchange, and two renames through <name>.prev where it is unsupported."""
-    from edgetl.export import transaction
+    from edgetl.bundle import transaction
 
     if not exchange:
         monkeypatch.setattr(transaction, "_exchange", lambda a, b: False)
@@ -367,7 +367,7 @@ def test_swap_puts_the_new_bundle_in_place(tmp_path, monkeypatch, exchange):
 
 def test_os_error_without_a_file_name_names_the_bundle(tmp_path):
     """A library's write fails deep inside (no filename): the line names where the bundle was being built."""
-    from edgetl.export.transaction import os_error_line
+    from edgetl.bundle.transaction import os_error_line
 
     try:
         try:

@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO
 
 from edgetl.errors import EdgetlError
-from edgetl.evaluate.report import RunSummary, TaskScore, compare, render_markdown
+from edgetl.reports.transfer import RunSummary, TaskScore, compare, render_markdown
 
 RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml") if p.name != "quickstart.yaml")
 
@@ -91,7 +91,7 @@ def test_different_test_rows_are_flagged():
 
 
 def test_report_needs_two_runs_sharing_a_task(tmp_path):
-    from edgetl.evaluate.report import transfer_report
+    from edgetl.reports.transfer import transfer_report
 
     with pytest.raises(EdgetlError, match="at least two runs"):
         transfer_report([str(tmp_path)], tmp_path / "out")
@@ -172,7 +172,7 @@ def test_every_recipe_trains_offline_tiny(recipe_runs, recipe):
 
 @pytest.mark.slow
 def test_transfer_report_end_to_end(recipe_runs, tmp_path):
-    from edgetl.export.pipeline import ExportOptions, export_run
+    from edgetl.bundle.pipeline import ExportOptions, export_run
 
     export_run(recipe_runs["distill-teacher"].dir, ExportOptions(int8=True, target="cpu", progress=False))
     names = ["distill-teacher", "scratch", "linear-probe", "multitask", "group-only", "distill", "student-undistilled"]

@@ -219,7 +219,7 @@ def test_runs_lists_status_score_and_bundle(tmp_path):
 
 
 def test_exist_ok_reuses_the_name(tmp_path):
-    from edgetl.train.run import new_run_dir
+    from edgetl.runs.layout import new_run_dir
 
     first = new_run_dir("a", tmp_path)
     (first / "recipe.yaml").write_text("name: a\n")
@@ -362,7 +362,7 @@ def test_bench_header_and_plot_title_name_the_cpu_that_ran_and_fit():
 def test_cpu_load_sees_another_busy_process():
     import time
 
-    from edgetl.bench.cpuload import CpuLoad
+    from edgetl.runtime.cpuload import CpuLoad
 
     busy = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<3: pass"])
     try:

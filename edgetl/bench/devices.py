@@ -21,10 +21,12 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgetl.errors import EdgetlError
+from edgetl.yaml_model import load_yaml_model
+
+MAX_PROFILE_BYTES = 1_000_000  # a profile is a few kB
 
 __all__ = [
     "DeviceProfile",
@@ -207,34 +209,9 @@ class DeviceProfile(_Strict):
         }
 
 
-def _one_line_validation_error(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "<top level>"
-    msg = first["msg"].removeprefix("Value error, ")
-    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{path}: field '{loc}': {msg}{more}"
-
-
 def load_profile_file(path: str | os.PathLike) -> DeviceProfile:
     """Load and validate one profile YAML. Any problem is an `EdgetlError` naming the file (and field)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise EdgetlError(f"{p}: cannot read device profile ({e.strerror or e})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise EdgetlError(f"{p}:{where}: invalid YAML: {problem}") from None
-    if not isinstance(data, dict):
-        raise EdgetlError(f"{p}: a device profile must be a YAML mapping, got {type(data).__name__}")
-    try:
-        return DeviceProfile.model_validate(data)
-    except ValidationError as e:
-        raise EdgetlError(_one_line_validation_error(p, e)) from None
+    return load_yaml_model(path, DeviceProfile, "device profile", MAX_PROFILE_BYTES)
 
 
 def default_profile_dirs() -> list[Path]:

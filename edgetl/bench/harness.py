@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.bench.cpuload import BUSY_SHARE, WARMUP_S, CpuLoad, default_threads
 from edgetl.bench.latency import measure_latency, measure_throughput
 from edgetl.bench.report import machine_name
 from edgetl.errors import EdgetlError
 from edgetl.evaluate.metrics import all_task_metrics, primary_score
+from edgetl.runtime.artifacts import ARTIFACT_KINDS
+from edgetl.runtime.batching import predict_in_batches
+from edgetl.runtime.cpuload import BUSY_SHARE, WARMUP_S, CpuLoad, default_threads
 from edgetl.runtime.manifest import files_for_artifacts, read_manifest, verify_files
 
 BENCH_DATA = "bench_data.npz"
@@ -99,23 +101,16 @@ def locate(target: str | Path) -> tuple[Path, Path | None, Path | None]:
 
 # ---------------------------------------------------------------------------------------------- measuring
 def _accuracy(predict_arrays, data: BenchData, batch: int = 64) -> dict:
-    outs: dict[str, list] = {}
-    for start in range(0, data.n, batch):
-        idx = np.arange(start, min(start + batch, data.n))
-        for k, v in predict_arrays(data.batch(idx)).items():
-            outs.setdefault(k, []).append(np.asarray(v, dtype=np.float32))
-    outputs = {k: np.concatenate(v) for k, v in outs.items()}
+    outputs = predict_in_batches(lambda idx: predict_arrays(data.batch(idx)), data.n, batch, dtype=np.float32)
     return all_task_metrics(outputs, data.targets, data.kinds, data.labels)
-
-
-ENGINE_PREFIX = "trt-"  # bundle engine artifacts: trt-fp32 / trt-fp16 / trt-int8 (edgetl.compile.bundle)
 
 
 def missing_artifact_message(name: str, bundle: Path, manifest) -> str:
     """One line for an --artifact the bundle lacks; a missing TensorRT engine says how to build it."""
     available = ", ".join(manifest.artifacts)
-    if name.startswith(ENGINE_PREFIX):
-        prec = name[len(ENGINE_PREFIX) :]
+    kind = ARTIFACT_KINDS.get(name)
+    if kind is not None and kind.format == "tensorrt":
+        prec = kind.precision
         flag = {"fp16": " --fp16", "int8": " --int8"}.get(prec, "")
         engines = [a for a, e in manifest.artifacts.items() if e.format == "tensorrt"]
         have = f"it has {', '.join(engines)}" if engines else "it has no TensorRT engines"
@@ -253,7 +248,7 @@ def bench_pytorch(run_dir: Path, data: BenchData, *, budget_s: float, threads: i
     import torch
 
     from edgetl.evaluate.torch_eval import call_model
-    from edgetl.export.loaded import load_run
+    from edgetl.runs.loaded import load_run
 
     if threads:
         torch.set_num_threads(threads)
@@ -375,7 +370,7 @@ def bench(
         path = run_dir / BENCH_DATA
         if not path.is_file():
             try:
-                from edgetl.export.loaded import load_run
+                from edgetl.runs.loaded import load_run
             except ImportError as e:  # a device with the light install: it gets bench_data.npz with the bundle
                 raise EdgetlError(
                     f"{run_dir}: writing {BENCH_DATA} from a run needs the training install ({e}); "

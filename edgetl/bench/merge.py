@@ -13,13 +13,13 @@ a label that repeats gets `#2`, `#3`. Torch-free; matplotlib only for the PNG (s
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from edgetl.bench.report import machine_name
 from edgetl.errors import EdgetlError
+from edgetl.runtime.artifacts import headline_value, in_points, infer_kind
 
 __all__ = [
     "SCHEMA",
@@ -97,10 +97,11 @@ def _mean_score(metrics: dict | None, kinds: dict[str, str]) -> float | None:
         return None
     vals = []
     for t, m in metrics.items():
-        if kinds.get(t) == "regression" or not isinstance(m, dict):
+        if not isinstance(m, dict):
             continue
-        v = m.get("accuracy", m.get("micro_f1"))
-        if isinstance(v, (int, float)) and not math.isnan(v):
+        k = kinds.get(t) or infer_kind(m)
+        v = headline_value(m, k) if k is not None and in_points(k) else None
+        if v is not None:
             vals.append(100.0 * v)
     return sum(vals) / len(vals) if vals else None
 
@@ -108,10 +109,8 @@ def _mean_score(metrics: dict | None, kinds: dict[str, str]) -> float | None:
 def _task_score(m: dict | None, kind: str) -> float | None:
     if not isinstance(m, dict):
         return None
-    if kind == "regression":
-        return m.get("mae")
-    v = m.get("accuracy", m.get("micro_f1"))
-    return None if v is None else 100.0 * v
+    v = headline_value(m, kind)
+    return None if v is None else (100.0 * v if in_points(kind) else v)
 
 
 def _unique_label(label: str, used: set[str]) -> str:

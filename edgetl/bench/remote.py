@@ -569,7 +569,7 @@ def bench_remote(
     elif data_file is None and run_dir is not None:
         data_file = run_dir / BENCH_DATA
         if not data_file.is_file():
-            from edgetl.export.loaded import load_run
+            from edgetl.runs.loaded import load_run
 
             say(f"writing {data_file} (held-out inputs + labels for the device)")
             write_bench_data(load_run(run_dir), data_file)

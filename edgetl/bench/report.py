@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgetl.runtime.artifacts import format_headline, headline_value, in_points, infer_kind
+
 
 def machine_name(system: dict) -> str:
     """The hardware that ran a measurement, from its system info: the Jetson board, else the CPU model (and
@@ -31,10 +33,7 @@ def _acc(row: dict, task: str, kind: str) -> str:
     m = row.get("metrics", {}).get(task)
     if not m:
         return "-"
-    if kind == "regression":
-        return f"{m['mae']:.3f} MAE"
-    v = m.get("accuracy", m.get("micro_f1"))
-    return f"{100 * v:.2f}"
+    return format_headline(kind, headline_value(m, kind), unit=True)
 
 
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
@@ -178,9 +177,13 @@ def render_pareto_png(report: dict, path: Path) -> Path | None:
         m = r.get("metrics")
         if lat is None or not m:
             continue
-        scores = [
-            v.get("accuracy", v.get("micro_f1")) for v in m.values() if v.get("accuracy", v.get("micro_f1")) is not None
-        ]
+        kinds = report.get("tasks") or {}
+        scores = []
+        for t, v in m.items():
+            k = kinds.get(t) or infer_kind(v)
+            s = headline_value(v, k) if k is not None and in_points(k) else None
+            if s is not None:
+                scores.append(s)
         if scores:
             pts.append((r["artifact"], lat, 100 * sum(scores) / len(scores)))
     if not pts:

@@ -25,19 +25,13 @@ from typing import Any
 
 from edgetl.compile.tensorrt import EngineBuildConfig, build_engine, trt_available, trt_major
 from edgetl.errors import EdgetlError, UnverifiedError
+from edgetl.runtime.artifacts import artifact_kind, engine_source, format_headline, headline_value
 
-# name -> (file, precision, ONNX artifact on TensorRT 10, ONNX artifact on TensorRT >= 11)
-ENGINE_ARTIFACTS = {
-    "trt-fp32": ("model.trt-fp32.engine", "fp32", "fp32", "fp32"),
-    "trt-fp16": ("model.trt-fp16.engine", "fp16", "fp32", "fp16"),
-    "trt-int8": ("model.trt-int8.engine", "int8", "int8-modelopt", "int8-modelopt"),
-}
 TIMING_CACHE = ".tensorrt-timing.cache"  # hidden: bundle_file_hashes leaves it out of `files`
 
 
 def _source_artifact(name: str, major: int, artifacts: dict[str, Any], bundle: Path) -> tuple[str, Path]:
-    _, _, src10, src11 = ENGINE_ARTIFACTS[name]
-    src = src11 if major >= 11 else src10
+    src = engine_source(name, major)
     if src not in artifacts:
         how = {"fp16": "export with --fp16", "int8-modelopt": "export with --int8 --target tensorrt (or all)"}
         raise EdgetlError(
@@ -69,12 +63,14 @@ def build_bundle_engines(
     data = dict(parsed.raw)
     artifacts = dict(data["artifacts"])
     max_seq = data["input"].get("max_length") if data["input"].get("kind") == "text" else None
+    task_kinds = {t["name"]: t["kind"] for t in data["tasks"]}
 
     names = ["trt-fp32"] + (["trt-fp16"] if fp16 else []) + (["trt-int8"] if int8 else [])
     plans = {n: _source_artifact(n, major, artifacts, bundle) for n in names}  # all refusals before any build
     built = []
     for name in names:
-        file, precision, _, _ = ENGINE_ARTIFACTS[name]
+        kind = artifact_kind(name)
+        file, precision = kind.file, kind.precision
         src_name, src_path = plans[name]
         say(f"TensorRT {precision} engine from {src_path.name} -> {file}")
         cfg = EngineBuildConfig(
@@ -102,11 +98,14 @@ def build_bundle_engines(
         if evaluate:
             test = _evaluate_engine(bundle / file, data.get("source_run"), max_batch)
             entry.update(
-                accuracy={t: m.get("accuracy", m.get("micro_f1", m.get("mae"))) for t, m in test.items()},
+                accuracy={t: headline_value(m, task_kinds.get(t)) for t, m in test.items()},
                 metrics_split="test",
                 test_metrics=test,
             )
-            say(f"{name}: " + ", ".join(f"{t} {v:.4f}" for t, v in entry["accuracy"].items()))
+            say(
+                f"{name}: "
+                + ", ".join(f"{t} {format_headline(task_kinds[t], v)}" for t, v in entry["accuracy"].items())
+            )
         artifacts[name] = entry
         built.append(name)
 
@@ -118,11 +117,10 @@ def build_bundle_engines(
 
 def _evaluate_engine(engine: Path, source_run: str | None, batch: int) -> dict[str, dict]:
     """Test-split metrics of an engine, from the run that produced the bundle (same code as the ONNX rows)."""
-    import numpy as np
-
     from edgetl.evaluate.metrics import all_task_metrics
     from edgetl.evaluate.onnx_eval import feeds_for
-    from edgetl.export.loaded import load_run
+    from edgetl.runs.loaded import load_run
+    from edgetl.runtime.batching import predict_in_batches
     from edgetl.runtime.tensorrt_backend import TensorRTBackend
 
     if not source_run or not Path(source_run).is_dir():
@@ -132,11 +130,6 @@ def _evaluate_engine(engine: Path, source_run: str | None, batch: int) -> dict[s
         )
     loaded = load_run(source_run)
     ex = loaded.splits.test
-    outs: dict[str, list] = {}
     with TensorRTBackend(engine) as backend:
-        for start in range(0, len(ex), batch):
-            idx = np.arange(start, min(start + batch, len(ex)))
-            for k, v in backend.run(feeds_for(loaded.prep, ex, idx)).items():
-                outs.setdefault(k, []).append(v)
-    outputs = {k: np.concatenate(v) for k, v in outs.items()}
+        outputs = predict_in_batches(lambda idx: backend.run(feeds_for(loaded.prep, ex, idx)), len(ex), batch)
     return all_task_metrics(outputs, ex.targets, loaded.kinds, loaded.splits.labels)

@@ -41,13 +41,18 @@ def split_counts(n: int, ratios: list[float]) -> np.ndarray:
     return counts
 
 
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The data order of an epoch depends only on (seed, epoch), so a resumed run sees the same batches."""
+    return np.random.default_rng([seed, epoch, 7919]).permutation(n)
+
+
 def epoch_rows(
     seed: int, epoch: int, n: int, dataset_ids: np.ndarray | None = None, ratios: list[float] | None = None
 ) -> np.ndarray:
     """Row order of one epoch (see the module doc)."""
     rng = np.random.default_rng([seed, epoch, 7919])
     if dataset_ids is None or ratios is None:
-        return rng.permutation(n)  # == edgetl.train.loop.epoch_order
+        return rng.permutation(n)  # == epoch_order
     counts = split_counts(n, ratios)
     parts = []
     for i, c in enumerate(counts):

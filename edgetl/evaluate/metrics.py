@@ -1,12 +1,14 @@
 """Per-task metrics from raw model outputs (numpy only, so artifacts are scored exactly like checkpoints).
 
 Targets follow `edgetl.data.examples`: missing labels (-1 / NaN) are excluded per task.
-The primary score of a task: accuracy (classification), micro-F1 (multilabel), -MAE (regression).
+The primary score of a task is its headline metric (edgetl.runtime.artifacts), higher is better.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from edgetl.runtime.artifacts import headline_score, in_points
 
 
 def _present(target: np.ndarray) -> np.ndarray:
@@ -86,12 +88,16 @@ def task_metrics(kind: str, output: np.ndarray, target: np.ndarray, labels: list
 
 
 def primary_score(kind: str, m: dict) -> float:
-    """Higher is better; what the accuracy gate and checkpoint selection compare (in points for accuracy)."""
-    if kind == "classification":
-        return m["accuracy"]
-    if kind == "multilabel":
-        return m["micro_f1"]
-    return -m["mae"]
+    """Higher is better; what the accuracy gate and checkpoint selection compare (the catalogue's headline)."""
+    return headline_score(kind, m)
+
+
+def task_drops(base: dict[str, dict], new: dict[str, dict], kinds: dict[str, str]) -> dict[str, float]:
+    """Points lost per task (positive = worse): accuracy-like scores x100, regression in its own units."""
+    return {
+        t: float((primary_score(k, base[t]) - primary_score(k, new[t])) * (100.0 if in_points(k) else 1.0))
+        for t, k in kinds.items()
+    }
 
 
 def all_task_metrics(

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.evaluate.metrics import all_task_metrics
+from edgetl.runtime.batching import predict_in_batches
 
 
 def ort_session(path: Path, threads: int | None = None, providers=None):
@@ -26,12 +27,9 @@ def feeds_for(prep, examples, idx) -> dict[str, np.ndarray]:
 
 def onnx_outputs(sess, prep, examples, batch_size: int = 64) -> dict[str, np.ndarray]:
     names = [o.name for o in sess.get_outputs()]
-    outs: dict[str, list] = {n: [] for n in names}
-    for start in range(0, len(examples), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(examples)))
-        for n, arr in zip(names, sess.run(None, feeds_for(prep, examples, idx))):
-            outs[n].append(arr)
-    return {n: np.concatenate(v) for n, v in outs.items()}
+    return predict_in_batches(
+        lambda idx: dict(zip(names, sess.run(None, feeds_for(prep, examples, idx)))), len(examples), batch_size
+    )
 
 
 def evaluate_onnx(path: Path, loaded, split: str = "test", full: bool = False, sess=None) -> dict[str, dict]:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from edgetl.data.examples import Examples
+from edgetl.runtime.batching import predict_in_batches
 
 
 def model_inputs(prep, examples: Examples, idx, device="cpu"):
@@ -24,10 +25,10 @@ def call_model(model, x):
 @torch.no_grad()
 def predict_torch(model, prep, examples: Examples, batch_size: int = 128, device="cpu") -> dict[str, np.ndarray]:
     model.eval()
-    outs: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(examples), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(examples)))
-        y = call_model(model, model_inputs(prep, examples, idx, device))
-        for k, v in y.items():
-            outs.setdefault(k, []).append(v.float().cpu().numpy())
-    return {k: np.concatenate(v) for k, v in outs.items()}
+
+    def predict(idx):
+        return {
+            k: v.float().cpu().numpy() for k, v in call_model(model, model_inputs(prep, examples, idx, device)).items()
+        }
+
+    return predict_in_batches(predict, len(examples), batch_size)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from edgetl.errors import EdgetlError
+from edgetl.evaluate.onnx_eval import onnx_outputs, ort_session
 from edgetl.evaluate.torch_eval import predict_torch
 from edgetl.models import ExportWrapper
 
@@ -64,25 +65,17 @@ def export_onnx(
 
 def verify_onnx(loaded, onnx_path: Path, atol: float, samples: int) -> dict:
     """Compare ONNX Runtime FP32 with PyTorch on `samples` validation examples; raise above `atol`."""
-    import onnxruntime as ort
-
     ex = loaded.splits.val
     sub = ex.take(np.arange(min(samples, len(ex))))
     ref = predict_torch(loaded.model, loaded.prep, sub, batch_size=64)
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    sess = ort_session(onnx_path)
     got_names = [o.name for o in sess.get_outputs()]
     if got_names != loaded.model.task_names:
         raise EdgetlError(f"{onnx_path}: outputs {got_names} != tasks {loaded.model.task_names}")
-    outs: dict[str, list] = {}
-    for start in range(0, len(sub), 64):
-        idx = np.arange(start, min(start + 64, len(sub)))
-        x = loaded.prep(sub.inputs(idx))
-        feeds = {k: v.numpy() for k, v in x.items()} if isinstance(x, dict) else {"input": x.numpy()}
-        for name, arr in zip(got_names, sess.run(None, feeds)):
-            outs.setdefault(name, []).append(arr)
+    outs = onnx_outputs(sess, loaded.prep, sub, batch_size=64)
     report = {"samples": len(sub), "atol": atol, "max_abs_diff": {}, "top1_agreement": {}, "passed": True}
     for t in loaded.model.task_names:
-        got = np.concatenate(outs[t])
+        got = outs[t]
         if got.shape != ref[t].shape:
             raise EdgetlError(f"{onnx_path}: output {t!r} has shape {got.shape}, PyTorch {ref[t].shape}")
         diff = float(np.abs(got - ref[t]).max())

@@ -14,7 +14,7 @@ from torch import nn
 
 from edgetl.errors import EdgetlError
 from edgetl.models.backbone import PretrainedConfig
-from edgetl.models.registry import BackboneEntry, register_backbone
+from edgetl.models.entries import BackboneEntry, register_backbone
 from edgetl.recipe import BackboneSpec
 
 

@@ -7,36 +7,15 @@ Weights sources: offline | imagenet | hub | none | <local file or directory>.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
 from edgetl.errors import EdgetlError
+from edgetl.models.entries import _PREFIX_BUILDERS, _REGISTRY, BackboneEntry, register_backbone
 from edgetl.recipe import BackboneSpec
 
-
-@dataclass(frozen=True)
-class BackboneEntry:
-    name: str
-    family: str  # torchvision | timm | hf
-    kind: str  # image | text
-    build: Callable[[BackboneSpec], nn.Module]
-    offline: bool  # weights ship in an installable package (weights: offline)
-    description: str = ""
-
-
-_REGISTRY: dict[str, BackboneEntry] = {}
-_PREFIX_BUILDERS: dict[str, BackboneEntry] = {}
-
-
-def register_backbone(entry: BackboneEntry, prefix: bool = False) -> BackboneEntry:
-    table = _PREFIX_BUILDERS if prefix else _REGISTRY
-    if entry.name in table:
-        raise ValueError(f"backbone {entry.name!r} registered twice")
-    table[entry.name] = entry
-    return entry
+__all__ = ["BackboneEntry", "create_backbone", "get_backbone_entry", "list_backbones", "register_backbone"]
 
 
 def _ensure_loaded():

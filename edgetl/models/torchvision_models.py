@@ -15,7 +15,7 @@ from torch import nn
 
 from edgetl.errors import EdgetlError
 from edgetl.models.backbone import ImageBackbone, PretrainedConfig, group_by_resolution
-from edgetl.models.registry import BackboneEntry, register_backbone
+from edgetl.models.entries import BackboneEntry, register_backbone
 from edgetl.models.weights import load_state_dict_file
 from edgetl.recipe import BackboneSpec
 

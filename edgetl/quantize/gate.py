@@ -32,17 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.bench.cpuload import BUSY_SHARE
-from edgetl.evaluate.metrics import all_task_metrics, primary_score
+from edgetl.evaluate.metrics import all_task_metrics, task_drops
+from edgetl.runtime.cpuload import BUSY_SHARE
 
 
 # ------------------------------------------------------------------------------------------------ scoring
-def task_drops(base: dict[str, dict], new: dict[str, dict], kinds: dict[str, str]) -> dict[str, float]:
-    """Points lost per task (positive = worse): accuracy-like scores x100, regression in its own units."""
-    scale = {k: (100.0 if kinds[k] != "regression" else 1.0) for k in kinds}
-    return {t: float((primary_score(kinds[t], base[t]) - primary_score(kinds[t], new[t])) * scale[t]) for t in kinds}
-
-
 def within_budget(drop: dict[str, float], max_drop: float) -> bool:
     """Every task's drop (points) within the budget; the 1e-9 absorbs float noise in a drop of exactly max_drop."""
     return all(v <= max_drop + 1e-9 for v in drop.values())

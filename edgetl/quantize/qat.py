@@ -216,10 +216,10 @@ def finetune(model: nn.Module, loaded, spec, say=print) -> dict:
     The model stays in eval mode (folded BatchNorm, frozen statistics of any left, no dropout); the LR decays
     on a cosine from `spec.lr` over the steps.
     """
+    from edgetl.data.mixing import epoch_order
     from edgetl.data.transforms import hflip
     from edgetl.evaluate.torch_eval import call_model, model_inputs
     from edgetl.train.freezing import apply_freeze, frozen_prefix
-    from edgetl.train.loop import epoch_order
     from edgetl.train.losses import task_loss
 
     recipe = loaded.recipe
@@ -328,14 +328,15 @@ def run_qat(
 
     Returns {"settings", "val", "gate", "verification"} in the shape the other INT8 artifacts use.
     """
+    from edgetl.evaluate.metrics import task_drops
     from edgetl.evaluate.onnx_eval import evaluate_onnx
     from edgetl.export.onnx_export import export_onnx
     from edgetl.quantize.cpu_features import needs_reduce_range
-    from edgetl.quantize.gate import task_drops, within_budget
+    from edgetl.quantize.gate import within_budget
     from edgetl.quantize.ort_int8 import ort_fused_ops
     from edgetl.quantize.qdq_cpu import to_ort_cpu_layout
+    from edgetl.runs.checkpoint import load_model
     from edgetl.runtime.manifest import sha256_file
-    from edgetl.train.checkpoint import load_model
 
     if loaded.model.backbone.kind == "text":
         raise EdgetlError("QAT (export.qat / --qat) supports image backbones only; text models use dynamic INT8")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetl.bench.cpuload import WARMUP_S, CpuLoad, cpu_model, default_threads
+from edgetl.runtime.cpuload import WARMUP_S, CpuLoad, cpu_model, default_threads
 
 __all__ = ["compare_latency", "default_threads", "speedup"]
 
@@ -46,7 +46,7 @@ def compare_latency(
 
     Each round runs every model `inner` times back to back; rounds repeat until `budget_s` of timed work has
     passed (at least `min_rounds`). Threads and warm-up (`warmup_s`, at least `warmup` runs) are those of
-    `edgetl bench` (edgetl.bench.cpuload), so its `x fp32` column and this ratio are measured alike.
+    `edgetl bench` (edgetl.runtime.cpuload), so its `x fp32` column and this ratio are measured alike.
     Returns {"threads", "batch", "rounds", "ms": {name: {"p50", "p10", "n"}}, "warmup_s", "cpu",
     "other_cpu_share"} (the share of the CPUs other processes used while timing).
     """

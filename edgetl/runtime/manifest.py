@@ -37,7 +37,6 @@ __all__ = [
     "read_manifest",
     "resolve_in_bundle",
     "sha256_file",
-    "verify_bundle",
     "verify_files",
     "write_manifest",
 ]
@@ -217,20 +216,6 @@ def files_for_artifacts(manifest: Manifest, artifacts: Iterable[str] | None = No
         else:
             skip |= own - {e.file for n, e in manifest.artifacts.items() if n in keep}
     return [f for f in manifest.files if f not in skip]
-
-
-def verify_bundle(bundle_dir: str | os.PathLike[str], load: bool = False) -> Manifest:
-    """Read the manifest and check the sha256 of every file it lists; with `load`, also load every ONNX
-    artifact (which checks its external data is listed and its inputs/outputs match the manifest)."""
-    manifest = read_manifest(bundle_dir)
-    verify_files(bundle_dir, manifest)
-    if load:
-        from edgetl.runtime.predictor import Predictor
-
-        for name, art in manifest.artifacts.items():
-            if art.format == "onnx":
-                Predictor.load(bundle_dir, artifact=name)
-    return manifest
 
 
 def onnx_external_data(path: str | os.PathLike[str]) -> list[str]:

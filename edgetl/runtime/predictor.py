@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgetl.errors import EdgetlError
+from edgetl.runtime.artifacts import default_fallback
 from edgetl.runtime.backends import Backend, ProviderSpec, create_backend
 from edgetl.runtime.manifest import (
     MANIFEST_NAME,
@@ -33,8 +34,6 @@ from edgetl.runtime.manifest import (
 from edgetl.runtime.preprocess import ImagePreprocessor, TextEncoder
 
 __all__ = ["Predictor", "TaskPrediction", "default_artifact_name", "external_data_names"]
-
-DEFAULT_ARTIFACT_ORDER = ("int8-ort", "fp32")  # after the manifest's own "default_artifact"
 
 
 @dataclass(frozen=True)
@@ -64,9 +63,9 @@ def default_artifact_name(manifest: Manifest) -> str:
     """The manifest's `default_artifact`, else int8-ort, else fp32."""
     if manifest.default_artifact is not None:
         return manifest.default_artifact
-    for name in DEFAULT_ARTIFACT_ORDER:
-        if name in manifest.artifacts:
-            return name
+    name = default_fallback(manifest.artifacts)
+    if name is not None:
+        return name
     raise EdgetlError(
         f"{MANIFEST_NAME}: no default artifact (no 'default_artifact', 'int8-ort' or 'fp32'); "
         f"pick one of: {', '.join(manifest.artifacts)}"

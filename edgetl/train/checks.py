@@ -63,8 +63,8 @@ def check_select_metric(recipe) -> None:
 def check_distill(recipe) -> None:
     from edgetl.models.registry import get_backbone_entry
     from edgetl.recipe import BackboneSpec
+    from edgetl.runs.layout import open_run
     from edgetl.train.distill import check_teacher_tasks
-    from edgetl.train.run import open_run
 
     spec = recipe.distill.teacher
     if isinstance(spec, BackboneSpec):

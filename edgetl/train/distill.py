@@ -53,9 +53,9 @@ class Teacher:
     @classmethod
     def _from_run(cls, recipe, spec: str, splits, device) -> Teacher:
         from edgetl.models import build_model
-        from edgetl.train.checkpoint import load_model
-        from edgetl.train.loop import make_preprocess
-        from edgetl.train.run import open_run
+        from edgetl.models.preprocess import make_preprocess
+        from edgetl.runs.checkpoint import load_model
+        from edgetl.runs.layout import open_run
 
         run = open_run(spec)
         t_recipe = run.recipe()
@@ -82,7 +82,7 @@ class Teacher:
     @classmethod
     def _from_backbone(cls, recipe, spec, device) -> Teacher:
         from edgetl.models import create_backbone
-        from edgetl.train.loop import make_preprocess
+        from edgetl.models.preprocess import make_preprocess
 
         if recipe.distill.feature == "none":
             raise EdgetlError(

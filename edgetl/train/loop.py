@@ -22,14 +22,17 @@ from rich.text import Text
 from edgetl.data import load_splits
 from edgetl.data.examples import DataSplits
 from edgetl.data.mixing import train_order
-from edgetl.data.transforms import ImagePreprocess, TextPreprocess, flip_mask, hflip
+from edgetl.data.transforms import flip_mask, hflip
 from edgetl.errors import EdgetlError
 from edgetl.evaluate.metrics import all_task_metrics, summary_score
 from edgetl.evaluate.torch_eval import model_inputs
 from edgetl.models import MultiTaskModel, build_model
+from edgetl.models.preprocess import make_preprocess
 from edgetl.recipe import Recipe
+from edgetl.runs import checkpoint as ckpt
+from edgetl.runs.layout import DEFAULT_RUNS_DIR, Run, new_run_dir, write_json
+from edgetl.runtime.artifacts import headline_value
 from edgetl.runtime.atomic import atomic_write_text, storage_error
-from edgetl.train import checkpoint as ckpt
 from edgetl.train.cache import build_cache, cache_key, cache_usable
 from edgetl.train.checks import check_model, check_recipe
 from edgetl.train.distill import FEATURES, make_projection
@@ -37,27 +40,10 @@ from edgetl.train.distributed import Dist, init_from_env, shutdown
 from edgetl.train.freezing import apply_freeze, frozen_prefix, lr_factor, make_optimizer, param_groups, set_train_mode
 from edgetl.train.loggers import NullLogger, make_logger
 from edgetl.train.losses import feature_loss, kd_loss, task_loss
-from edgetl.train.run import DEFAULT_RUNS_DIR, Run, new_run_dir, write_json
 from edgetl.train.summary import print_summary, resolved_recipe_yaml, run_summary
 from edgetl.versions import library_versions
 
 log = logging.getLogger("edgetl")
-
-
-def make_preprocess(recipe: Recipe, backbone) -> ImagePreprocess | TextPreprocess:
-    """Pre-processing from one place: the recipe's input spec, defaulting to the backbone's pretrained config."""
-    if recipe.input.kind == "image":
-        cfg = backbone.cfg
-        return ImagePreprocess(
-            (recipe.input.image_size, recipe.input.image_size),
-            channels=3,
-            mean=list(recipe.input.mean or cfg.mean),
-            std=list(recipe.input.std or cfg.std),
-        )
-    from edgetl.models.hf_text import load_tokenizer
-
-    tok = load_tokenizer(recipe.input.tokenizer or backbone.cfg.tokenizer_path)
-    return TextPreprocess(tok, recipe.input.max_length, backbone.input_names)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -75,11 +61,6 @@ def setup_determinism(recipe: Recipe) -> None:
     if recipe.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The data order of an epoch depends only on (seed, epoch), so a resumed run sees the same batches."""
-    return np.random.default_rng([seed, epoch, 7919]).permutation(n)
 
 
 class TrainForward(torch.nn.Module):
@@ -459,7 +440,7 @@ class Trainer:
 
 
 def _short(metrics: dict) -> str:
-    return " ".join(f"{t}={m.get('accuracy', m.get('micro_f1', m.get('mae', 0))):.3f}" for t, m in metrics.items())
+    return " ".join(f"{t}={headline_value(m) or 0:.3f}" for t, m in metrics.items())
 
 
 class InfoColumn(ProgressColumn):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgetl.errors import EdgetlError
 from edgetl.recipe import Recipe, load_recipe
-from edgetl.train.run import Run, latest_run, open_run
+from edgetl.runs.layout import Run, latest_run, open_run
 
 
 @dataclass

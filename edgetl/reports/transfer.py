@@ -25,8 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgetl.errors import EdgetlError
-
-HIGHER_IS_BETTER = {"accuracy": True, "micro_f1": True, "mae": False}
+from edgetl.runtime.artifacts import LOWER_IS_BETTER, headline_metric
 
 
 @dataclass
@@ -133,11 +132,7 @@ def _test_rows_digest(split_def: dict, split: str, task_name: str) -> str:
 
 
 def _primary(kind: str, m: dict) -> tuple[str, float]:
-    if kind == "classification":
-        return "accuracy", float(m["accuracy"])
-    if kind == "multilabel":
-        return "micro_f1", float(m["micro_f1"])
-    return "mae", float(m["mae"])
+    return headline_metric(kind), float(m[headline_metric(kind)])
 
 
 def _cached_eval(run, split: str) -> dict | None:
@@ -153,7 +148,7 @@ def _cached_eval(run, split: str) -> dict | None:
 
 
 def summarize_run(path, split: str = "test", evaluate: bool = True) -> RunSummary:
-    from edgetl.train.run import open_run
+    from edgetl.runs.layout import open_run
 
     run = open_run(path)
     recipe = run.recipe()
@@ -190,7 +185,7 @@ def summarize_run(path, split: str = "test", evaluate: bool = True) -> RunSummar
     )
     result = _cached_eval(run, split)
     if result is None and evaluate:
-        from edgetl.evaluate.run_eval import evaluate_run
+        from edgetl.runs.evaluate import evaluate_run
 
         result = evaluate_run(run.dir, "pytorch", split)
     if result is not None:
@@ -209,7 +204,7 @@ def summarize_run(path, split: str = "test", evaluate: bool = True) -> RunSummar
 # ------------------------------------------------------------------------------------------------ comparing
 def _se_points(a: TaskScore, b: TaskScore) -> float | None:
     """Standard error of the difference, in points (accuracy-like metrics only)."""
-    if a.metric == "mae":
+    if a.metric in LOWER_IS_BETTER:
         return None
     var = sum(p * (1 - p) / max(n, 1) for p, n in ((a.value, a.n), (b.value, b.n)))
     return 100 * math.sqrt(var)
@@ -217,7 +212,7 @@ def _se_points(a: TaskScore, b: TaskScore) -> float | None:
 
 def _delta(run: RunSummary, base: RunSummary, task: str) -> dict:
     a, b = run.scores[task], base.scores[task]
-    if a.metric == "mae":
+    if a.metric in LOWER_IS_BETTER:
         d = b.value - a.value  # positive = better (lower error)
         unit = "MAE"
     else:
@@ -353,7 +348,7 @@ def _teacher_score(runs: list[RunSummary], teacher: str | None, task: str) -> fl
 def _fmt_score(s: TaskScore | None) -> str:
     if s is None:
         return "-"
-    return f"{s.value:.4f} MAE" if s.metric == "mae" else f"{100 * s.value:.2f}"
+    return f"{s.value:.4f} {s.metric.upper()}" if s.metric in LOWER_IS_BETTER else f"{100 * s.value:.2f}"
 
 
 def _fmt_delta(d: dict) -> str:
@@ -394,7 +389,7 @@ def render_markdown(runs: list[RunSummary], comp: dict, split: str) -> str:
         hdr = "| task | run | vs | run score | baseline | delta |" + (f" {extra[0]} |" if extra else "")
         L.extend([hdr, "|---|---|---|---|---|---|" + ("---|" if extra else "")])
         for d in rows:
-            sc = (lambda v: f"{v:.4f}") if d["metric"] == "mae" else (lambda v: f"{100 * v:.2f}")
+            sc = (lambda v: f"{v:.4f}") if d["metric"] in LOWER_IS_BETTER else (lambda v: f"{100 * v:.2f}")
             L.append(
                 f"| {d['task']} | {d['run']} | {d['baseline']} | {sc(d['run_score'])} | {sc(d['baseline_score'])} | "
                 f"{_fmt_delta(d)} |" + (f" {extra[1](d)} |" if extra else "")
@@ -506,7 +501,7 @@ def plot(runs: list[RunSummary], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = sorted({t for r in runs for t, s in r.scores.items() if s.metric != "mae"})
+    tasks = sorted({t for r in runs for t, s in r.scores.items() if s.metric not in LOWER_IS_BETTER})
     cmap = plt.get_cmap("tab20")
     colour = {r.name: cmap(i % 20) for i, r in enumerate(runs)}
     width = 0.8

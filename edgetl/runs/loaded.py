@@ -8,8 +8,8 @@ from edgetl.data import DataSplits, load_splits
 from edgetl.errors import EdgetlError
 from edgetl.models import MultiTaskModel, build_model
 from edgetl.recipe import Recipe
-from edgetl.train.checkpoint import load_model
-from edgetl.train.run import Run, open_run, require_finished
+from edgetl.runs.checkpoint import load_model
+from edgetl.runs.layout import Run, open_run, require_finished
 
 
 @dataclass
@@ -27,7 +27,7 @@ class LoadedRun:
 
 def load_run(path, which: str = "best", with_data: bool = True) -> LoadedRun:
     """Rebuild the run's model from its recipe (random init, no download) and load the checkpoint."""
-    from edgetl.train.loop import make_preprocess
+    from edgetl.models.preprocess import make_preprocess
 
     run = path if isinstance(path, Run) else open_run(path)
     recipe = run.recipe()

@@ -11,7 +11,7 @@ def evaluate_run(run_path, artifact: str = "pytorch", split: str = "test") -> di
     from edgetl.evaluate.metrics import all_task_metrics
     from edgetl.evaluate.onnx_eval import evaluate_onnx
     from edgetl.evaluate.torch_eval import predict_torch
-    from edgetl.export.loaded import load_run
+    from edgetl.runs.loaded import load_run
     from edgetl.runtime.atomic import atomic_write_text
 
     if split not in ("train", "val", "test"):

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from edgetl.errors import EdgetlError
+from edgetl.runtime.artifacts import deepstream_choice
 from edgetl.runtime.atomic import atomic_write_text
 
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
@@ -26,7 +27,7 @@ def deepstream_config(
     if inp["kind"] != "image":
         raise EdgetlError(f"{bundle}: DeepStream nvinfer configs are for image models (this bundle is {inp['kind']})")
     arts = m["artifacts"]
-    name = artifact or next((a for a in ("trt-int8", "trt-fp16", "trt-fp32") if a in arts), "fp32")
+    name = artifact or deepstream_choice(arts) or "fp32"
     if name not in arts:
         raise EdgetlError(f"--artifact {name!r}: not in the bundle ({', '.join(arts)})")
     entry = arts[name]

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from edgetl.errors import EdgetlError, StorageError
 from edgetl.runtime.atomic import fsync_dir
-from edgetl.runtime.manifest import MANIFEST_NAME, read_manifest, verify_bundle
+from edgetl.runtime.manifest import MANIFEST_NAME, read_manifest
+from edgetl.runtime.verify import verify_bundle
 
 __all__ = ["ExportInterrupted", "bundle_transaction", "os_error_line", "staging_dirs"]
 
