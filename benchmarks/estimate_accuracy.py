@@ -19,7 +19,6 @@ import argparse
 import itertools
 import json
 import logging
-import math
 import os
 import platform
 import sys
@@ -33,8 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edgetl.bench.devices import get_device_profile  # noqa: E402
-from edgetl.bench.estimate import analyze_graph, estimate_latency, runtime_for  # noqa: E402
+from edgetl.bench.estimate import analyze_graph, estimate_latency, fit_profile, runtime_for  # noqa: E402
 from edgetl.bench.latency import measure_latency  # noqa: E402
+from edgetl.errors import EdgetlError  # noqa: E402
 
 MODELS = ["mobilenet_v2", "resnet18", "resnet50", "efficientnet_b0", "mobilenet_v3_small", "mobilenet_v3_large"]
 SIZES = [224, 64]
@@ -191,67 +191,16 @@ def _rel_err(est: float, meas: float) -> float:
 
 
 def fit(rows: list[dict], profile_name: str, cache: dict) -> dict:
-    """Grid, then coordinate search of (eff.fp32, eff.int8, eff.memory, node_overhead_us, pointwise_overhead_us)
-    minimising the squared log error on the FIT_SET rows."""
-    prof = get_device_profile(profile_name)
-    fit_rows = [r for r in rows if (r["model"], r["size"], r["precision"]) in FIT_SET]
-    if not fit_rows:
-        raise SystemExit("--fit: none of the FIT_SET rows were measured")
-
-    def total(r, e32, e8, emem, ov, ovp):
-        t = 0.0
-        bw = prof.memory_bandwidth_gbs * 1e9 * emem
-        for k in cache[r["onnx"]]:
-            eff = e8 if k.precision == "int8" else e32
-            peak = prof.peak_ops_per_s(k.precision) * eff
-            t += max(k.flops / peak, k.bytes / bw) * 1e3 + (ov if k.is_anchor else ovp) / 1e3
-        return t
-
-    def loss(p):
-        return sum(math.log(total(r, *p) / r["measured_p50_ms"]) ** 2 for r in fit_rows)
-
-    grid = {
-        "e32": [0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
-        "e8": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0],
-        "emem": [0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0],
-        "ov": [1, 2, 4, 6, 8, 10, 15, 20],
-        "ovp": [1, 2, 3, 4, 6, 8],
-    }
-    best = min(itertools.product(*grid.values()), key=loss)
-    p = list(best)
-    # overheads >= 1 us: a runtime never dispatches a kernel for free (an unconstrained fit drifts to 0 on these rows)
-    bounds = [(0.05, 1.0), (0.05, 1.0), (0.05, 4.0), (1.0, 100.0), (1.0, 100.0)]
-    step = [0.025, 0.025, 0.05, 0.5, 0.25]
-    for _ in range(200):
-        improved = False
-        for i in range(len(p)):
-            for d in (-step[i], step[i]):
-                q = list(p)
-                q[i] = min(max(q[i] + d, bounds[i][0]), bounds[i][1])
-                if loss(q) < loss(p) - 1e-12:
-                    p, improved = q, True
-        if not improved:
-            break
-    e32, e8, emem, ov, ovp = (round(v, 3) for v in p)
-    out = {
-        "efficiency": {"fp32": e32, "int8": e8, "memory": emem},
-        "node_overhead_us": ov,
-        "pointwise_overhead_us": ovp,
-        "rows": [],
-    }
-    for r in rows:
-        est = total(r, e32, e8, emem, ov, ovp)
-        out["rows"].append(
-            {
-                "model": r["model"],
-                "size": r["size"],
-                "precision": r["precision"],
-                "fit": (r["model"], r["size"], r["precision"]) in FIT_SET,
-                "estimate_ms": est,
-                "error_pct": _rel_err(est, r["measured_p50_ms"]),
-            }
+    """--fit: the library's `fit_profile` (edgetl.bench.estimate.fit) over the FIT_SET rows; the rest held out."""
+    try:
+        return fit_profile(
+            rows,
+            get_device_profile(profile_name),
+            kernels_of=lambda r: cache[r["onnx"]],
+            in_fit=lambda r: (r["model"], r["size"], r["precision"]) in FIT_SET,
         )
-    return out
+    except EdgetlError as e:
+        raise SystemExit(f"--fit: {e}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -302,3 +302,70 @@ def test_estimate_does_not_import_torch():
     code = "import sys, edgetl.bench.estimate; assert 'torch' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+# ------------------------------------------------------------------------------------------------ the profile fit
+def _fit_rows(tmp_path, profile, truth):
+    """Rows 'measured' with known parameters: conv models of several shapes, FP32 and INT8 (Q/DQ)."""
+    from edgetl.bench.estimate import total_ms
+
+    rows, kernels = [], {}
+    shapes = [(3, 16, 32, 1), (16, 64, 32, 1), (32, 32, 16, 32), (64, 128, 8, 1), (8, 8, 64, 8)]
+    for i, (cin, cout, hw, group) in enumerate(shapes):
+        path = conv_model(tmp_path, cin=cin, cout=cout, hw=hw, group=group, relu=i % 2 == 0)
+        kernels[str(path)] = analyze_graph(path, batch=1, runtime="onnxruntime").kernels
+        rows.append({"model": f"conv{i}", "size": hw, "precision": "fp32", "onnx": str(path)})
+    q = _qdq_conv_model(tmp_path)
+    kernels[str(q)] = analyze_graph(q, batch=1, runtime="onnxruntime").kernels
+    rows.append({"model": "qconv", "size": 16, "precision": "int8", "onnx": str(q)})
+    for r in rows:
+        r["measured_p50_ms"] = total_ms(kernels[r["onnx"]], profile, truth)
+    return rows, kernels
+
+
+def test_fit_profile_recovers_the_latencies_it_was_given(tmp_path):
+    """Latencies made by the roofline with known parameters are fitted back to within 1% on every row."""
+    from edgetl.bench.estimate import fit_profile
+    from edgetl.bench.estimate.fit import params_from
+
+    profile = get_device_profile("cpu-x86-64")
+    truth = params_from((0.6, 0.4, 1.0, 4.0, 2.0))  # on the search grid
+    rows, kernels = _fit_rows(tmp_path, profile, truth)
+    held_out = {"conv4"}
+    out = fit_profile(rows, profile, lambda r: kernels[r["onnx"]], lambda r: r["model"] not in held_out)
+    assert out["loss"] < 1e-6
+    assert {r["model"] for r in out["rows"] if not r["fit"]} == held_out
+    assert all(abs(r["error_pct"]) < 1.0 for r in out["rows"] if r["fit"]), out["rows"]
+    assert set(out["efficiency"]) == {"fp32", "int8", "memory"} and out["node_overhead_us"] >= 1.0
+
+
+def test_fit_profile_moves_off_a_bad_start(tmp_path):
+    """The control: latencies 3x slower than the shipped profile predicts are fitted, not left at the profile."""
+    from edgetl.bench.estimate import RooflineParams, fit_profile, total_ms
+
+    profile = get_device_profile("cpu-x86-64")
+    rows, kernels = _fit_rows(tmp_path, profile, RooflineParams.from_profile(profile))
+    for r in rows:
+        r["measured_p50_ms"] *= 3.0
+    shipped = [total_ms(kernels[r["onnx"]], profile, RooflineParams.from_profile(profile)) for r in rows]
+    assert all(abs(s / r["measured_p50_ms"] - 1) > 0.5 for s, r in zip(shipped, rows))  # the profile is far off
+    out = fit_profile(rows, profile, lambda r: kernels[r["onnx"]], lambda r: True)
+    assert max(abs(r["error_pct"]) for r in out["rows"]) < 15.0, out["rows"]
+
+
+def test_fit_profile_needs_fit_rows(tmp_path):
+    from edgetl.bench.estimate import fit_profile
+
+    with pytest.raises(EdgetlError, match="none of the rows"):
+        fit_profile([], get_device_profile("cpu-x86-64"), lambda r: [], lambda r: True)
+
+
+def test_estimate_and_fit_share_one_kernel_formula(tmp_path):
+    """estimate_latency's total is the roofline `total_ms` of the same kernels with the profile's parameters."""
+    from edgetl.bench.estimate import RooflineParams, total_ms
+
+    profile = get_device_profile("cpu-x86-64")
+    path = conv_model(tmp_path, relu=True)
+    est = estimate_latency(path, profile, batch=1)
+    kernels = analyze_graph(path, batch=1, runtime="onnxruntime").kernels
+    assert est.total_ms == pytest.approx(total_ms(kernels, profile, RooflineParams.from_profile(profile)))

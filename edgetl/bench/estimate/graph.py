@@ -1,33 +1,7 @@
-"""Latency estimate from an ONNX graph and a device profile: a per-kernel roofline, labelled "estimated".
+"""Graph cost: an ONNX graph with fixed shapes, grouped into kernels (by `rules`), with FLOPs and bytes each.
 
-How it counts (all of it is an approximation; the result is never a measurement):
-
-1. Shapes: the ONNX is shape-inferred with the batch dimension of every input fixed to `batch` (other named
-   dims from `dims`). A model exported with a fixed batch can only be estimated at that batch (the default).
-2. Kernels: nodes are grouped the way the target runtime fuses them (TensorRT for GPU/Jetson profiles, ONNX
-   Runtime for CPU profiles): a Conv/Gemm/MatMul ("anchor") absorbs the element-wise epilogue that consumes its
-   only output: TensorRT any point-wise op (BatchNorm, Relu, Clip, HardSwish, Sigmoid, Mul, residual Add...,
-   and x * Sigmoid(x)-style patterns whose every consumer is such an op),
-   ONNX Runtime only what its CPU fusions take (Relu, Clip, LeakyRelu, Sigmoid, HardSigmoid, Tanh, BatchNorm,
-   residual Add). Reshape/Flatten/Squeeze/Unsqueeze/Identity/Shape/Constant are free. Q/DQ nodes are free under
-   TensorRT; under ONNX Runtime only around ops it has INT8 kernels for (Conv, MatMul, Add, Mul, pooling,
-   Concat...), elsewhere (e.g. HardSwish, graph input/output) they are (de)quantisation kernels of their own.
-   Every other node is its own kernel.
-3. FLOPs per kernel: Conv 2*N*Cout*prod(out_spatial)*(Cin/group)*prod(kernel) (+1 per output for a bias), so
-   depthwise/grouped convs count Cin/group; ConvTranspose likewise from the input side; Gemm/MatMul 2*M*N*K
-   (batched MatMul included); element-wise ops a small per-element cost (1 for Add/Relu..., 4 for Sigmoid/Exp,
-   5 per element for Softmax, 8 for LayerNorm/Gelu); pooling out*prod(kernel); reductions one per input.
-4. Bytes per kernel: every tensor it reads from or writes to outside the group, weights included, at the
-   precision's width: fp32 4, fp16 2, int8 1. In an INT8 Q/DQ graph a tensor behind a fused DequantizeLinear has
-   the width of the quantized type (1 byte for int8/uint8, 4 for int32 biases), a tensor consumed only by fused
-   QuantizeLinear nodes has the Q output's width, and other float tensors keep the graph's float width.
-5. Time per kernel: max(flops / (peak[prec] * efficiency[prec]), bytes / (bandwidth * efficiency.memory))
-   + overhead (profile: node_overhead_us for Conv/Gemm/MatMul kernels, pointwise_overhead_us for the others).
-   An anchor fed by DequantizeLinear runs at the INT8 peak; other kernels at the float
-   precision. The total is the sum (no overlap between kernels, batch 1 style).
-
-Efficiencies and the per-kernel overhead come from the profile: calibrated on one machine for cpu-x86-64,
-assumptions elsewhere (see each profile's `sources`). Import: onnx + numpy only, no torch.
+No timing here (that is `roofline`): `analyze_graph` says what each kernel computes and moves.
+Import: onnx + numpy only, no torch.
 """
 
 from __future__ import annotations
@@ -35,24 +9,13 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from math import prod
 from pathlib import Path
 from typing import NamedTuple
 
+from edgetl.bench.estimate.rules import _ANCHORS, _FREE, _ORT_QDQ_UNITS, _QDQ, RUNTIMES, _Group, group_nodes
 from edgetl.errors import EdgetlError
-
-__all__ = [
-    "Estimate",
-    "GraphAnalysis",
-    "KernelEstimate",
-    "PRECISIONS",
-    "RUNTIMES",
-    "analyze_graph",
-    "detect_precision",
-    "estimate_latency",
-    "runtime_for",
-]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 _FLOAT_WIDTH = {"fp32": 4, "fp16": 2, "int8": 1}
@@ -64,27 +27,6 @@ _DTYPE_BYTES = {
 }  # fmt: skip
 _FLOAT_TYPES = {1, 10, 11, 16}  # float, float16, double, bfloat16
 
-_ANCHORS = {
-    "Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "Gemm", "MatMul", "MatMulInteger", "QLinearMatMul",
-}  # fmt: skip
-# element-wise ops a runtime fuses into the preceding anchor's epilogue
-_EPILOGUE = {
-    "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "BatchNormalization",
-    "Add", "Mul", "Sub", "Div", "Gelu", "Elu", "Selu", "PRelu", "Softplus", "Mish",
-}  # fmt: skip
-# epilogues ONNX Runtime's CPU provider fuses into Conv/Gemm (ConvActivationFusion, NCHWc Conv+Sum, MatMul+Add)
-_EPILOGUE_ORT = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "Tanh", "BatchNormalization", "Add", "Sum"}
-# metadata-only or removed by every runtime: no kernel, no bytes
-_FREE = {"Shape", "Constant", "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Dropout", "Size"}
-_QDQ = {"QuantizeLinear", "DequantizeLinear"}
-# ops ONNX Runtime turns into an INT8 kernel when their inputs come from DequantizeLinear (QDQ node units);
-# around any other op the Q/DQ nodes stay and run as (de)quantisation kernels of their own
-_ORT_QDQ_UNITS = {
-    "Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Mul", "GlobalAveragePool", "AveragePool", "MaxPool",
-    "LeakyRelu", "Sigmoid", "Softmax", "Concat", "Where", "Pad", "Resize", "Transpose", "Reshape", "Squeeze",
-    "Unsqueeze", "Flatten", "Gather", "Slice", "Expand", "Split", "ArgMax", "Relu", "Clip", "InstanceNormalization",
-}  # fmt: skip
-RUNTIMES = ("onnxruntime", "tensorrt")
 # FLOPs per output element of element-wise (and element-wise-like) ops
 _ELEMENTWISE_COST = {
     **dict.fromkeys(
@@ -138,35 +80,6 @@ class KernelEstimate:
     @property
     def bound(self) -> str:
         return "compute" if self.compute_ms >= self.memory_ms else "memory"
-
-
-@dataclass
-class Estimate:
-    """The estimate for one (model, device, precision, batch). `label` is always "estimated"."""
-
-    model: str
-    device: str
-    precision: str
-    batch: int
-    total_ms: float
-    gflops: float
-    mbytes: float
-    weights_mb: float
-    kernels: int
-    by_op_type: dict[str, dict[str, float]]
-    details: list[KernelEstimate] = field(default_factory=list, repr=False)
-    assumptions: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    label: str = "estimated"
-
-    def to_dict(self, *, details: bool = False) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k != "details"}
-        if details:
-            d["details"] = [{**asdict(k), "total_ms": k.total_ms, "bound": k.bound} for k in self.details]
-        return d
-
-
-# --------------------------------------------------------------------------------------------------- graph
 
 
 class _Graph:
@@ -452,71 +365,6 @@ def _tensor_bytes(name: str, g: _Graph, float_width: int) -> float | None:
     return None if n is None else float(n * g.stored_width(name, float_width))
 
 
-# --------------------------------------------------------------------------------------------------- kernels
-
-
-@dataclass
-class _Group:
-    anchor: object
-    nodes: list = field(default_factory=list)
-    produced: set = field(default_factory=set)
-
-
-def _all_fuse(src: str, grp: _Group, g: _Graph, epilogue: set[str]) -> bool:
-    """TensorRT only: `src` has several consumers but all are point-wise ops reading only `grp`'s tensors, each
-    other's outputs or weights (e.g. SiLU = x * Sigmoid(x) after a Conv): the whole pattern fuses into the kernel."""
-    if g.runtime != "tensorrt":
-        return False
-    cons = g.data_consumers(src)
-    produced_by_cons = {o for c in cons for o in c.output}
-    for c in cons:
-        if c.op_type not in epilogue:
-            return False
-        for i in c.input:
-            if i and not g.is_weight(i) and g.skip_qdq_up(i) not in grp.produced and i not in produced_by_cons:
-                return False
-    return True
-
-
-def _group_nodes(g: _Graph) -> list[_Group]:
-    epilogue = _EPILOGUE if g.runtime == "tensorrt" else _EPILOGUE_ORT
-    groups: list[_Group] = []
-    group_of_tensor: dict[str, _Group] = {}
-    for node in g.nodes:
-        if g.is_free(node):
-            # transparent: its output belongs to the group that produced its input (Q/DQ pairs, reshapes)
-            src = node.input[0] if node.input else ""
-            if src in group_of_tensor:
-                for o in node.output:
-                    group_of_tensor[o] = group_of_tensor[src]
-            continue
-        target = None
-        if node.op_type in epilogue:
-            for i in node.input:
-                if not i or g.is_weight(i):
-                    continue
-                src = g.skip_qdq_up(i)
-                grp = group_of_tensor.get(src)
-                if (
-                    grp is not None
-                    and grp.anchor.op_type in _ANCHORS
-                    and src in grp.produced
-                    and not g.is_output(src)
-                    and (len(g.data_consumers(src)) == 1 or _all_fuse(src, grp, g, epilogue))
-                ):
-                    target = grp
-                    break
-        if target is None:
-            target = _Group(anchor=node)
-            groups.append(target)
-        target.nodes.append(node)
-        for o in node.output:
-            if o:
-                target.produced.add(o)
-                group_of_tensor[o] = target
-    return groups
-
-
 def _kernel_for(group: _Group, g: _Graph, float_width: int, warnings: list[str]) -> KernelEstimate:
     anchor = group.anchor
     flops = 0.0
@@ -631,74 +479,8 @@ def analyze_graph(
     if any(n.op_type in ("If", "Loop", "Scan") for n in g.nodes):
         warnings.append("control-flow subgraphs (If/Loop/Scan) are not counted")
     kernels = []
-    for grp in _group_nodes(g):
+    for grp in group_nodes(g):
         k = _kernel_for(grp, g, float_width, warnings)
         k.precision = _kernel_precision(grp, g, precision, graph_float)
         kernels.append(k)
     return GraphAnalysis(kernels, precision, assumptions, warnings, batch)
-
-
-def runtime_for(profile) -> str:
-    """The runtime a profile's estimate models: ONNX Runtime on CPUs, TensorRT on GPUs and Jetsons."""
-    return "onnxruntime" if profile.kind == "cpu" else "tensorrt"
-
-
-def estimate_latency(
-    onnx_path: str | os.PathLike,
-    profile,
-    precision: str | None = None,
-    batch: int | None = None,
-    *,
-    dims: Mapping[str, int] | None = None,
-) -> Estimate:
-    """Roofline latency estimate of `onnx_path` on `profile` (a `DeviceProfile` or a profile name).
-
-    `batch` None → the model's own batch if it is fixed, else 1. `dims` sets other named input dimensions.
-    `precision` None → detected from the graph (Q/DQ → int8, float16 weights → fp16, else fp32). Given for a float
-    graph, it estimates the runtime running it at that precision (e.g. a TensorRT FP16 build of an FP32 ONNX).
-    """
-    from edgetl.bench.devices import DeviceProfile, get_device_profile
-
-    if isinstance(profile, str):
-        profile = get_device_profile(profile)
-    elif not isinstance(profile, DeviceProfile):
-        raise EdgetlError(f"profile must be a DeviceProfile or a device name, got {type(profile).__name__}")
-    runtime = runtime_for(profile)
-    kernels, precision, assumptions, warnings, batch = analyze_graph(
-        onnx_path, precision=precision, batch=batch, dims=dims, runtime=runtime
-    )
-    assumptions.append(f"kernels fused as {runtime} fuses them")
-    eff = profile.efficiency
-    bw = profile.memory_bandwidth_gbs * 1e9 * eff.memory
-    by_op: dict[str, dict[str, float]] = {}
-    for k in kernels:
-        peak = profile.peak_ops_per_s(k.precision) * getattr(eff, k.precision)
-        k.compute_ms = k.flops / peak * 1e3
-        k.memory_ms = k.bytes / bw * 1e3
-        k.overhead_ms = profile.overhead_us(k.is_anchor) / 1e3
-        row = by_op.setdefault(k.op_type, {"count": 0, "ms": 0.0, "gflops": 0.0, "mb": 0.0})
-        row["count"] += 1
-        row["ms"] += k.total_ms
-        row["gflops"] += k.flops / 1e9
-        row["mb"] += k.bytes / 1e6
-    by_op = dict(sorted(by_op.items(), key=lambda kv: -kv[1]["ms"]))
-    assumptions.append(
-        f"{profile.name}: efficiency int8 {eff.int8}, fp16 {eff.fp16}, fp32 {eff.fp32}, memory {eff.memory}, "
-        f"{profile.overhead_us(True)} us per Conv/Gemm/MatMul kernel, {profile.overhead_us(False)} us per other "
-        f"kernel (profile status: {profile.status})"
-    )
-    return Estimate(
-        model=str(onnx_path),
-        device=profile.name,
-        precision=precision,
-        batch=batch,
-        total_ms=sum(k.total_ms for k in kernels),
-        gflops=sum(k.flops for k in kernels) / 1e9,
-        mbytes=sum(k.bytes for k in kernels) / 1e6,
-        weights_mb=sum(k.weight_bytes for k in kernels) / 1e6,
-        kernels=len(kernels),
-        by_op_type=by_op,
-        details=kernels,
-        assumptions=assumptions,
-        warnings=sorted(set(warnings)),
-    )
