@@ -295,7 +295,7 @@ def _set(cur, part, value, text):
         cur[part] = value
 
 
-_INPUT_TAGS = {"image": ImageInput, "text": TextInput}  # the `input.kind` union's tags
+_INPUT_TAGS: dict[str, type[BaseModel]] = {"image": ImageInput, "text": TextInput}  # the `input.kind` union's tags
 
 
 def recipe_from_dict(data: Any, source: str = "<recipe>", overrides: list[str] | None = None) -> Recipe:

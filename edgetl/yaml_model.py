@@ -134,7 +134,7 @@ def validation_message(
     elif e["type"] in ("union_tag_not_found", "union_tag_invalid"):
         field = e.get("ctx", {}).get("discriminator", "'kind'").strip("'")
         loc = f"{loc}.{field}"
-        expected = e.get("ctx", {}).get("expected_tags", "")
+        expected = e.get("ctx", {}).get("expected_tags") or ", ".join(f"'{t}'" for t in tags or {})
         names = [t.strip().strip("'") for t in expected.split(",") if t.strip()]
         msg = (
             f"`{loc}` is required: {' or '.join(names)} "

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,57 @@ def exported_run(trained_run):
 
     export_run(trained_run.dir, ExportOptions(int8=True, target="cpu", progress=False))
     return trained_run
+
+
+# ---------------------------------------------------------------------------------------------------- test tiers
+# unit:        no training, no model export, no child process (`pytest -m unit`: about a minute)
+# integration: trains, builds or exports a small model, or runs the CLI in a process, directly or through a
+#              fixture (the contributors' fast tier, -m "not slow", adds it)
+# e2e:         marked `slow` (whole recipes through the CLI, kill-and-resume campaigns); CI runs everything
+# The tier is derived, not hand-kept: a test (or any fixture it uses, transitively) whose code calls one of
+# the heavy entry points below is integration. A new heavy entry point goes into _HEAVY.
+_HEAVY = re.compile(
+    r"\b(train|export_run|run_qat|quantize_cpu_with_gate|quantize_tensorrt_with_gate|load_run|Trainer|_run_cli"
+    r"|edgetl_cli|build_cache|build_model|export_onnx|subprocess\.run|subprocess\.Popen|check_output)\("
+    r"|\[\s*\"(train|export|bench)\"|\"-m\",\s*\"edgetl\"|sys\.executable"
+)
+
+
+def _heavy_names(paths) -> set[str]:
+    """Module-level helpers and fixtures (in these files) whose code is heavy, calls a heavy helper, or (for
+    fixtures) uses a heavy fixture: computed to a fixpoint."""
+    defs: list[tuple[str, str, set[str]]] = []  # (name, code, parameters); a name may be defined in several files
+    for path in paths:
+        for node in ast.parse(Path(path).read_text()).body:
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("test_"):
+                defs.append((node.name, ast.unparse(node), {a.arg for a in node.args.args}))
+    heavy = {name for name, src, _ in defs if _HEAVY.search(src)}
+    while True:
+        calls = re.compile(r"\b(" + "|".join(map(re.escape, sorted(heavy))) + r")\(") if heavy else None
+        more = {
+            name
+            for name, src, params in defs
+            if name not in heavy and (params & heavy or (calls is not None and calls.search(src)))
+        }
+        if not more:
+            return heavy
+        heavy |= more
+
+
+def pytest_collection_modifyitems(config, items):
+    files = {str(item.path) for item in items} | {str(Path(__file__))}
+    heavy = _heavy_names(sorted(files))
+    calls = re.compile(r"\b(" + "|".join(map(re.escape, sorted(heavy))) + r")\(") if heavy else None
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.e2e)
+            continue
+        func = getattr(item, "function", None)
+        try:
+            src = inspect.getsource(func) if func is not None else ""
+        except (OSError, TypeError):
+            src = ""
+        if _HEAVY.search(src) or (calls is not None and calls.search(src)) or heavy & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)

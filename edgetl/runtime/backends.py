@@ -38,8 +38,11 @@ class Backend(Protocol):
     None when the batch dimension is dynamic.
     """
 
-    input_names: Sequence[str]
-    output_names: Sequence[str]
+    @property
+    def input_names(self) -> Sequence[str]: ...
+
+    @property
+    def output_names(self) -> Sequence[str]: ...
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
@@ -111,10 +114,12 @@ def create_backend(
     intra_op_threads: int | None = None,
 ) -> Backend:
     """Build the backend for one manifest artifact, by its `format` (onnx -> ORT, tensorrt -> TensorRT)."""
+    fmt: object
+    rel: object
     if isinstance(artifact_entry, Artifact):
         fmt, rel, name = artifact_entry.format, artifact_entry.file, artifact_entry.name
     else:
-        fmt, rel, name = artifact_entry.get("format"), artifact_entry.get("file"), artifact_entry.get("name", "?")
+        fmt, rel, name = artifact_entry.get("format"), artifact_entry.get("file"), str(artifact_entry.get("name", "?"))
     path = resolve_in_bundle(bundle_dir, rel, f"artifacts.{name}.file")
     if fmt == "onnx":
         return OnnxRuntimeBackend(path, providers=providers, intra_op_threads=intra_op_threads)

@@ -76,8 +76,9 @@ def _resize_plan(in_h: int, in_w: int, out_h: int, out_w: int, c: int) -> _Resiz
     return _ResizePlan(in_h, in_w, out_h, out_w, c)
 
 
-def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    for a in arrays:  # cached: nobody may modify them
+def _frozen(*arrays: np.ndarray) -> Any:
+    """The arrays, read-only (they are cached: nobody may modify them), as a tuple."""
+    for a in arrays:
         a.flags.writeable = False
     return arrays
 

@@ -296,7 +296,8 @@ class TensorRTBackend:
                 f"(GPU memory?): {logger.capture.errors_since(mark)}"
             )
 
-        inputs, outputs = [], []
+        inputs: list[str] = []
+        outputs: list[str] = []
         self._dtypes: dict[str, np.dtype] = {}
         for i in range(self._engine.num_io_tensors):
             tname = self._engine.get_tensor_name(i)
