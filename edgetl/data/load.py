@@ -176,8 +176,14 @@ def make_split_indices(
     return parts
 
 
-def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = None) -> DataSplits:
-    """Load the recipe's data; `split_indices` (from a run's splits.json) reproduces an earlier split exactly."""
+def load_splits(
+    recipe: Recipe, split_indices: dict[str, list[int]] | None = None, saved_unlabeled: dict | None = None
+) -> DataSplits:
+    """Load the recipe's data; `split_indices` (from a run's splits.json) reproduces an earlier split exactly.
+
+    `distill.unlabeled` rows are appended to the train split without labels (edgetl.data.unlabeled);
+    `saved_unlabeled`: splits.json's record of them, which the rebuilt rows must match.
+    """
     if recipe.extra_data:
         raw, tasks, dataset_ids, sources, auto_parts = combine_sources(recipe, split_indices is None)
     else:
@@ -276,7 +282,12 @@ def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = Non
         info["sizes_per_dataset"] = {
             k: np.bincount(dataset_ids[v], minlength=len(sources)).tolist() for k, v in parts.items()
         }
-    return DataSplits(make(parts["train"]), make(parts["val"]), make(parts["test"]), labels, info)
+    train = make(parts["train"])
+    if recipe.distill is not None and recipe.distill.unlabeled is not None:
+        from edgetl.data.unlabeled import add_unlabeled
+
+        train = add_unlabeled(recipe, raw, parts, train, info, saved_unlabeled)
+    return DataSplits(train, make(parts["val"]), make(parts["test"]), labels, info)
 
 
 def _n_missing(t: np.ndarray) -> int:
