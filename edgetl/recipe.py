@@ -94,6 +94,9 @@ class SplitSpec(_Strict):
     # Column the split and the subsets are stratified by (None: the first classification task's column).
     # Runs with different task sets but the same `stratify` get the same rows, so they can be compared.
     stratify: str | None = None
+    # Seed of the split and subsets (None: train.seed). Fix it to train several seeds on the same rows
+    # (paired comparisons, a teacher and its students on one labelled subset).
+    seed: int | None = None
 
 
 class DataSpec(_Strict):

@@ -114,6 +114,8 @@ def tiny_overrides(path: Path, teacher: str | None = None, data_root: Path | Non
         o += ["input.image_size=32", "data.split.limit_train=48", "data.split.limit_val=24", "data.split.limit_test=24"]
         if "distill" in d:
             o.append("input.image_size=24")  # the student stays smaller than the (tiny) teacher
+            if d["distill"].get("unlabeled"):
+                o.append("distill.unlabeled.limit=48")
     for name in d.get("extra_data", {}):
         o += [
             f"extra_data.{name}.split.limit_train=24",

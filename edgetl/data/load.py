@@ -148,7 +148,7 @@ def make_split_indices(
 ) -> dict[str, np.ndarray]:
     """Row indices of train/val/test for one source (`spec` and its `tasks`; default: the recipe's `data`)."""
     s = (spec or recipe.data).split
-    rng = np.random.default_rng(recipe.train.seed)
+    rng = np.random.default_rng(recipe.train.seed if s.seed is None else s.seed)
     first = next((t for t in (tasks if tasks is not None else recipe.tasks) if t.kind == "classification"), None)
     if s.stratify is not None:
         strata_all = np.array([str(v) for v in raw.columns[s.stratify]])

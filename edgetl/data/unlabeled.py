@@ -89,7 +89,8 @@ def select_unlabeled(recipe, raw: RawDataset, parts: dict[str, np.ndarray]) -> t
     if len(rows) == 0:
         raise EdgetlError(f"distill.unlabeled: no rows left ({what})")
     if spec.limit is not None and spec.limit < len(rows):
-        rng = np.random.default_rng([recipe.train.seed, 15_001])
+        seed = recipe.train.seed if recipe.data.split.seed is None else recipe.data.split.seed
+        rng = np.random.default_rng([seed, 15_001])
         rows = np.sort(rows[rng.permutation(len(rows))[: spec.limit]])
     digest = hashlib.sha1("".join(_content_hashes(src, rows)).encode()).hexdigest()[:16]
     info = {"source": spec.source, "path": spec.path, "rows": int(len(rows)), "from": what, "digest": digest}
