@@ -11,8 +11,8 @@ the official test split), fixed by `data.split.seed=0` so that every seed and th
 - (b) `kd`: + logit KD from the teacher, on the labelled rows only;
 - (c) `kd+unlabeled`: + `--unlabeled` Fashion-MNIST training rows outside the labelled/val/test rows, learnt
   from through the teacher's soft targets only;
-- (d) `alone-long` (`--compute-matched`): the student alone for as many optimizer steps as (c), a control
-  for (c)'s extra steps.
+- (d) `alone-long` (`--compute-matched N`, first N seeds): the student alone for as many optimizer steps as
+  (c), a control for (c)'s extra steps.
 
 Budget: every variant trains `train.epochs` epochs of the recipe, an epoch being one pass over its training
 rows; (a), (b) and (d) therefore see each labelled row equally often, (c) adds one pass over the unlabeled
@@ -100,7 +100,9 @@ def main() -> None:
     ap.add_argument("--val", type=int, default=500)
     ap.add_argument("--test", type=int, default=2000)
     ap.add_argument("--unlabeled", type=int, default=10000)
-    ap.add_argument("--compute-matched", action="store_true", help="also (d): the student alone, (c)'s steps")
+    ap.add_argument(
+        "--compute-matched", type=int, default=0, help="(d), the student alone for (c)'s steps, on the first N seeds"
+    )
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--runs-dir", default="/tmp/edgetl-distill")
     ap.add_argument("--set", action="append", default=[], help="extra student override (tuning)")
@@ -146,12 +148,15 @@ def main() -> None:
     steps_c = math.ceil((args.train + args.unlabeled) / student.train.batch_size)
     long_epochs = round(student.train.epochs * steps_c / steps) if args.compute_matched else None
     vs = variants(str(teacher.dir), args.unlabeled, long_epochs)
+    n_seeds = {v: args.compute_matched if v == "alone-long" else args.seeds for v in vs}
     scores: dict[str, list[float]] = {v: [] for v in vs}
     dirs: dict[str, list[str]] = {v: [] for v in vs}
     seconds: dict[str, list[float | None]] = {v: [] for v in vs}
     rows: dict[str, dict] = {}
     for seed in range(args.seeds):
         for v, extra in vs.items():
+            if seed >= n_seeds[v]:
+                continue
             name = f"{v}-s{seed}"
             run = run_once("recipes/distill.yaml", subset + args.set + [f"train.seed={seed}", *extra], name)
             acc = summarize_run(run.dir).scores["category"].value

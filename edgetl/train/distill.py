@@ -36,6 +36,7 @@ class Teacher:
         `identity`: what its outputs depend on besides the inputs (checkpoint digest), for the output cache."""
         self.backbone, self.model, self.prep, self.device, self.source = backbone, model, prep, device, source
         self.identity = identity or source
+        self.cache_dir = None  # a run teacher's cache/ folder: its outputs, shared by its students
         for m in (backbone, model):
             if m is not None:
                 m.eval()
@@ -85,7 +86,9 @@ class Teacher:
         model.to(device)
         digest = hashlib.sha1(ck.read_bytes()).hexdigest()
         prep = make_preprocess(t_recipe, model.backbone)
-        return cls(model.backbone, model, prep, device, str(run.dir), identity=f"run {run.dir} {digest}")
+        teacher = cls(model.backbone, model, prep, device, str(run.dir), identity=f"run {digest}")
+        teacher.cache_dir = run.dir / "cache"
+        return teacher
 
     @classmethod
     def _from_backbone(cls, recipe, spec, device) -> Teacher:

@@ -378,6 +378,7 @@ class Trainer:
                     views,
                     features=self.recipe.distill.feature != "none",
                     cache_dir=self.run.dir / "cache" if self.dist.is_main else None,
+                    shared_dir=self.teacher.cache_dir if self.dist.is_main else None,
                     progress=progress,
                 )
             for epoch in range(state.epoch, r.epochs):

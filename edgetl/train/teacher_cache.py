@@ -6,7 +6,8 @@ teacher saw, so the teacher always scores exactly the student's image at no per-
 
 Kept in memory and in `<run>/cache/teacher-<key>.safetensors`, the key hashing the teacher's identity (its
 checkpoint's bytes, or its backbone spec), its pre-processing, the training rows' contents (labelled and
-unlabeled) and the views. Resume stays exact: the cache is a pure function of that key (re-read, or rebuilt
+unlabeled) and the views. A run teacher also keeps a copy in its own `cache/` (when writable), so the students
+of one teacher on the same rows (seeds, variants) compute its outputs once between them. Resume stays exact: the cache is a pure function of that key (re-read, or rebuilt
 identically after a kill), and the flip draws come from the checkpointed augmentation RNG.
 
 Augmentations whose draws cannot be enumerated (random crops, colour jitter: issue 12) get `None` from
@@ -48,40 +49,54 @@ def teacher_key(teacher, examples, views, features: bool) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def teacher_outputs(
-    teacher, examples, views, features: bool, cache_dir: Path | None, progress=None
-) -> dict[str, dict[str, torch.Tensor]]:
-    """{view: {task or FEATURES: tensor [rows, ...]}} for every training row; from disk when already there."""
-    from safetensors.torch import load_file, save
+def _read(path: Path, views) -> dict | None:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        return None
+    try:
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        for k, v in load_file(path).items():
+            view, name = k.split("/", 1)
+            out.setdefault(view, {})[name] = v
+        return out if set(out) == set(views) else None
+    except Exception:  # a damaged cache file is rebuilt, never trusted
+        return None
+
+
+def _write(path: Path, out: dict) -> None:
+    from safetensors.torch import save
 
     from edgetl.runtime.atomic import atomic_write_bytes
 
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"teacher-{teacher_key(teacher, examples, views, features)}.safetensors"
-        if path.is_file():
-            try:
-                flat = load_file(path)
-                out: dict[str, dict[str, torch.Tensor]] = {}
-                for k, v in flat.items():
-                    view, name = k.split("/", 1)
-                    out.setdefault(view, {})[name] = v
-                if set(out) == set(views):
-                    return out
-            except Exception:  # a damaged cache file is rebuilt, never trusted
-                pass
+    flat = {f"{view}/{k}": v.contiguous() for view, d in out.items() for k, v in d.items()}
+    try:
+        atomic_write_bytes(path, save(flat))
+    except OSError:  # the cache is an optimisation: a full or read-only disk costs a recomputation
+        pass
+
+
+def teacher_outputs(
+    teacher, examples, views, features: bool, cache_dir: Path | None, progress=None, shared_dir: Path | None = None
+) -> dict[str, dict[str, torch.Tensor]]:
+    """{view: {task or FEATURES: tensor [rows, ...]}} for every training row; from disk when already there
+    (`cache_dir`: the run's own cache; `shared_dir`: the teacher run's, shared by its students)."""
+    name = f"teacher-{teacher_key(teacher, examples, views, features)}.safetensors"
+    dirs = [Path(d) for d in (cache_dir, shared_dir) if d is not None]
+    for i, d in enumerate(dirs):
+        out = _read(d / name, views)
+        if out is not None:
+            for other in dirs[:i]:
+                _write(other / name, out)
+            return out
     out = {}
     for view in views:
         got = teacher.outputs_for(examples, progress, flip=view == "hflip")
         if not features:
             got.pop(FEATURES, None)
         out[view] = got
-    if path is not None:
-        flat = {f"{view}/{k}": v.contiguous() for view, d in out.items() for k, v in d.items()}
-        try:
-            atomic_write_bytes(path, save(flat))
-        except OSError:  # the cache is an optimisation: a full disk costs a recomputation on resume
-            pass
+    for d in dirs:
+        _write(d / name, out)
     return out
 
 
