@@ -213,6 +213,16 @@ class DistillSpec(_Strict):
     feature: Literal["none", "mse", "cosine"] = "none"
     feature_weight: Annotated[float, Field(ge=0)] = 1.0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _teacher_first(cls, v):
+        if isinstance(v, dict) and v.get("unlabeled") is not None and v.get("teacher") is None:
+            raise ValueError(
+                "distill.unlabeled is learnt from through a teacher's outputs only: set distill.teacher "
+                "(an earlier run dir or a backbone spec)"
+            )
+        return v
+
     @field_validator("unlabeled", mode="before")
     @classmethod
     def _shorthand(cls, v):
