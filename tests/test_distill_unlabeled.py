@@ -1,6 +1,7 @@
 """Distillation on unlabeled rows: where they come from (no val/test row leaks in), that they reach the KD loss
 and only it, the teacher's per-view output cache, exact resume (stop and SIGKILL), and one-line refusals."""
 
+import copy
 import json
 import subprocess
 import sys
@@ -22,7 +23,8 @@ SMALL = {
 
 
 def _recipe(**over):
-    return recipe_from_dict(tiny_recipe_dict(**{**SMALL, **over}))
+    # a fresh copy: tiny_recipe_dict puts SMALL's split dict into the recipe itself, and overrides mutate it
+    return recipe_from_dict(tiny_recipe_dict(**{**copy.deepcopy(SMALL), **over}))
 
 
 @pytest.fixture(scope="module")
@@ -298,3 +300,14 @@ def test_report_says_whether_distillation_paid_paired_by_seed(tmp_path):
     assert k["verdict"].startswith("distillation did not pay: +0.2 ± 0.6 points over 3 seeds (within noise)")
     md = render_markdown(runs, compare(runs), "test")
     assert "## Did distillation pay?" in md and "distillation paid: +4.0" in md
+
+
+def test_split_seed_keeps_the_rows_across_training_seeds():
+    """data.split.seed: a teacher and its students (every seed) train and are tested on the same rows."""
+    from edgetl.data import load_splits
+
+    a = load_splits(_recipe(**{"train.seed": 0, "data.split.seed": 5}))
+    b = load_splits(_recipe(**{"train.seed": 3, "data.split.seed": 5}))
+    c = load_splits(_recipe(**{"train.seed": 3}))
+    assert a.info["indices"] == b.info["indices"] != c.info["indices"]
+    assert "seed 5" in b.info["split_from"]

@@ -331,10 +331,10 @@ def _single_task_missing(recipe: Recipe, raw: RawDataset, task: TaskSpec, parts:
 def _split_origin(recipe: Recipe, raw: RawDataset, parts: dict[str, np.ndarray]) -> tuple[str, list[str]]:
     """Where the train/val/test split came from, in words, and which `data.split` fractions it used."""
     spec, s = recipe.data, recipe.data.split
+    seed = recipe.train.seed if s.seed is None else s.seed
     if raw.split is None:
         return (
-            f"random stratified split (val_fraction {s.val_fraction}, test_fraction {s.test_fraction}, "
-            f"seed {recipe.train.seed})",
+            f"random stratified split (val_fraction {s.val_fraction}, test_fraction {s.test_fraction}, seed {seed})",
             ["val_fraction", "test_fraction"],
         )
     present = [k for k in ("train", "val", "test") if (raw.split == k).any()]
@@ -346,7 +346,7 @@ def _split_origin(recipe: Recipe, raw: RawDataset, parts: dict[str, np.ndarray])
         text = f"the {spec.source} dataset's own {' / '.join(present)} split"
     used = []
     if "val" not in present and s.val_fraction > 0:
-        text += f"; val: val_fraction {s.val_fraction} of train (seed {recipe.train.seed})"
+        text += f"; val: val_fraction {s.val_fraction} of train (seed {seed})"
         used.append("val_fraction")
     if "test" not in present:
         text += "; no test rows: test = val"
