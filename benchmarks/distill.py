@@ -5,7 +5,7 @@
 Fashion-MNIST demo, one labelled subset of `--train` rows (+ `--val` for checkpoint selection, `--test` rows of
 the official test split), fixed by `data.split.seed=0` so that every seed and the teacher see the same rows.
 
-- teacher: recipes/distill-teacher.yaml (a stronger model: another resolution / architecture), trained once on
+- teacher: recipes/distill-teacher-96.yaml (a stronger model: another resolution / architecture), trained once on
   the labelled subset; its test accuracy is printed and must be >= 5 points above the student's;
 - (a) `alone`: recipes/distill.yaml without a teacher (distill=null);
 - (b) `kd`: + logit KD from the teacher, on the labelled rows only;
@@ -136,7 +136,7 @@ def main() -> None:
         timings[name] = time.perf_counter() - t0
         return run
 
-    teacher = run_once("recipes/distill-teacher.yaml", subset + args.teacher_set, "teacher")
+    teacher = run_once("recipes/distill-teacher-96.yaml", subset + args.teacher_set, "teacher")
     t_acc = summarize_run(teacher.dir).scores["category"].value
     t_recipe = teacher.recipe()
     print(

@@ -168,8 +168,10 @@ def test_every_recipe_trains_offline_tiny(recipe_runs, recipe):
         assert [r["frozen_stages"] for r in rows] == [5, 4]
     if rec.train.freeze.policy in ("linear_probe", "first_k"):
         assert all(r["cached"] for r in rows)
-    if rec.distill is not None:
+    if rec.distill is not None and rec.distill.feature != "none":  # the training-only projection, kept for resume
         assert (run.checkpoints / "last.distill.safetensors").is_file()
+    if rec.distill is not None and rec.distill.unlabeled is not None:
+        assert info["summary"]["data"]["unlabeled_rows"] == rec.distill.unlabeled.limit
 
 
 @pytest.mark.slow
