@@ -94,6 +94,9 @@ class SplitSpec(_Strict):
     # Column the split and the subsets are stratified by (None: the first classification task's column).
     # Runs with different task sets but the same `stratify` get the same rows, so they can be compared.
     stratify: str | None = None
+    # Seed of the split and subsets (None: train.seed). Fix it to train several seeds on the same rows
+    # (paired comparisons, a teacher and its students on one labelled subset).
+    seed: int | None = None
 
 
 class DataSpec(_Strict):
@@ -169,14 +172,61 @@ class TrainSpec(_Strict):
     checkpoint_every_steps: Annotated[int, Field(ge=1)] | None = None  # mid-epoch checkpoints for resume
 
 
+class UnlabeledSpec(_Strict):
+    """Extra images (or texts) the student learns from through the teacher's soft targets only.
+
+    source: `self` (the labelled train rows again, without their labels), a built-in dataset name (its
+    training rows that are in none of the labelled train/val/test rows), `folder` (every image under `path`,
+    no class sub-folders needed), or a `csv` / `jsonl` manifest without label columns. `limit`: at most this
+    many rows, a seeded sample.
+    """
+
+    source: str
+    path: str | None = None
+    path_column: str = "path"
+    text_column: str = "text"
+    limit: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
+        allowed = ("self", *BUILTIN_DATASETS, "folder", "csv", "jsonl")
+        if v not in allowed:
+            raise ValueError(f"unknown unlabeled source {v!r}; allowed: {', '.join(allowed)}")
+        return v
+
+    @model_validator(mode="after")
+    def _needs_path(self):
+        if self.source in ("folder", "csv", "jsonl") and not self.path:
+            raise ValueError(f"distill.unlabeled.path is required for source {self.source!r}")
+        return self
+
+
 class DistillSpec(_Strict):
     """Knowledge distillation from a frozen teacher (an earlier run dir, or a backbone spec)."""
 
     teacher: str | BackboneSpec
+    # extra train rows without labels (the teacher's soft targets only); `self` is short for {source: self}
+    unlabeled: UnlabeledSpec | None = None
     temperature: Annotated[float, Field(gt=0)] = 4.0
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.5  # weight of the distillation term
     feature: Literal["none", "mse", "cosine"] = "none"
     feature_weight: Annotated[float, Field(ge=0)] = 1.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _teacher_first(cls, v):
+        if isinstance(v, dict) and v.get("unlabeled") is not None and v.get("teacher") is None:
+            raise ValueError(
+                "distill.unlabeled is learnt from through a teacher's outputs only: set distill.teacher "
+                "(an earlier run dir or a backbone spec)"
+            )
+        return v
+
+    @field_validator("unlabeled", mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        return {"source": v} if isinstance(v, str) else v
 
 
 # ---------------------------------------------------------------------------------------------------- export

@@ -33,6 +33,8 @@ def budget_overrides(recipe: dict) -> list[str]:
     over = ["train.epochs=1"]
     prefixes = ["data"] + [f"extra_data.{k}" for k in (recipe.get("extra_data") or {})]
     over += [f"{p}.split.{k}={v}" for p in prefixes for k, v in LIMITS.items()]
+    if ((recipe.get("distill") or {}).get("unlabeled") or {}).get("limit"):
+        over.append(f"distill.unlabeled.limit={LIMITS['limit_train']}")
     return over
 
 

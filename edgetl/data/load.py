@@ -148,7 +148,7 @@ def make_split_indices(
 ) -> dict[str, np.ndarray]:
     """Row indices of train/val/test for one source (`spec` and its `tasks`; default: the recipe's `data`)."""
     s = (spec or recipe.data).split
-    rng = np.random.default_rng(recipe.train.seed)
+    rng = np.random.default_rng(recipe.train.seed if s.seed is None else s.seed)
     first = next((t for t in (tasks if tasks is not None else recipe.tasks) if t.kind == "classification"), None)
     if s.stratify is not None:
         strata_all = np.array([str(v) for v in raw.columns[s.stratify]])
@@ -176,8 +176,14 @@ def make_split_indices(
     return parts
 
 
-def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = None) -> DataSplits:
-    """Load the recipe's data; `split_indices` (from a run's splits.json) reproduces an earlier split exactly."""
+def load_splits(
+    recipe: Recipe, split_indices: dict[str, list[int]] | None = None, saved_unlabeled: dict | None = None
+) -> DataSplits:
+    """Load the recipe's data; `split_indices` (from a run's splits.json) reproduces an earlier split exactly.
+
+    `distill.unlabeled` rows are appended to the train split without labels (edgetl.data.unlabeled);
+    `saved_unlabeled`: splits.json's record of them, which the rebuilt rows must match.
+    """
     if recipe.extra_data:
         raw, tasks, dataset_ids, sources, auto_parts = combine_sources(recipe, split_indices is None)
     else:
@@ -276,7 +282,12 @@ def load_splits(recipe: Recipe, split_indices: dict[str, list[int]] | None = Non
         info["sizes_per_dataset"] = {
             k: np.bincount(dataset_ids[v], minlength=len(sources)).tolist() for k, v in parts.items()
         }
-    return DataSplits(make(parts["train"]), make(parts["val"]), make(parts["test"]), labels, info)
+    train = make(parts["train"])
+    if recipe.distill is not None and recipe.distill.unlabeled is not None:
+        from edgetl.data.unlabeled import add_unlabeled
+
+        train = add_unlabeled(recipe, raw, parts, train, info, saved_unlabeled)
+    return DataSplits(train, make(parts["val"]), make(parts["test"]), labels, info)
 
 
 def _n_missing(t: np.ndarray) -> int:
@@ -320,10 +331,10 @@ def _single_task_missing(recipe: Recipe, raw: RawDataset, task: TaskSpec, parts:
 def _split_origin(recipe: Recipe, raw: RawDataset, parts: dict[str, np.ndarray]) -> tuple[str, list[str]]:
     """Where the train/val/test split came from, in words, and which `data.split` fractions it used."""
     spec, s = recipe.data, recipe.data.split
+    seed = recipe.train.seed if s.seed is None else s.seed
     if raw.split is None:
         return (
-            f"random stratified split (val_fraction {s.val_fraction}, test_fraction {s.test_fraction}, "
-            f"seed {recipe.train.seed})",
+            f"random stratified split (val_fraction {s.val_fraction}, test_fraction {s.test_fraction}, seed {seed})",
             ["val_fraction", "test_fraction"],
         )
     present = [k for k in ("train", "val", "test") if (raw.split == k).any()]
@@ -335,7 +346,7 @@ def _split_origin(recipe: Recipe, raw: RawDataset, parts: dict[str, np.ndarray])
         text = f"the {spec.source} dataset's own {' / '.join(present)} split"
     used = []
     if "val" not in present and s.val_fraction > 0:
-        text += f"; val: val_fraction {s.val_fraction} of train (seed {recipe.train.seed})"
+        text += f"; val: val_fraction {s.val_fraction} of train (seed {seed})"
         used.append("val_fraction")
     if "test" not in present:
         text += "; no test rows: test = val"

@@ -67,11 +67,17 @@ def epoch_rows(
 
 
 def train_order(recipe, examples, epoch: int) -> np.ndarray:
-    """The training split's row order at `epoch` for this recipe."""
-    return epoch_rows(
-        recipe.train.seed,
-        epoch,
-        len(examples),
-        examples.dataset,
-        ratios_of(recipe) if examples.dataset is not None else None,
-    )
+    """The training split's row order at `epoch` for this recipe.
+
+    Unlabeled rows (`distill.unlabeled`, dataset id < 0) are all in every epoch. With one source they are
+    simply part of the permutation; with mixing ratios the labelled rows are mixed first, then shuffled
+    together with the unlabeled ones -- a pure function of (seed, epoch) either way.
+    """
+    ids = examples.dataset
+    ratios = ratios_of(recipe) if ids is not None else None
+    if ids is None or ratios is None or not (ids < 0).any():
+        return epoch_rows(recipe.train.seed, epoch, len(examples), ids, ratios)
+    lab, unl = np.flatnonzero(ids >= 0), np.flatnonzero(ids < 0)
+    mixed = lab[epoch_rows(recipe.train.seed, epoch, len(lab), ids[lab], ratios)]
+    order = np.concatenate([mixed, unl])
+    return order[np.random.default_rng([recipe.train.seed, epoch, 15_013]).permutation(len(order))]

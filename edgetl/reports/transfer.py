@@ -331,6 +331,9 @@ def compare(runs: list[RunSummary]) -> dict:
                             "unit": "MAE" if kind == "regression" else "points",
                         }
                     )
+    from edgetl.reports.distill import distill_verdicts
+
+    out["distill_paid"] = distill_verdicts(runs)
     return out
 
 
@@ -426,6 +429,9 @@ def render_markdown(runs: list[RunSummary], comp: dict, split: str) -> str:
             ),
         ),
     )
+    from edgetl.reports.distill import render as render_distill
+
+    L.extend(render_distill(comp.get("distill_paid", [])))
     L.extend(["## Accuracy cost of each exported precision (vs the FP32 export)", ""])
     if comp["export_precision"]:
         L.extend(["| run | artifact | task | score | fp32 | drop |", "|---|---|---|---|---|---|"])
@@ -486,6 +492,8 @@ def summary_lines(comp: dict) -> list[str]:
             )
             + "."
         )
+    for d in comp.get("distill_paid", []):
+        L.append(f"- {d['task']}, {d['student']}, {d['setting']}: {d['verdict']}.")
     e = [d for d in comp["export_precision"] if d["artifact"] != "fp32"]
     if e:
         L.append(

@@ -9,11 +9,15 @@ in `losses.kd_loss`. Feature distillation maps the student's pooled features thr
 projection to the teacher's feature width and compares (MSE or 1 - cosine). The projection exists only
 during training: it is not part of the model, so it is never exported.
 
-The teacher sees the same (possibly flipped) images as the student, through its own pre-processing. Without
-augmentation its outputs for the training split are computed once and cached.
+The teacher may be any family and resolution (e.g. EfficientNet-Lite0 at 128 px teaching MobileNetV2 at
+32 px): it sees the same raw images as the student, through its own pre-processing (input size and
+normalisation), and the same augmentation draw. Its outputs for the training split (labelled and
+`distill.unlabeled` rows) are computed once per view and cached: see edgetl.train.teacher_cache.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import torch
@@ -27,9 +31,12 @@ FEATURES = "__features__"  # key of the teacher's pooled features among its outp
 
 
 class Teacher:
-    def __init__(self, backbone, model, prep, device, source: str):
-        """`model`: the teacher's MultiTaskModel (task heads), or None for a backbone-spec teacher (features only)."""
+    def __init__(self, backbone, model, prep, device, source: str, identity: str | None = None):
+        """`model`: the teacher's MultiTaskModel (task heads), or None for a backbone-spec teacher (features only).
+        `identity`: what its outputs depend on besides the inputs (checkpoint digest), for the output cache."""
         self.backbone, self.model, self.prep, self.device, self.source = backbone, model, prep, device, source
+        self.identity = identity or source
+        self.cache_dir = None  # a run teacher's cache/ folder: its outputs, shared by its students
         for m in (backbone, model):
             if m is not None:
                 m.eval()
@@ -77,7 +84,11 @@ class Teacher:
             raise EdgetlError(f"distill.teacher {spec}: no checkpoint ({ck}); train the teacher first")
         load_model(model, ck)
         model.to(device)
-        return cls(model.backbone, model, make_preprocess(t_recipe, model.backbone), device, str(run.dir))
+        digest = hashlib.sha1(ck.read_bytes()).hexdigest()
+        prep = make_preprocess(t_recipe, model.backbone)
+        teacher = cls(model.backbone, model, prep, device, str(run.dir), identity=f"run {digest}")
+        teacher.cache_dir = run.dir / "cache"
+        return teacher
 
     @classmethod
     def _from_backbone(cls, recipe, spec, device) -> Teacher:
@@ -99,7 +110,8 @@ class Teacher:
             }
         )
         bb = create_backbone(spec).to(device)
-        return cls(bb, None, make_preprocess(t_recipe, bb), device, f"backbone {spec.name} ({spec.weights})")
+        source = f"backbone {spec.name} ({spec.weights})"
+        return cls(bb, None, make_preprocess(t_recipe, bb), device, source, identity=spec.model_dump_json())
 
     # ------------------------------------------------------------------------------------------ outputs
     @torch.no_grad()
@@ -118,13 +130,17 @@ class Teacher:
         return self.outputs_rows(examples, idx, device)
 
     @torch.no_grad()
-    def outputs_for(self, examples, progress=None, batch_size: int = 128) -> dict[str, torch.Tensor]:
-        """Teacher outputs for a whole split, computed once (frozen teacher, un-augmented inputs)."""
+    def outputs_for(
+        self, examples, progress=None, batch_size: int = 128, flip: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Teacher outputs for a whole split, computed once (frozen teacher); `flip`: of every image mirrored."""
         outs: dict[str, list] = {}
-        task = progress.add_task("teacher outputs", total=len(examples)) if progress else None
+        label = "teacher outputs" + (" (mirrored)" if flip else "")
+        task = progress.add_task(label, total=len(examples)) if progress else None
         for start in range(0, len(examples), batch_size):
             idx = np.arange(start, min(start + batch_size, len(examples)))
-            for k, v in self.outputs_rows(examples, idx, "cpu").items():
+            f = torch.ones(len(idx), dtype=torch.bool) if flip else None
+            for k, v in self.outputs_rows(examples, idx, "cpu", flip=f).items():
                 outs.setdefault(k, []).append(v.float())
             if task is not None:
                 progress.advance(task, len(idx))

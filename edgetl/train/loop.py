@@ -41,6 +41,8 @@ from edgetl.train.freezing import apply_freeze, frozen_prefix, lr_factor, make_o
 from edgetl.train.loggers import NullLogger, make_logger
 from edgetl.train.losses import feature_loss, kd_loss, task_loss
 from edgetl.train.summary import print_summary, resolved_recipe_yaml, run_summary
+from edgetl.train.teacher_cache import cached_views, teacher_outputs
+from edgetl.train.teacher_cache import pick as pick_teacher
 from edgetl.versions import library_versions
 
 log = logging.getLogger("edgetl")
@@ -116,7 +118,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.cache: dict[str, torch.Tensor] = {}
         self.teacher = None
-        self.teacher_logits: dict[str, torch.Tensor] | None = None
+        self.teacher_views: dict[str, dict[str, torch.Tensor]] | None = None  # teacher_cache.teacher_outputs
         self.projection: torch.nn.Module | None = None  # feature distillation only; never exported
         self.stats = {"cache_build_s": 0.0}
         self.aug_gen: torch.Generator | None = None
@@ -349,8 +351,17 @@ class Trainer:
             TimeElapsedColumn(),
         ]
         with Progress(*columns, disable=not self.show_progress, transient=False) as progress:
-            if self.teacher is not None and self.teacher_logits is None and self.recipe.data.augment == "none":
-                self.teacher_logits = self.teacher.outputs_for(self.splits.train, progress)
+            views = cached_views(self.recipe.data.augment, self.recipe.input.kind)
+            if self.teacher is not None and self.teacher_views is None and views is not None:
+                self.teacher_views = teacher_outputs(
+                    self.teacher,
+                    self.splits.train,
+                    views,
+                    features=self.recipe.distill.feature != "none",
+                    cache_dir=self.run.dir / "cache" if self.dist.is_main else None,
+                    shared_dir=self.teacher.cache_dir if self.dist.is_main else None,
+                    progress=progress,
+                )
             for epoch in range(state.epoch, r.epochs):
                 self.set_freeze(frozen_prefix(r.freeze, self.model.backbone.num_stages, epoch), progress)
                 set_train_mode(self.model, self.k, r.freeze.freeze_bn)
@@ -432,10 +443,12 @@ class Trainer:
         return state
 
     def teacher_batch(self, idx, flip=None):
+        """The teacher's outputs for the student's batch: looked up in the per-view cache, or (hook for random
+        augmentations that cannot be enumerated, issue 12) computed online on the same augmented inputs."""
         if self.teacher is None:
             return None
-        if self.teacher_logits is not None:
-            return {k: v[torch.from_numpy(idx)].to(self.device) for k, v in self.teacher_logits.items()}
+        if self.teacher_views is not None:
+            return pick_teacher(self.teacher_views, idx, flip, self.device)
         return self.teacher.outputs_rows(self.splits.train, idx, self.device, flip=flip)
 
 
@@ -495,7 +508,9 @@ def train(
     started = False  # training began: a failure from here on is recorded in run.json, not cleaned away
     try:
         setup_determinism(recipe)
-        splits = load_splits(recipe, split_def["indices"] if split_def else None)
+        splits = load_splits(
+            recipe, split_def["indices"] if split_def else None, split_def.get("unlabeled") if split_def else None
+        )
         if resume is None:
             run_dir = None
             if dd.is_main:

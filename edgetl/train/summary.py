@@ -67,6 +67,9 @@ def run_summary(
             "split_from": info.get("split_from"),
             "skipped_unlabelled_rows": info.get("skipped_unlabelled_rows", {}),
             "missing_labels_policy": recipe.data.missing_labels,
+            # distill.unlabeled: extra train rows without labels (teacher soft targets only), beside `rows`
+            "unlabeled_rows": int(info.get("unlabeled", {}).get("rows", 0)),
+            "unlabeled_from": info.get("unlabeled", {}).get("from"),
         },
         "tasks": tasks,
         "backbone": {"name": recipe.backbone.name, "weights": recipe.backbone.weights},
@@ -88,6 +91,11 @@ def summary_lines(s: dict) -> list[str]:
         f"(split: {d['split_from']})"
         + (f"; {skipped} unlabelled rows skipped (data.missing_labels=skip)" if skipped else "")
     ]
+    if d.get("unlabeled_rows"):
+        lines.append(
+            f"distillation: {rows.get('train', 0)} labelled + {d['unlabeled_rows']} unlabeled train rows "
+            f"(teacher soft targets only; {d['unlabeled_from']})"
+        )
     for t in s["tasks"]:
         miss = sum(t["missing_labels"].values()) if t["missing_labels"] else 0
         miss_s = (
