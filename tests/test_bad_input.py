@@ -79,10 +79,18 @@ def test_unreadable_images_name_the_file(tmp_path, damage):
         bad.mkdir()
     else:
         bad.write_text("not an image\n")
+    s = load_splits(_folder_recipe(root))  # paths only: the bad file surfaces when it is read
+    ex = next(e for e in (s.train, s.val, s.test) if str(bad) in e.files.items)
+    row = ex.files.items.index(str(bad))
     with pytest.raises(EdgetlError) as e:
-        load_splits(_folder_recipe(root))
+        ex.inputs([row])
     msg = _one_line(e)
     assert bad.name in msg and "unreadable or truncated image" in msg, msg
+    from edgetl.data.stream import BatchReader
+
+    batch = BatchReader(ex.files)[np.arange(len(ex))]  # a training batch skips it and says which file
+    assert row not in batch["keep"].tolist() and len(batch["keep"]) == len(ex) - 1
+    assert [p for p, _ in batch["bad"]] == [str(bad)] and "unreadable or truncated image" in batch["bad"][0][1]
 
 
 @pytest.mark.parametrize(

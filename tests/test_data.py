@@ -81,12 +81,15 @@ def test_imagefolder_empty_class(tmp_path):
         load_splits(_folder_recipe(root))
 
 
-def test_truncated_image_names_the_file(tmp_path):
+def test_truncated_image_names_the_file_when_read(tmp_path):
+    """Loading keeps paths only (nothing decoded up front); reading the bad file names it."""
     root = _folder(tmp_path)
     bad = root / "cat" / "0.png"
     bad.write_bytes(bad.read_bytes()[:40])
+    s = load_splits(_folder_recipe(root))
+    ex = next(e for e in (s.train, s.val, s.test) if str(bad) in e.files.items)
     with pytest.raises(EdgetlError, match=r"0\.png: unreadable or truncated image"):
-        load_splits(_folder_recipe(root))
+        ex.inputs([ex.files.items.index(str(bad))])
 
 
 def test_csv_manifest_and_label_outside_declared_set(tmp_path):
@@ -153,8 +156,8 @@ def test_duplicates_across_splits_warn(tmp_path):
 def test_grey_images_and_two_channel_refused(tmp_path):
     root = _folder(tmp_path, mode="L")
     s = load_splits(_folder_recipe(root))
-    assert s.train.images.shape[-1] == 1
+    assert {im.shape[-1] for im in s.train.inputs(np.arange(len(s.train)))} == {1}
     la = root / "cat" / "la.png"
     Image.fromarray(np.zeros((12, 10, 2), dtype=np.uint8), mode="LA").save(la)
     s2 = load_splits(_folder_recipe(root))  # LA converts to RGB, never silently a 2-channel tensor
-    assert all(im.shape[-1] in (1, 3) for im in (s2.train.image_list or s2.train.images))
+    assert all(im.shape[-1] in (1, 3) for im in s2.train.inputs(np.arange(len(s2.train))))

@@ -127,9 +127,10 @@ def test_folder_and_manifest_sources(tmp_path):
         Image.fromarray(arr).save(tmp_path / "cam" / ("day" if i % 2 else ".") / f"{i}.png")
     rec = _recipe(distill={"teacher": "runs/t", "unlabeled": {"source": "folder", "path": str(tmp_path / "cam")}})
     tr = load_splits(rec).train
-    assert (
-        len(tr) == 48 + 5 and tr.image_list is not None and tr.image_list[-1].shape == (23, 24, 3)
-    )  # cam/day/3.png, sorted last
+    assert len(tr) == 48 + 5 and tr.files is not None  # the folder stays lazy: paths, decoded on demand
+    assert tr.files.name(len(tr) - 1).endswith("cam/day/3.png")  # sorted last
+    last = tr.inputs([len(tr) - 1])[0]
+    assert last.shape == (rec.input.image_size, rec.input.image_size, 3) and last.dtype == np.uint8  # working size
     (tmp_path / "u.csv").write_text("path\n" + "".join(f"cam/{i}.png\n" for i in (0, 2, 4)))
     rec = _recipe(distill={"teacher": "runs/t", "unlabeled": {"source": "csv", "path": str(tmp_path / "u.csv")}})
     s = load_splits(rec)

@@ -41,6 +41,9 @@ def write_bench_data(loaded, path: Path, split: str = "test") -> Path:
     elif ex.image_list is not None:
         for i, im in enumerate(ex.image_list):
             arrays[f"image.{i}"] = im
+    elif ex.files is not None:  # image files: decoded one by one, at the working size training used
+        for i in range(len(ex)):
+            arrays[f"image.{i}"] = ex.files.load(i)
     else:
         arrays["texts"] = np.array(json.dumps(ex.texts))
     arrays["meta"] = np.array(

@@ -1,6 +1,7 @@
 """In-memory containers for examples and their per-task targets.
 
-Images stay uint8 (small, exact) until a batch is pre-processed; targets are encoded per task:
+Images stay uint8 (small, exact) until a batch is pre-processed; images from files stay paths (`files`,
+decoded on demand by `edgetl.data.lazy`) so memory does not grow with the dataset; targets are encoded per task:
 classification int64 with -1 = missing, multilabel float32 multi-hot with NaN rows = missing,
 regression float32 with NaN = missing. Missing targets are masked out of losses and metrics.
 """
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgetl.data.lazy import ImageFiles
+
 
 @dataclass
 class RawDataset:
@@ -20,6 +23,7 @@ class RawDataset:
     name: str
     images: np.ndarray | None = None  # uint8 [N, H, W, C] when every image has one size
     image_list: list[np.ndarray] | None = None  # uint8 arrays of varying sizes
+    files: ImageFiles | None = None  # images decoded on demand (image folders, manifests)
     texts: list[str] | None = None
     columns: dict[str, list] = field(default_factory=dict)
     split: np.ndarray | None = None  # per-row "train" / "val" / "test" when the source defines one
@@ -31,6 +35,8 @@ class RawDataset:
             return len(self.images)
         if self.image_list is not None:
             return len(self.image_list)
+        if self.files is not None:
+            return len(self.files)
         return len(self.texts or [])
 
 
@@ -40,6 +46,7 @@ class Examples:
     targets: dict[str, np.ndarray]
     images: np.ndarray | None = None
     image_list: list[np.ndarray] | None = None
+    files: ImageFiles | None = None
     texts: list[str] | None = None
     index: np.ndarray | None = None  # rows of the RawDataset these came from
     dataset: np.ndarray | None = None  # multi-dataset recipes: per-row source id (0 = data, 1.. = extra_data in order)
@@ -49,6 +56,8 @@ class Examples:
             return len(self.images)
         if self.image_list is not None:
             return len(self.image_list)
+        if self.files is not None:
+            return len(self.files)
         return len(self.texts or [])
 
     def take(self, idx: np.ndarray) -> Examples:
@@ -58,6 +67,7 @@ class Examples:
             targets={k: v[idx] for k, v in self.targets.items()},
             images=None if self.images is None else self.images[idx],
             image_list=None if self.image_list is None else [self.image_list[i] for i in idx],
+            files=None if self.files is None else self.files.take(idx),
             texts=None if self.texts is None else [self.texts[i] for i in idx],
             index=None if self.index is None else self.index[idx],
             dataset=None if self.dataset is None else self.dataset[idx],
@@ -69,6 +79,8 @@ class Examples:
             return self.images[idx]
         if self.image_list is not None:
             return [self.image_list[i] for i in idx]
+        if self.files is not None:  # decoded now, at the working size
+            return [self.files.load(i) for i in idx]
         return [self.texts[i] for i in idx]
 
 

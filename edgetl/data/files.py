@@ -1,7 +1,9 @@
 """User datasets on disk: image folders (one sub-folder per class) and CSV/JSONL manifests.
 
-Every bad file is an EdgetlError naming it: unreadable or truncated images, wrong channel counts,
-rows without the declared columns. Images are decoded once, at load, so errors surface before training.
+Every bad file is an EdgetlError naming it: a missing folder or file, an empty class folder, rows without the
+declared columns, unreadable or truncated images. Loading keeps only paths (checked to be regular files);
+images are decoded on demand (`edgetl.data.lazy`), so an unreadable image surfaces when it is read: training
+skips and counts it (see `edgetl.data.stream`).
 """
 
 from __future__ import annotations
@@ -12,35 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetl.data.decode import decode_image, fit_to_size  # noqa: F401  (files.decode_image: the public name)
 from edgetl.data.examples import RawDataset
+from edgetl.data.lazy import ImageFiles
 from edgetl.errors import EdgetlError
 from edgetl.runtime.limits import regular_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
-
-def decode_image(path: Path) -> np.ndarray:
-    """File -> uint8 HxWx1 (grey) or HxWx3; anything else is converted or refused with the file's name."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not Path(path).is_dir():  # a FIFO or device would block or never end (a directory fails below)
-        regular_file(path, "image")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("L", "I;16", "I", "F", "1"):
-                arr = np.asarray(im.convert("L"))[..., None]
-            elif im.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LA", "PA"):
-                arr = np.asarray(im.convert("RGB"))
-            else:
-                raise EdgetlError(f"{path}: unsupported image mode {im.mode!r}")
-    except EdgetlError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise EdgetlError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
-    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise EdgetlError(f"{path}: image has shape {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
 def load_imagefolder(root: str | Path) -> RawDataset:
@@ -61,7 +41,9 @@ def load_imagefolder(root: str | Path) -> RawDataset:
                 raise EdgetlError(f"{cdir}: class folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             classes.add(cdir.name)
             for f in files:
-                images.append(decode_image(f))
+                if not f.is_dir():  # a directory named like an image is refused when read, with its name
+                    regular_file(f, "image")
+                images.append(str(f))
                 labels.append(cdir.name)
                 sources.append(str(f))
                 split.append(split_name)
@@ -75,20 +57,10 @@ def load_imagefolder(root: str | Path) -> RawDataset:
     )
 
 
-def _images_dataset(name, images, columns, sources, split, class_names) -> RawDataset:
-    shapes = {im.shape for im in images}
-    if len(shapes) == 1:
-        return RawDataset(
-            "image",
-            name,
-            images=np.stack(images),
-            columns=columns,
-            sources=sources,
-            split=split,
-            class_names=class_names,
-        )
+def _images_dataset(name, paths, columns, sources, split, class_names) -> RawDataset:
+    """Paths only: nothing is decoded here (memory stays flat however large the folder)."""
     return RawDataset(
-        "image", name, image_list=images, columns=columns, sources=sources, split=split, class_names=class_names
+        "image", name, files=ImageFiles(paths), columns=columns, sources=sources, split=split, class_names=class_names
     )
 
 
@@ -185,6 +157,6 @@ def load_manifest_file(
         if not p.is_absolute():
             p = path.parent / p
         regular_file(p, f"{path}: row {n}: column {path_column!r}")
-        images.append(decode_image(p))
+        images.append(str(p))
         sources.append(str(p))
     return _images_dataset(str(path), images, columns, sources, split, {})

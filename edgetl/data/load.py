@@ -15,23 +15,38 @@ import numpy as np
 from edgetl.data.builtin import load_builtin
 from edgetl.data.examples import DataSplits, Examples, RawDataset
 from edgetl.data.files import load_imagefolder, load_manifest_file
+from edgetl.data.lazy import ImageFiles
 from edgetl.errors import EdgetlError
 from edgetl.recipe import BUILTIN_DATASETS, DataSpec, Recipe, TaskSpec
 
 log = logging.getLogger("edgetl")
 
 
-def load_raw(spec: DataSpec, kind: str, label_columns: list[str], where: str = "data") -> RawDataset:
+def load_raw(
+    spec: DataSpec,
+    kind: str,
+    label_columns: list[str],
+    where: str = "data",
+    image_size: int | None = None,
+    resize: tuple[str, float] = ("bilinear", 0.875),
+) -> RawDataset:
     if spec.source in BUILTIN_DATASETS:
         raw = load_builtin(spec.source, download=spec.download)
     elif spec.source == "imagefolder":
         raw = load_imagefolder(spec.path)
+    elif spec.source == "webdataset":
+        from edgetl.data.shards import load_webdataset
+
+        raw = load_webdataset(spec.path, spec.split_column)
     else:
         raw = load_manifest_file(
             spec.path, spec.source, kind, spec.path_column, spec.text_column, label_columns, spec.split_column
         )
     if raw.kind != kind:
         raise EdgetlError(f"{where}.source {spec.source!r} holds {raw.kind} examples but input.kind is {kind!r}")
+    if raw.files is not None and image_size is not None:
+        raw.files.size = image_size  # decoded straight to the working size, never kept at full size
+        raw.files.resize, raw.files.crop_pct = resize
     for col in label_columns:
         if col not in raw.columns:
             hint = (
@@ -139,6 +154,8 @@ def _labels_for(task: TaskSpec, raw: RawDataset, train_rows: np.ndarray) -> list
 def _content_hash(raw: RawDataset, i: int) -> str:
     if raw.texts is not None:
         return hashlib.sha1(raw.texts[i].encode()).hexdigest()
+    if raw.files is not None:
+        return raw.files.content_hash(i)
     arr = raw.images[i] if raw.images is not None else raw.image_list[i]
     return hashlib.sha1(arr.tobytes()).hexdigest()
 
@@ -188,7 +205,9 @@ def load_splits(
         raw, tasks, dataset_ids, sources, auto_parts = combine_sources(recipe, split_indices is None)
     else:
         label_columns = sorted({t.label_column for t in recipe.tasks} | _stratify_columns(recipe.data))
-        raw = load_raw(recipe.data, recipe.input.kind, label_columns)
+        raw = load_raw(
+            recipe.data, recipe.input.kind, label_columns, image_size=_image_size(recipe), resize=_resize(recipe)
+        )
         if len(raw) == 0:
             raise EdgetlError(f"data: {recipe.data.source} has no examples")
         tasks, dataset_ids, sources = list(recipe.tasks), None, None
@@ -231,6 +250,8 @@ def load_splits(
                     raise EdgetlError(
                         f"task {task.name!r}: class {names} appears in the {split_name} split but not in train"
                     )
+    if raw.files is not None and len(raw) <= 200_000:  # each file read once; image caches reuse the hashes
+        raw.files.hashes = [raw.files.content_hash(i) for i in range(len(raw))]
     hashes = {k: {_content_hash(raw, i) for i in v} for k, v in parts.items()} if len(raw) <= 200_000 else None
     if hashes:
         for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
@@ -246,6 +267,7 @@ def load_splits(
             targets={k: v[rows] for k, v in targets.items()},
             images=None if raw.images is None else raw.images[rows],
             image_list=None if raw.image_list is None else [raw.image_list[i] for i in rows],
+            files=None if raw.files is None else raw.files.take(rows),
             texts=None if raw.texts is None else [raw.texts[i] for i in rows],
             index=rows,
             dataset=None if dataset_ids is None else dataset_ids[rows],
@@ -288,6 +310,16 @@ def load_splits(
 
         train = add_unlabeled(recipe, raw, parts, train, info, saved_unlabeled)
     return DataSplits(train, make(parts["val"]), make(parts["test"]), labels, info)
+
+
+def _image_size(recipe: Recipe) -> int | None:
+    return recipe.input.image_size if recipe.input.kind == "image" else None
+
+
+def _resize(recipe: Recipe) -> tuple[str, float]:
+    from edgetl.data.eval_resize import resize_of
+
+    return resize_of(recipe) if recipe.input.kind == "image" else ("bilinear", 0.875)
 
 
 def _n_missing(t: np.ndarray) -> int:
@@ -342,6 +374,10 @@ def _split_origin(recipe: Recipe, raw: RawDataset, parts: dict[str, np.ndarray])
         text = f"sub-folders {', '.join(k + '/' for k in present)} of {spec.path}"
     elif spec.source in ("csv", "jsonl"):
         text = f"column {spec.split_column!r} of {spec.path} ({', '.join(present)})"
+    elif spec.source == "webdataset":
+        text = (
+            f"the samples' {spec.split_column or 'split'!r} field in the shards of {spec.path} ({', '.join(present)})"
+        )
     else:
         text = f"the {spec.source} dataset's own {' / '.join(present)} split"
     used = []
@@ -386,7 +422,12 @@ def combine_sources(recipe: Recipe, make_parts: bool = True):
     raws: list[RawDataset] = []
     for where, spec, tasks in groups:
         raw = load_raw(
-            spec, recipe.input.kind, sorted({t.label_column for t in tasks} | _stratify_columns(spec)), where
+            spec,
+            recipe.input.kind,
+            sorted({t.label_column for t in tasks} | _stratify_columns(spec)),
+            where,
+            image_size=_image_size(recipe),
+            resize=_resize(recipe),
         )
         if len(raw) == 0:
             raise EdgetlError(f"{where}: {spec.source} has no examples")
@@ -411,6 +452,17 @@ def combine_sources(recipe: Recipe, make_parts: bool = True):
             kind,
             "+".join(r.name for r in raws),
             texts=[x for r in raws for x in r.texts],
+            columns=columns,
+            class_names=class_names,
+        )
+    elif any(r.files is not None for r in raws):  # a folder among them: every row becomes a lazy item
+        items = []
+        for r in raws:
+            items += r.files.items if r.files is not None else list(r.images if r.images is not None else r.image_list)
+        combined = RawDataset(
+            kind,
+            "+".join(r.name for r in raws),
+            files=ImageFiles(items, _image_size(recipe), *_resize(recipe)),
             columns=columns,
             class_names=class_names,
         )

@@ -1,7 +1,10 @@
 """Training-side pre-processing (torch). The runtime's numpy version must equal it (tested).
 
-Order, shared with `edgetl.runtime.preprocess`: grey -> repeat to the model's channels, bilinear resize
-(align_corners=False, no antialias) on raw 0..255 values, then x * scale, then (x - mean) / std.
+Order, shared with `edgetl.runtime.preprocess`: grey -> repeat to the model's channels, resize on raw 0..255
+values, then x * scale, then (x - mean) / std. Resize `bilinear`: to a square, align_corners=False, no antialias
+(torch, on the device); `shorter_crop`: `edgetl.runtime.crop.shorter_crop` (Pillow, antialiased, the very
+function the runtime calls) on each numpy image; uint8 tensors must then already be at image_size (the loader
+hands them so).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ class ImagePreprocess:
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     scale: float = 1.0 / 255.0
+    resize: str = "bilinear"  # or "shorter_crop" (see edgetl.data.eval_resize)
+    crop_pct: float = 0.875
 
     def __post_init__(self):
         if len(self.mean) == 1:
@@ -37,7 +42,8 @@ class ImagePreprocess:
             "dtype": "float32",
             "image_size": list(self.image_size),
             "channels": self.channels,
-            "resize": "bilinear",
+            "resize": self.resize,
+            **({"crop_pct": self.crop_pct} if self.resize == "shorter_crop" else {}),
             "scale": self.scale,
             "mean": list(self.mean),
             "std": list(self.std),
@@ -52,10 +58,20 @@ class ImagePreprocess:
         elif c == 3 and self.channels == 1:
             raise ValueError("an RGB image for a 1-channel model")
         if tuple(x.shape[-2:]) != tuple(self.image_size):
+            if self.resize != "bilinear":
+                raise ValueError(f"{self.resize}: images must be cropped to {self.image_size} before (got {x.shape})")
             x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False, antialias=False)
-        return (x * self.scale - self._mean) / self._std
+        return (x * self.scale - self._mean.to(x.device)) / self._std.to(x.device)
 
-    def __call__(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+    def __call__(self, images: np.ndarray | list[np.ndarray] | torch.Tensor) -> torch.Tensor:
+        if isinstance(images, torch.Tensor):  # a uint8 batch already on the training device: processed there
+            return self._one_size(images)
+        if self.resize == "shorter_crop":  # per image, on the CPU: exactly what the runtime does
+            from edgetl.runtime.crop import shorter_crop
+
+            images = [shorter_crop(np.asarray(im), self.image_size[0], self.crop_pct) for im in images]
+            if len({im.shape for im in images}) == 1:
+                images = np.stack(images)
         if isinstance(images, np.ndarray):
             return self._one_size(torch.from_numpy(np.ascontiguousarray(images)))
         # Images of several sizes (image folders, mixed datasets): one batched call per distinct shape,

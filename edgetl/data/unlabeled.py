@@ -32,6 +32,8 @@ def _content_hashes(raw: RawDataset, rows) -> list[str]:
     for i in rows:
         if raw.texts is not None:
             out.append(hashlib.sha1(raw.texts[i].encode()).hexdigest())
+        elif raw.files is not None:  # files listed lazily: the file's bytes
+            out.append(raw.files.content_hash(int(i)))
         else:
             arr = raw.images[i] if raw.images is not None else raw.image_list[i]
             out.append(hashlib.sha1(arr.tobytes()).hexdigest())
@@ -41,7 +43,7 @@ def _content_hashes(raw: RawDataset, rows) -> list[str]:
 def _folder(path: str) -> RawDataset:
     from pathlib import Path
 
-    from edgetl.data.files import IMAGE_SUFFIXES, _images_dataset, decode_image
+    from edgetl.data.files import IMAGE_SUFFIXES, _images_dataset
 
     root = Path(path)
     if not root.is_dir():
@@ -49,7 +51,7 @@ def _folder(path: str) -> RawDataset:
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise EdgetlError(f"distill.unlabeled.path {root}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return _images_dataset(str(root), [decode_image(f) for f in files], {}, [str(f) for f in files], None, {})
+    return _images_dataset(str(root), [str(f) for f in files], {}, [str(f) for f in files], None, {})  # paths only
 
 
 def select_unlabeled(recipe, raw: RawDataset, parts: dict[str, np.ndarray]) -> tuple[RawDataset, np.ndarray, dict]:
@@ -105,12 +107,34 @@ def _missing(t: np.ndarray, n: int) -> np.ndarray:
     return np.full((n, *t.shape[1:]), np.nan, dtype=t.dtype)
 
 
-def append_unlabeled(train: Examples, src: RawDataset, rows: np.ndarray) -> Examples:
-    """The training split followed by `rows` of `src`, every target missing, dataset id UNLABELED."""
+def _items(ex, rows=None) -> list:
+    """Per-row image sources (file paths, shard members or uint8 arrays) of examples or a raw dataset."""
+    n = len(ex)
+    rows = range(n) if rows is None else rows
+    if ex.files is not None:
+        return [ex.files.items[int(i)] for i in rows]
+    return [ex.images[i] if ex.images is not None else ex.image_list[i] for i in rows]
+
+
+def append_unlabeled(train: Examples, src: RawDataset, rows: np.ndarray, recipe=None) -> Examples:
+    """The training split followed by `rows` of `src`, every target missing, dataset id UNLABELED.
+
+    Image files stay lazy (`ImageFiles`): unlabeled images are decoded on demand at the recipe's working size,
+    like the labelled ones, so a large unlabeled folder does not grow memory."""
     n_l, n_u = len(train), len(rows)
-    images = image_list = texts = None
+    images = image_list = texts = files = None
     if train.kind == "text":
         texts = list(train.texts) + [src.texts[i] for i in rows]
+    elif train.files is not None or src.files is not None:
+        from edgetl.data.eval_resize import resize_of
+        from edgetl.data.lazy import ImageFiles
+
+        if train.files is not None:
+            size, resize, crop_pct = train.files.size, train.files.resize, train.files.crop_pct
+        else:
+            size = recipe.input.image_size if recipe is not None else None
+            resize, crop_pct = resize_of(recipe) if recipe is not None else ("bilinear", 0.875)
+        files = ImageFiles(_items(train) + _items(src, rows), size, resize, crop_pct)
     elif train.images is not None and src.images is not None and train.images.shape[1:] == src.images.shape[1:]:
         images = np.concatenate([train.images, src.images[rows]])
     else:
@@ -124,6 +148,7 @@ def append_unlabeled(train: Examples, src: RawDataset, rows: np.ndarray) -> Exam
         targets={k: np.concatenate([v, _missing(v, n_u)]) for k, v in train.targets.items()},
         images=images,
         image_list=image_list,
+        files=files,
         texts=texts,
         index=np.concatenate([index, -1 - np.arange(n_u)]),  # negative: not a row of the labelled source
         dataset=np.concatenate([ids, np.full(n_u, UNLABELED, dtype=np.int64)]),
@@ -140,4 +165,4 @@ def add_unlabeled(recipe, raw: RawDataset, parts: dict[str, np.ndarray], train: 
             f"digest {saved.get('digest')}; now {u_info['rows']}, {u_info['digest']}): {u_info['from']}"
         )
     info["unlabeled"] = u_info
-    return append_unlabeled(train, src, rows)
+    return append_unlabeled(train, src, rows, recipe)

@@ -216,6 +216,7 @@ def finetune(model: nn.Module, loaded, spec, say=print) -> dict:
     The model stays in eval mode (folded BatchNorm, frozen statistics of any left, no dropout); the LR decays
     on a cosine from `spec.lr` over the steps.
     """
+    from edgetl.data.augment import uses_hflip
     from edgetl.data.mixing import epoch_order
     from edgetl.data.transforms import hflip
     from edgetl.evaluate.torch_eval import call_model, model_inputs
@@ -247,7 +248,7 @@ def finetune(model: nn.Module, loaded, spec, say=print) -> dict:
                 break
             idx = order[s * r.batch_size : (s + 1) * r.batch_size]
             x = model_inputs(loaded.prep, ex, idx)
-            if recipe.data.augment == "hflip" and not isinstance(x, dict):
+            if uses_hflip(recipe.data.augment) and not isinstance(x, dict):
                 x = hflip(x, gen)
             y = call_model(model, x)
             loss = sum(y[n].float().sum() for n in y) * 0.0

@@ -62,7 +62,8 @@ class ImageInput:
     scale: float
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    resize: str = "bilinear"
+    resize: str = "bilinear"  # squash to image_size; or "shorter_crop" (edgetl.runtime.crop) with crop_pct
+    crop_pct: float = 0.875
     layout: str = "NCHW"
     dtype: str = "float32"
     kind: str = "image"
@@ -448,7 +449,13 @@ def _image_input(v: _Validator, inp: dict) -> ImageInput:
     std = _numbers(v, inp, "std", channels)
     if not all(s > 0 for s in std):
         v.fail("input.std", "positive numbers", std)
-    resize = v.choice(inp, "resize", ("bilinear",), "input", default="bilinear")
+    # bundles before edgetl's shorter_crop have "bilinear" or nothing: they keep predicting as before
+    resize = v.choice(inp, "resize", ("bilinear", "shorter_crop"), "input", default="bilinear")
+    crop_pct = 0.875
+    if resize == "shorter_crop":
+        crop_pct = v.req(inp, "crop_pct", float, "a number in (0, 1]", "input")
+        if not 0 < crop_pct <= 1:
+            v.fail("input.crop_pct", "a number in (0, 1]", crop_pct)
     layout = v.choice(inp, "layout", ("NCHW",), "input", default="NCHW")
     dtype = v.choice(inp, "dtype", ("float32", "float16"), "input", default="float32")
     return ImageInput(
@@ -459,6 +466,7 @@ def _image_input(v: _Validator, inp: dict) -> ImageInput:
         mean=mean,
         std=std,
         resize=resize,
+        crop_pct=float(crop_pct),
         layout=layout,
         dtype=dtype,
     )

@@ -207,6 +207,8 @@ class ImagePreprocessor:
         scale: float,
         mean: Sequence[float],
         std: Sequence[float],
+        resize: str = "bilinear",
+        crop_pct: float = 0.875,
     ):
         if channels not in (1, 3):
             raise EdgetlError(f"model channels must be 1 or 3, got {channels}")
@@ -215,10 +217,15 @@ class ImagePreprocessor:
         self.scale = np.float32(scale)
         self.mean = np.asarray(mean, dtype=np.float32).reshape(channels, 1, 1)
         self.std = np.asarray(std, dtype=np.float32).reshape(channels, 1, 1)
+        if resize not in ("bilinear", "shorter_crop"):
+            raise EdgetlError(f"image resize {resize!r} must be 'bilinear' or 'shorter_crop'")
+        if resize == "shorter_crop" and self.image_size[0] != self.image_size[1]:
+            raise EdgetlError(f"shorter_crop needs a square image_size, got {list(self.image_size)}")
+        self.resize, self.crop_pct = resize, float(crop_pct)
 
     @classmethod
     def from_spec(cls, spec: ImageInput) -> ImagePreprocessor:
-        return cls(spec.image_size, spec.channels, spec.scale, spec.mean, spec.std)
+        return cls(spec.image_size, spec.channels, spec.scale, spec.mean, spec.std, spec.resize, spec.crop_pct)
 
     @staticmethod
     def is_batch(x: object) -> bool:
@@ -246,6 +253,10 @@ class ImagePreprocessor:
                 "convert it first, e.g. PIL .convert('L')"
             )
         h, w = self.image_size
+        if self.resize == "shorter_crop":  # antialiased, aspect kept (edgetl.runtime.crop)
+            from edgetl.runtime.crop import shorter_crop
+
+            arr = shorter_crop(arr, h, self.crop_pct)
         if arr.shape[0] != h or arr.shape[1] != w:
             (buf,) = _SCRATCH.get(("resized", h, w, c), lambda: (np.empty((h, w, c), np.float32),))
             arr = bilinear_resize(arr, (h, w), out=buf)

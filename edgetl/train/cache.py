@@ -41,6 +41,10 @@ def examples_digest(examples: Examples) -> str:
         for im in examples.image_list:
             h.update(repr(im.shape).encode())
             h.update(np.ascontiguousarray(im).tobytes())
+    elif examples.files is not None:  # the files' bytes + the working size they decode to
+        h.update(f"files@{examples.files.size}".encode())
+        for i in range(len(examples.files)):
+            h.update(examples.files.content_hash(i).encode())
     else:
         for t in examples.texts or []:
             b = t.encode("utf-8")

@@ -20,8 +20,11 @@ from rich.progress import ProgressColumn
 from rich.text import Text
 
 from edgetl.data import load_splits
+from edgetl.data.augment import BatchAugment, batch_seed, uses_hflip
 from edgetl.data.examples import DataSplits
+from edgetl.data.image_cache import ImageCache
 from edgetl.data.mixing import train_order
+from edgetl.data.stream import BatchPlan, make_loader, resolve_workers
 from edgetl.data.transforms import flip_mask, hflip
 from edgetl.errors import EdgetlError
 from edgetl.evaluate.metrics import all_task_metrics, summary_score
@@ -114,6 +117,8 @@ class Trainer:
         self.amp = recipe.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.show_progress = progress
+        first = recipe.tasks[0].name
+        self.augment = BatchAugment.make(recipe, len(splits.labels.get(first) or []) or None)
         self.k = -1
         self.optimizer: torch.optim.Optimizer | None = None
         self.cache: dict[str, torch.Tensor] = {}
@@ -124,6 +129,9 @@ class Trainer:
         self.aug_gen: torch.Generator | None = None
         self._resume_aug: torch.Generator | None = None  # augmentation RNG of a mid-epoch checkpoint
         self.logger = NullLogger()
+        self.loaders: dict = {}  # split -> (DataLoader, BatchPlan), image files only
+        self.image_caches: dict[str, ImageCache] = {}  # data.cache: ram | disk
+        self.bad_images: dict[str, str] = {}  # path -> why it could not be read (skipped, listed in the run dir)
         self.forward_module = TrainForward(self.model)
         self.train_forward = self.forward_module  # DistributedDataParallel(forward_module) under torchrun
 
@@ -201,21 +209,115 @@ class Trainer:
         augment: bool = False,
         flip: torch.Tensor | None = None,
         with_features: bool = False,
+        raw: torch.Tensor | None = None,
+        aug: tuple[int, dict] | None = None,
     ):
         """Model outputs for rows `idx` of a split, through the feature cache when there is one.
 
-        `flip`: the hflip draw for these rows (augmentation); `with_features`: also return pooled features.
+        `flip`: the hflip draw for these rows (augmentation); `with_features`: also return pooled features;
+        `raw`: these rows' uint8 images already read by a loader (`batches`), pre-processed on the device;
+        `aug`: (seed, out) for the recipe's other augmentation steps; mixup/cutmix put soft labels in out["soft"].
         """
         fwd = self.train_forward if augment else self.forward_module  # evaluation never syncs gradients
         if split in self.cache:
             h = self.cache[split][torch.from_numpy(idx)].to(self.device)
             y, feats = fwd(cached=h, k=self.k)
         else:
-            x = model_inputs(self.prep, getattr(self.splits, split), idx, self.device)
-            if augment and self.recipe.data.augment == "hflip" and not isinstance(x, dict):
+            ex = getattr(self.splits, split)
+            if augment and aug is not None and self.augment is not None:
+                x = self.augmented_inputs(ex, idx, raw, *aug)
+            elif raw is not None:
+                x = self.prep(raw.to(self.device, non_blocking=True))
+            else:
+                x = model_inputs(self.prep, ex, idx, self.device)
+            if augment and uses_hflip(self.recipe.data.augment) and not isinstance(x, dict):
                 x = hflip(x, self.aug_gen, flip=flip)
+            if augment and aug is not None and self.augment is not None and self.augment.mix is not None:
+                (name,) = self.kinds
+                labels = torch.from_numpy(ex.targets[name][idx]).to(self.device)
+                if (labels < 0).any():
+                    raise EdgetlError(f"data.augment: mixup/cutmix need a label on every training row (task {name!r})")
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(aug[0] + 1)
+                    x, aug[1]["soft"] = self.augment.mixed(x, labels)
             y, feats = fwd(text=x) if isinstance(x, dict) else fwd(x)
         return (y, feats) if with_features else y
+
+    def augmented_inputs(self, ex, idx, raw, seed: int, _out: dict) -> torch.Tensor:
+        """uint8 images on the device -> the recipe's pixel augmentations (one draw per example, from `seed`)
+        -> pre-processed batch. Mixing happens later, on the normalised batch."""
+        if raw is not None:
+            ims = list(raw.to(self.device, non_blocking=True))
+        elif ex.images is not None:
+            ims = list(torch.from_numpy(np.ascontiguousarray(ex.images[idx])).to(self.device))
+        else:
+            ims = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in ex.inputs(idx)]
+        with torch.random.fork_rng(devices=[]):  # torchvision draws from the global RNG: fork it, seed it
+            torch.manual_seed(seed)
+            ims = self.augment.images(ims)
+        if len({tuple(a.shape) for a in ims}) == 1 and (
+            self.prep.resize == "bilinear" or ims[0].shape[0] == ims[0].shape[1] == self.prep.image_size[0]
+        ):
+            return self.prep(torch.stack(ims))
+        return self.prep([a.cpu().numpy() for a in ims]).to(self.device)  # sizes vary: the host path
+
+    def batches(self, split: str, plan: list[np.ndarray]):
+        """(rows, uint8 images or None) per planned batch. Image files are read ahead by DataLoader workers and
+        unreadable ones left out (recorded in `bad_images`); in-memory data and cached features give None
+        (`forward_rows` reads those rows itself)."""
+        ex = getattr(self.splits, split)
+        if ex.files is None or split in self.cache:
+            for idx in plan:
+                yield idx, None
+            return
+        mode = self.recipe.data.cache
+        if mode != "none" and split not in self.image_caches:
+            self.image_caches[split] = ImageCache(ex.files, mode)
+        cache = self.image_caches.get(split)
+        if cache is not None and cache.complete:  # every image decoded once already: no workers, no decoding
+            for idx in plan:
+                keep, x, bad = cache.batch(idx)
+                self._note_bad(bad)
+                yield keep, torch.from_numpy(x)
+            return
+        if split not in self.loaders:
+            workers = resolve_workers(self.recipe.data.workers)
+            loader_plan = BatchPlan()
+            self.loaders[split] = (make_loader(ex.files, loader_plan, workers, self.device.type == "cuda"), loader_plan)
+        loader, loader_plan = self.loaders[split]
+        loader_plan.batches = plan
+        for idx, batch in zip(plan, loader):
+            self._note_bad(batch["bad"])
+            keep = idx[batch["keep"].numpy()]
+            if cache is not None:
+                at = batch["bad_at"].numpy()
+                cache.put(keep, batch["x"].numpy(), [(idx[j], *pw) for j, pw in zip(at, batch["bad"])])
+            yield keep, batch["x"]
+
+    def _note_bad(self, bad: list[tuple[str, str]]) -> None:
+        for path, why in bad:
+            if path not in self.bad_images:
+                log.warning("skipped unreadable image %s (%s)", path, why)
+            self.bad_images[path] = why
+
+    def record_bad_images(self, epoch: int, before: int) -> None:
+        """End of epoch: one summary line and `bad_images.txt` in the run dir, when any image was skipped."""
+        bad = self.bad_images
+        if self.dist.enabled:  # each rank read its own share
+            import torch.distributed as tdist
+
+            parts: list = [None] * self.dist.world
+            tdist.all_gather_object(parts, bad)
+            bad = {k: v for p in parts for k, v in p.items()}
+            self.bad_images = bad
+        if len(bad) > before and self.dist.is_main:
+            log.warning(
+                "epoch %d: %d unreadable image(s) skipped so far; listed in %s",
+                epoch + 1,
+                len(bad),
+                self.run.dir / "bad_images.txt",
+            )
+            atomic_write_text(self.run.dir / "bad_images.txt", "".join(f"{p}\t{w}\n" for p, w in sorted(bad.items())))
 
     # ------------------------------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -226,23 +328,28 @@ class Trainer:
         outs: dict[str, list] = {}
         loss_sum, n = 0.0, 0
         mine = self.dist.shard(np.arange(len(ex)))  # under torchrun each rank scores a share; results gathered
-        for start in range(0, len(mine), bs):
-            idx = mine[start : start + bs]
+        scored = []  # rows actually scored (an unreadable image is left out)
+        for idx, raw in self.batches(split, [mine[s : s + bs] for s in range(0, len(mine), bs)]):
+            if len(idx) == 0:
+                continue
             with torch.autocast("cuda", enabled=self.amp):
-                y = self.forward_rows(split, idx)
+                y = self.forward_rows(split, idx, raw=raw)
             loss = self.batch_loss(y, ex, idx)[0]
             loss_sum += float(loss) * len(idx)
             n += len(idx)
+            scored.append(idx)
             for k, v in y.items():
                 outs.setdefault(k, []).append(v.float().cpu().numpy())
+        rows = np.concatenate(scored) if scored else np.zeros(0, dtype=np.int64)
         outputs = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in outs.items()}
         if self.dist.enabled:
-            outputs, _ = self.dist.gather_rows(outputs, mine)
-            loss_sum, n = self.dist.all_reduce_mean(loss_sum) * self.dist.world, len(ex)
-        metrics = all_task_metrics(outputs, ex.targets, self.kinds, self.splits.labels, full)
+            outputs, rows = self.dist.gather_rows(outputs, rows)
+            loss_sum, n = self.dist.all_reduce_mean(loss_sum) * self.dist.world, len(rows)
+        targets = ex.targets if len(rows) == len(ex) else {k: v[rows] for k, v in ex.targets.items()}
+        metrics = all_task_metrics(outputs, targets, self.kinds, self.splits.labels, full)
         return metrics, loss_sum / max(n, 1)
 
-    def batch_loss(self, y: dict[str, torch.Tensor], ex, idx, teacher: dict | None = None, feats=None):
+    def batch_loss(self, y: dict[str, torch.Tensor], ex, idx, teacher: dict | None = None, feats=None, soft=None):
         # 0 * outputs: a graph even when no row of the batch carries any label (every task masked out)
         total = sum(v.float().sum() for v in y.values()) * 0.0
         parts = {}
@@ -253,7 +360,12 @@ class Trainer:
             total = total + d.feature_weight * fl
         for name, kind in self.kinds.items():
             target = torch.from_numpy(ex.targets[name][idx]).to(self.device)
-            loss = task_loss(kind, y[name], target, self.recipe.train.label_smoothing)
+            if soft is not None:  # mixup / cutmix: the batch's mixed labels (one classification task)
+                loss = torch.nn.functional.cross_entropy(
+                    y[name].float(), soft.float(), label_smoothing=self.recipe.train.label_smoothing
+                )
+            else:
+                loss = task_loss(kind, y[name], target, self.recipe.train.label_smoothing)
             if teacher is not None and name in teacher:
                 kd = kd_loss(kind, y[name], teacher[name], d.temperature)
                 parts[f"{name}/kd"] = float(kd.detach())
@@ -377,19 +489,29 @@ class Trainer:
                 t0 = time.perf_counter()
                 if state.step_in_epoch == 0:
                     state.epoch_loss_sum, state.epoch_seen = 0.0, 0
-                for step in range(state.step_in_epoch, steps_per_epoch):
-                    idx = self.dist.shard(order[step * r.batch_size : (step + 1) * r.batch_size])
+                bad_before = len(self.bad_images)
+                steps = range(state.step_in_epoch, steps_per_epoch)
+                plan = [self.dist.shard(order[s * r.batch_size : (s + 1) * r.batch_size]) for s in steps]
+                for step, (idx, raw) in zip(steps, self.batches("train", plan)):
+                    if len(idx) == 0:  # every image of this batch was unreadable (recorded): nothing to learn
+                        state.global_step += 1
+                        state.step_in_epoch = step + 1
+                        progress.update(task, advance=1)
+                        continue
                     for g in self.optimizer.param_groups:
                         g["lr"] = g["base_lr"] * lr_factor(r, epoch + step / steps_per_epoch)
                     flip = (
                         flip_mask(len(idx), self.aug_gen)
-                        if self.recipe.data.augment == "hflip" and "train" not in self.cache
+                        if uses_hflip(self.recipe.data.augment) and "train" not in self.cache
                         else None
                     )
+                    aug = (batch_seed(r.seed, epoch, step, self.dist.rank), {})
                     with torch.autocast("cuda", enabled=self.amp):
-                        y, feats = self.forward_rows("train", idx, augment=True, flip=flip, with_features=True)
+                        y, feats = self.forward_rows(
+                            "train", idx, augment=True, flip=flip, with_features=True, raw=raw, aug=aug
+                        )
                         teacher = self.teacher_batch(idx, flip)
-                        loss, _ = self.batch_loss(y, self.splits.train, idx, teacher, feats)
+                        loss, _ = self.batch_loss(y, self.splits.train, idx, teacher, feats, soft=aug[1].get("soft"))
                     if not torch.isfinite(loss):
                         last = self.run.checkpoint("last")
                         raise EdgetlError(
@@ -417,6 +539,7 @@ class Trainer:
                         return state
                 train_s = time.perf_counter() - t0
                 metrics, val_loss = self.evaluate("val")
+                self.record_bad_images(epoch, bad_before)
                 score = -val_loss if r.select_metric == "loss" else summary_score(metrics, self.kinds, r.select_metric)
                 is_best = score > state.best_score
                 if is_best:
@@ -431,6 +554,7 @@ class Trainer:
                     "frozen_stages": self.k,
                     "epoch_seconds": train_s,
                     "cached": bool(self.cache),
+                    "skipped_images": len(self.bad_images),
                     "val": metrics,
                 }
                 state.history.append(row)
@@ -552,6 +676,7 @@ def train(
         t0 = time.perf_counter()
         trainer.logger = make_logger(logger if dd.is_main else "none", run.dir)
         state = trainer.fit(state, stop_after_steps=stop_after_steps)
+        trainer.loaders.clear()  # image-file loaders: their persistent worker processes end here
         if type(trainer.logger) is not NullLogger:
             full, _ = trainer.evaluate("val", full=True)
             for task, m in full.items():

@@ -1,0 +1,86 @@
+"""`data.augment: [..]`: training augmentation built on torchvision.transforms.v2, run on the training device.
+
+Pixel operations (random_resized_crop, color_jitter, trivial_augment, randaugment) act on each uint8 image
+before normalisation, each example with its own draw; mixup / cutmix then mix the normalised batch and its
+labels (single-label classification only: the recipe refuses them otherwise). `hflip` keeps its own draw
+(`edgetl.data.transforms.flip_mask`, shared with a distillation teacher), so `augment: hflip` and
+`augment: [hflip]` train identically. Every draw comes from a seed derived from (seed, epoch, step, rank): a
+resumed run repeats them exactly, whatever the global RNG state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+PIXEL_OPS = ("random_resized_crop", "color_jitter", "trivial_augment", "randaugment")
+MIX_OPS = ("mixup", "cutmix")
+
+
+def steps_of(augment) -> list:
+    """The recipe's `data.augment` as a list of steps (`none` -> [], `hflip` -> [hflip])."""
+    if augment == "none":
+        return []
+    if augment == "hflip":
+        from edgetl.recipe import AugmentStep
+
+        return [AugmentStep(name="hflip")]
+    return list(augment)
+
+
+def uses_hflip(augment) -> bool:
+    return any(s.name == "hflip" for s in steps_of(augment))
+
+
+def batch_seed(seed: int, epoch: int, step: int, rank: int = 0) -> int:
+    return int(np.random.SeedSequence([seed, epoch, step, rank, 4051]).generate_state(1)[0])
+
+
+class BatchAugment:
+    """The recipe's pixel and mixing steps; `None` from `make` when there are none (only hflip, or none)."""
+
+    def __init__(self, steps: list, image_size: int, num_classes: int | None):
+        from torchvision.transforms import v2
+
+        ops = []
+        for s in steps:
+            if s.name == "random_resized_crop":
+                ops.append(v2.RandomResizedCrop(image_size, scale=tuple(s.scale), ratio=tuple(s.ratio), antialias=True))
+            elif s.name == "color_jitter":
+                ops.append(v2.ColorJitter(s.brightness, s.contrast, s.saturation, s.hue))
+            elif s.name == "trivial_augment":
+                ops.append(v2.TrivialAugmentWide())
+            elif s.name == "randaugment":
+                ops.append(v2.RandAugment(num_ops=s.num_ops, magnitude=s.magnitude))
+        self.pixel = v2.Compose(ops) if ops else None
+        mix = [
+            v2.MixUp(alpha=s.alpha, num_classes=num_classes)
+            if s.name == "mixup"
+            else v2.CutMix(alpha=s.alpha, num_classes=num_classes)
+            for s in steps
+            if s.name in MIX_OPS
+        ]
+        self.mix = None if not mix else mix[0] if len(mix) == 1 else v2.RandomChoice(mix)
+
+    @classmethod
+    def make(cls, recipe, num_classes: int | None) -> BatchAugment | None:
+        steps = [s for s in steps_of(recipe.data.augment) if s.name in PIXEL_OPS + MIX_OPS]
+        if not steps or recipe.input.kind != "image":
+            return None
+        return cls(steps, recipe.input.image_size, num_classes)
+
+    def images(self, batch: list[torch.Tensor]) -> list[torch.Tensor]:
+        """uint8 HxWxC images (on the device) -> augmented uint8 HxWxC, one draw per example."""
+        if self.pixel is None:
+            return batch
+        out = []
+        for im in batch:
+            chw = im.permute(2, 0, 1)
+            if chw.shape[0] == 1:  # colour operations need RGB; the model takes RGB anyway
+                chw = chw.expand(3, -1, -1)
+            out.append(self.pixel(chw).permute(1, 2, 0))
+        return out
+
+    def mixed(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A normalised NCHW batch and its int labels -> mixed batch and soft labels [N, classes]."""
+        return self.mix(x, labels)
