@@ -1,6 +1,7 @@
 """Issue 12 acceptance: memory and time of `edgetl train` on folders of real-size JPEGs, new vs old data path.
 
     python benchmarks/data_pipeline.py [--sizes 1500 15000] [--old-size 1500] [--quickstart] [--skip-old]
+        [--epochs 1] [--cache none|ram|disk] [--key NAME]
 
 Generates image folders of 1024x768 JPEGs from a seed (4 classes: a coloured shape per class on a smooth,
 noisy background; cached under /tmp/edgetl-jpegs-<n>, so reruns skip generation), then trains
@@ -175,11 +176,14 @@ def main() -> None:
     ap.add_argument("--skip-old", action="store_true")
     ap.add_argument("--quickstart", action="store_true", help="also train the in-memory quickstart, new vs old")
     ap.add_argument("--workers", default="auto")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs per run; the table's epoch s is the last one's")
+    ap.add_argument("--cache", default="none", help="data.cache of the new-path runs (none | ram | disk)")
+    ap.add_argument("--key", default="latest", help="the entry of benchmarks/results/data_pipeline.json to (re)write")
     args = ap.parse_args()
 
-    out: dict = {"cpu": _cpu(), "nproc": os.cpu_count(), "runs": {}}
+    out: dict = {"cpu": _cpu(), "cpu_flags": _flags(), "nproc": os.cpu_count(), "runs": {}}
     runs = Path(tempfile.mkdtemp(prefix="edgetl-dp-runs-"))
-    base = ["train.epochs=1"]
+    base = [f"train.epochs={args.epochs}"]
     for n in sorted(set(args.sizes) | ({args.old_size} if not args.skip_old else set())):
         t0 = time.perf_counter()
         root = generate(n)
@@ -189,7 +193,7 @@ def main() -> None:
             REPO,
             REPO / "recipes/imagefolder.yaml",
             f"new_{n}",
-            [*base, f"data.path=/tmp/edgetl-jpegs-{n}", f"data.workers={args.workers}"],
+            [*base, f"data.path=/tmp/edgetl-jpegs-{n}", f"data.workers={args.workers}", f"data.cache={args.cache}"],
             runs,
         )
     if not args.skip_old:
@@ -226,8 +230,20 @@ def main() -> None:
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")
     dest = REPO / "benchmarks/results/data_pipeline.json"
-    dest.write_text(json.dumps(out, indent=2) + "\n")
+    kept = json.loads(dest.read_text()) if dest.exists() else {}  # earlier runs (other machines) stay
+    kept[args.key] = out
+    dest.write_text(json.dumps(kept, indent=2) + "\n")
     print(f"wrote {dest}")
+
+
+def _flags() -> list[str]:
+    """The CPU features INT8 and bf16 speed depend on (AVX-512 VNNI, AMX), as /proc/cpuinfo lists them."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    have = set(text.split())
+    return sorted(f for f in have if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16"})
 
 
 def _cpu() -> str:

@@ -1,6 +1,7 @@
 """Issue 12 acceptance: `edgetl train` on CUDA vs a hand-written PyTorch loop, training images per second.
 
     python benchmarks/gpu_train_throughput.py [--images 10000] [--epochs 2]
+    python benchmarks/gpu_train_throughput.py --smoke    # CPU, tiny: checks the script itself (a test runs it)
 
 Needs one NVIDIA GPU and torch/torchvision; downloads nothing. Two configurations: ResNet-50 at 224 px, batch
 128, and MobileNetV2 at 64 px, batch 32, on 10,000 Fashion-MNIST training images (28x28 grey, uint8). Both sides
@@ -56,7 +57,9 @@ def ensure_fashion_mnist(n: int) -> str:
     return f"synthetic ({d})"
 
 
-def run_edgetl(arch: str, size: int, batch: int, n: int, epochs: int, deterministic: bool, runs: Path) -> float:
+def run_edgetl(
+    arch: str, size: int, batch: int, n: int, epochs: int, deterministic: bool, runs: Path, device: str = "cuda"
+) -> float:
     from edgetl.recipe import recipe_from_dict
     from edgetl.train.loop import train
 
@@ -73,8 +76,8 @@ def run_edgetl(arch: str, size: int, batch: int, n: int, epochs: int, determinis
             "train": {
                 "epochs": epochs,
                 "batch_size": batch,
-                "device": "cuda",
-                "amp": True,
+                "device": device,
+                "amp": device == "cuda",
                 "deterministic": deterministic,
                 "schedule": "constant",
                 "feature_cache": "off",
@@ -85,7 +88,7 @@ def run_edgetl(arch: str, size: int, batch: int, n: int, epochs: int, determinis
     return n / run.metrics()[-1]["epoch_seconds"]
 
 
-def run_handwritten(arch: str, size: int, batch: int, n: int, epochs: int) -> float:
+def run_handwritten(arch: str, size: int, batch: int, n: int, epochs: int, device: str = "cuda") -> float:
     import torch
     import torch.nn.functional as F
     import torchvision
@@ -94,33 +97,35 @@ def run_handwritten(arch: str, size: int, batch: int, n: int, epochs: int) -> fl
 
     raw = load_fashion_mnist()
     rows = np.flatnonzero(raw.split == "train")[:n]
-    dev = torch.device("cuda")
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     x_all = torch.from_numpy(raw.images[rows]).to(dev).permute(0, 3, 1, 2).contiguous()  # uint8 [N, 1, 28, 28]
     names = {c: i for i, c in enumerate(FASHION_CLASSES)}
     y_all = torch.as_tensor([names[raw.columns["label"][i]] for i in rows], dtype=torch.int64, device=dev)
     model = getattr(torchvision.models, arch)(weights=None, num_classes=10).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    scaler = torch.amp.GradScaler("cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     mean = torch.tensor([0.485, 0.456, 0.406], device=dev).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225], device=dev).view(1, 3, 1, 1)
     model.train()
     seconds = 0.0
     for epoch in range(epochs):
         perm = torch.randperm(n, device=dev, generator=torch.Generator(device=dev).manual_seed(epoch))
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         for s in range(0, n, batch):
             idx = perm[s : s + batch]
             xb = x_all[idx].float().expand(-1, 3, -1, -1)
             xb = F.interpolate(xb, size=(size, size), mode="bilinear", align_corners=False)
             xb = (xb / 255.0 - mean) / std
-            with torch.autocast("cuda"):
+            with torch.autocast(dev.type, enabled=cuda):
                 loss = F.cross_entropy(model(xb).float(), y_all[idx])
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-        torch.cuda.synchronize()
+        sync()
         seconds = time.perf_counter() - t0
     return n / seconds
 
@@ -129,27 +134,35 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--epochs", type=int, default=2, help="the last one is timed (the first warms up)")
+    ap.add_argument("--smoke", action="store_true", help="CPU, 48 images at 32 px, batch 8: the script runs (no figure)")
     args = ap.parse_args()
     try:
         import torch
     except ImportError:
         raise SystemExit("gpu_train_throughput: torch is not installed") from None
-    if not torch.cuda.is_available():
+    device, configs = "cuda", CONFIGS
+    if args.smoke:
+        device, configs, args.images, args.epochs = "cpu", [(a, 32, 8) for a, _, _ in CONFIGS], 48, 1
+    elif not torch.cuda.is_available():
         raise SystemExit("gpu_train_throughput: no CUDA device (this benchmark needs one NVIDIA GPU)")
     data = ensure_fashion_mnist(args.images)
-    out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "data": data, "rows": []}
+    name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu (smoke run: not a measurement)"
+    out = {"device": name, "torch": torch.__version__, "data": data, "rows": []}
     runs = Path(tempfile.mkdtemp(prefix="edgetl-gpu-runs-"))
     print(f"{out['device']}, torch {out['torch']}, data: {data}")
     print(f"{'model':<14}{'px':>5}{'batch':>7}{'hand img/s':>12}{'edgetl img/s':>14}{'ratio':>7}{'(det=false)':>13}")
-    for arch, size, batch in CONFIGS:
-        hand = run_handwritten(arch, size, batch, args.images, args.epochs)
-        det = run_edgetl(arch, size, batch, args.images, args.epochs, True, runs)
-        fast = run_edgetl(arch, size, batch, args.images, args.epochs, False, runs)
+    for arch, size, batch in configs:
+        hand = run_handwritten(arch, size, batch, args.images, args.epochs, device)
+        det = run_edgetl(arch, size, batch, args.images, args.epochs, True, runs, device)
+        fast = run_edgetl(arch, size, batch, args.images, args.epochs, False, runs, device)
         row = {"model": arch, "image_size": size, "batch": batch, "handwritten_img_s": hand,
                "edgetl_img_s": det, "edgetl_nondeterministic_img_s": fast,
                "ratio": det / hand, "ratio_nondeterministic": fast / hand}  # fmt: skip
         out["rows"].append(row)
         print(f"{arch:<14}{size:>5}{batch:>7}{hand:>12.0f}{det:>14.0f}{det / hand:>7.2f}{fast / hand:>13.2f}")
+    if args.smoke:
+        print("smoke run: the script works; the figures above are not a measurement")
+        return
     dest = REPO / "benchmarks/results/gpu_train_throughput.json"
     dest.write_text(json.dumps(out, indent=2) + "\n")
     print(f"target: ratio >= 0.85 on both; wrote {dest}")
