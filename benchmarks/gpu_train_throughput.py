@@ -134,7 +134,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--epochs", type=int, default=2, help="the last one is timed (the first warms up)")
-    ap.add_argument("--smoke", action="store_true", help="CPU, 48 images at 32 px, batch 8: the script runs (no figure)")
+    ap.add_argument(
+        "--smoke", action="store_true", help="CPU, 48 images at 32 px, batch 8: the script runs (no figure)"
+    )
     args = ap.parse_args()
     try:
         import torch
