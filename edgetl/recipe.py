@@ -370,12 +370,6 @@ class Recipe(_Strict):
                 f"data.augment: {mixing[0]} mixes labels: only for one single-label classification task "
                 f"(this recipe has {', '.join(f'{t.name} ({t.kind})' for t in self.tasks)})"
             )
-        other = [n for n in steps if n != "hflip"]
-        if other and self.distill is not None:
-            raise ValueError(
-                f"data.augment: {other[0]} with distill: the teacher would see other images than the student "
-                "(only hflip is shared with the teacher)"
-            )
         return self
 
     def to_yaml(self) -> str:

@@ -158,7 +158,7 @@ def validation_message(
     arg = _override_for(e["loc"], overrides or [], tags or {})
     if arg is not None:
         source = f"command-line argument {arg!r}"
-    return f"{source}: {loc or '<top>'}: {msg}{got_s}"
+    return f"{source}: {loc}: {msg}{got_s}" if loc else f"{source}: {msg}{got_s}"  # whole-recipe checks: no field
 
 
 def _override_for(loc: tuple, overrides: list[str], tags: dict) -> str | None:

@@ -13,7 +13,7 @@ import yaml
 from conftest import REPO, tiny_recipe_dict
 
 from edgetl.errors import EdgetlError
-from edgetl.recipe import recipe_from_dict
+from edgetl.recipe import AugmentStep, recipe_from_dict
 
 SMALL = {
     "data.split": {"val_fraction": 0.15, "test_fraction": 0.15, "limit_train": 48, "limit_val": 32, "limit_test": 32},
@@ -189,7 +189,9 @@ def test_hflip_views_cached_once_match_the_teacher_online(teacher_run):
     rec = _student(teacher_run, "self", **{"data.augment": "hflip", "distill.feature": "cosine"})
     splits = load_splits(rec)
     t = Teacher.from_spec(rec, splits, "cpu")
-    assert cached_views("hflip", "image") == ("plain", "hflip") and cached_views("randomcrop", "image") is None
+    assert cached_views("hflip", "image") == ("plain", "hflip")
+    assert cached_views([AugmentStep(name="random_resized_crop")], "image") is None
+    assert cached_views([AugmentStep(name="hflip")], "image") == ("plain", "hflip")
     views = teacher_outputs(t, splits.train, ("plain", "hflip"), features=True, cache_dir=None)
     idx = np.array([3, 50, 7, 90, 0, 61])
     flip = torch.tensor([True, False, True, True, False, False])
@@ -312,3 +314,111 @@ def test_split_seed_keeps_the_rows_across_training_seeds():
     c = load_splits(_recipe(**{"train.seed": 3}))
     assert a.info["indices"] == b.info["indices"] != c.info["indices"]
     assert "seed 5" in b.info["split_from"]
+
+
+# ------------------------------------------------------------------ random augmentations: the teacher online
+AUG = [{"random_resized_crop": {"scale": [0.2, 0.5]}}, "hflip", "mixup"]
+
+
+def _aug_trainer(teacher_run, tmp_path, augment=AUG, own_teacher=False):
+    from edgetl.data import load_splits
+    from edgetl.runs.layout import Run
+    from edgetl.train.distill import Teacher
+    from edgetl.train.loop import Trainer
+
+    rec = _recipe(**{"name": "s", "data.augment": augment, "distill": {"teacher": str(teacher_run.dir)}})
+    splits = load_splits(rec)
+    r = Run(tmp_path / "probe")
+    (r.dir / "checkpoints").mkdir(parents=True)
+    tr = Trainer(rec, r, splits, progress=False)
+    tr.set_freeze(0)
+    if own_teacher:  # the student as its own teacher: same input size and pre-processing
+        teacher = Teacher(tr.model.backbone, tr.model, tr.prep, "cpu", "the student itself")
+    else:
+        teacher = Teacher.from_spec(rec, splits, "cpu")
+    tr.set_teacher(teacher)
+    return tr
+
+
+def _student_input(tr, idx, flip, seed):
+    """The student's model input for one augmented training step (spied on its forward)."""
+    seen = []
+    real = tr.train_forward
+
+    def spy(*a, **k):
+        seen.append(a[0])
+        return real(*a, **k)
+
+    tr.train_forward = spy
+    aug = (seed, {})
+    tr.forward_rows("train", idx, augment=True, flip=flip, aug=aug)
+    tr.train_forward = real
+    return seen[0], aug
+
+
+def test_random_augmentation_teacher_sees_exactly_the_students_draw(teacher_run, tmp_path):
+    """random_resized_crop + hflip + mixup: no per-view cache (draws cannot be enumerated); the teacher redraws
+    the step's crop, flip and mixing from the step's seed. A teacher of the student's size gets the student's
+    very input, and its outputs are those of that input."""
+    from edgetl.evaluate.torch_eval import model_inputs
+    from edgetl.train.teacher_cache import cached_views
+
+    tr = _aug_trainer(teacher_run, tmp_path, own_teacher=True)
+    assert cached_views(tr.recipe.data.augment, "image") is None and tr.teacher_augment is not None
+    idx = np.array([3, 17, 5, 40, 0, 22])
+    flip = torch.tensor([True, False, True, False, False, True])
+    x, aug = _student_input(tr, idx, flip, seed=1234)
+    torch.testing.assert_close(tr.teacher_view(*aug, flip), x, rtol=0, atol=0)
+    plain = model_inputs(tr.prep, tr.splits.train, idx, "cpu")
+    assert x.shape == plain.shape and (x - plain).abs().mean() > 0.1  # it was augmented
+    got = tr.teacher_batch(idx, flip, aug)
+    want = tr.teacher.outputs_inputs(x, "cpu")
+    for k in want:
+        torch.testing.assert_close(got[k], want[k])
+    x2, aug2 = _student_input(tr, idx, flip, seed=99)
+    assert not torch.equal(tr.teacher_view(*aug2, flip), x) and torch.equal(tr.teacher_view(*aug2, flip), x2)
+
+
+def test_random_augmentation_teacher_at_its_own_size_sees_the_same_crop(teacher_run, tmp_path):
+    """A 40 px teacher for a 32 px student: the same crop, flip and mixing drawn at 40 px (brought to 32 px it is
+    the student's input up to resampling, far closer than another step's draw)."""
+    import torch.nn.functional as F
+
+    tr = _aug_trainer(teacher_run, tmp_path)
+    idx = np.arange(8)
+    flip = torch.tensor([True, False] * 4)
+    x, aug = _student_input(tr, idx, flip, seed=7)
+    xt = tr.teacher_view(*aug, flip)
+    assert tuple(xt.shape[-2:]) == (40, 40) and tuple(x.shape[-2:]) == (32, 32)
+    _, other = _student_input(tr, idx, flip, seed=8)
+    down = F.interpolate(xt, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+    down_other = F.interpolate(tr.teacher_view(*other, flip), size=(32, 32), mode="bilinear", antialias=True)
+    same, diff = (down - x).abs().mean(), (down_other - x).abs().mean()
+    assert same < 0.35 * diff, (float(same), float(diff))
+
+
+def test_cutmix_with_a_teacher_of_another_size_is_one_line(teacher_run, tmp_path):
+    with pytest.raises(
+        EdgetlError, match=r"^data.augment: cutmix with distill.teacher .* at 40 px and a student at 32 px"
+    ):
+        _aug_trainer(teacher_run, tmp_path, augment=["cutmix"])
+
+
+def test_stopped_run_resumes_exactly_with_random_augmentation_and_a_teacher(teacher_run, tmp_path):
+    from safetensors.numpy import load_file
+
+    from edgetl.runs.layout import Run
+    from edgetl.train.loop import train
+
+    def rec():
+        over = {"data.augment": AUG, "train.epochs": 2, "train.checkpoint_every_steps": 1}
+        return _recipe(**{"name": "s", "distill": {"teacher": str(teacher_run.dir)}, **over})
+
+    ref = train(rec(), name="ref", runs_dir=tmp_path, progress=False)
+    assert not list((ref.dir / "cache").glob("teacher-*"))  # online: nothing to cache
+    stopped = train(rec(), name="b", runs_dir=tmp_path, progress=False, stop_after_steps=5)
+    resumed = train(None, resume=Run(stopped.dir), progress=False)
+    num = [(r["train_loss"], r["val_loss"], r["score"]) for r in ref.metrics()]
+    assert [(r["train_loss"], r["val_loss"], r["score"]) for r in resumed.metrics()] == num
+    wa, wb = load_file(str(ref.checkpoint("last"))), load_file(str(resumed.checkpoint("last")))
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)

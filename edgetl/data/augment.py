@@ -63,11 +63,13 @@ class BatchAugment:
         self.mix = None if not mix else mix[0] if len(mix) == 1 else v2.RandomChoice(mix)
 
     @classmethod
-    def make(cls, recipe, num_classes: int | None) -> BatchAugment | None:
+    def make(cls, recipe, num_classes: int | None, image_size: int | None = None) -> BatchAugment | None:
+        """`image_size`: the crop's output size when not the recipe's (a distillation teacher's own input size:
+        the same seeded draws then give the same crop at the teacher's resolution)."""
         steps = [s for s in steps_of(recipe.data.augment) if s.name in PIXEL_OPS + MIX_OPS]
         if not steps or recipe.input.kind != "image":
             return None
-        return cls(steps, recipe.input.image_size, num_classes)
+        return cls(steps, image_size or recipe.input.image_size, num_classes)
 
     def images(self, batch: list[torch.Tensor]) -> list[torch.Tensor]:
         """uint8 HxWxC images (on the device) -> augmented uint8 HxWxC, one draw per example."""

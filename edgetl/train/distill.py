@@ -12,7 +12,8 @@ during training: it is not part of the model, so it is never exported.
 The teacher may be any family and resolution (e.g. EfficientNet-Lite0 at 128 px teaching MobileNetV2 at
 32 px): it sees the same raw images as the student, through its own pre-processing (input size and
 normalisation), and the same augmentation draw. Its outputs for the training split (labelled and
-`distill.unlabeled` rows) are computed once per view and cached: see edgetl.train.teacher_cache.
+`distill.unlabeled` rows) are computed once per view and cached (`data.augment` none or hflip: see
+edgetl.train.teacher_cache); with random augmentations it runs online on the student's draw, at its own size.
 """
 
 from __future__ import annotations
@@ -120,6 +121,11 @@ class Teacher:
         x = model_inputs(self.prep, examples, idx, self.device)
         if flip is not None and not isinstance(x, dict):
             x = hflip(x, flip=flip)
+        return self.outputs_inputs(x, device)
+
+    @torch.no_grad()
+    def outputs_inputs(self, x, device) -> dict[str, torch.Tensor]:
+        """Task logits and pooled features (key FEATURES) for inputs already through the teacher's `prep`."""
         feats = self.backbone(**x) if isinstance(x, dict) else self.backbone(x)
         out = dict(self.model.forward_heads(feats)) if self.model is not None else {}
         out[FEATURES] = feats

@@ -123,6 +123,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.cache: dict[str, torch.Tensor] = {}
         self.teacher = None
+        self.teacher_augment: BatchAugment | None = None  # the recipe's random augmentations at the teacher's size
         self.teacher_views: dict[str, dict[str, torch.Tensor]] | None = None  # teacher_cache.teacher_outputs
         self.projection: torch.nn.Module | None = None  # feature distillation only; never exported
         self.stats = {"cache_build_s": 0.0}
@@ -237,13 +238,14 @@ class Trainer:
                 labels = torch.from_numpy(ex.targets[name][idx]).to(self.device)
                 if (labels < 0).any():
                     raise EdgetlError(f"data.augment: mixup/cutmix need a label on every training row (task {name!r})")
+                aug[1]["labels"] = labels
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(aug[0] + 1)
                     x, aug[1]["soft"] = self.augment.mixed(x, labels)
             y, feats = fwd(text=x) if isinstance(x, dict) else fwd(x)
         return (y, feats) if with_features else y
 
-    def augmented_inputs(self, ex, idx, raw, seed: int, _out: dict) -> torch.Tensor:
+    def augmented_inputs(self, ex, idx, raw, seed: int, kept: dict) -> torch.Tensor:
         """uint8 images on the device -> the recipe's pixel augmentations (one draw per example, from `seed`)
         -> pre-processed batch. Mixing happens later, on the normalised batch."""
         if raw is not None:
@@ -252,6 +254,8 @@ class Trainer:
             ims = list(torch.from_numpy(np.ascontiguousarray(ex.images[idx])).to(self.device))
         else:
             ims = [torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in ex.inputs(idx)]
+        if self.teacher is not None:
+            kept["images"] = ims  # the teacher repeats this step's draws on them (`teacher_view`)
         with torch.random.fork_rng(devices=[]):  # torchvision draws from the global RNG: fork it, seed it
             torch.manual_seed(seed)
             ims = self.augment.images(ims)
@@ -510,7 +514,7 @@ class Trainer:
                         y, feats = self.forward_rows(
                             "train", idx, augment=True, flip=flip, with_features=True, raw=raw, aug=aug
                         )
-                        teacher = self.teacher_batch(idx, flip)
+                        teacher = self.teacher_batch(idx, flip, aug)
                         loss, _ = self.batch_loss(y, self.splits.train, idx, teacher, feats, soft=aug[1].get("soft"))
                     if not torch.isfinite(loss):
                         last = self.run.checkpoint("last")
@@ -566,14 +570,56 @@ class Trainer:
                 progress.update(task, info=f"loss {row['train_loss']:.4f} val {_short(metrics)}")
         return state
 
-    def teacher_batch(self, idx, flip=None):
-        """The teacher's outputs for the student's batch: looked up in the per-view cache, or (hook for random
-        augmentations that cannot be enumerated, issue 12) computed online on the same augmented inputs."""
+    def set_teacher(self, teacher) -> None:
+        """A distillation teacher, and the recipe's random augmentations rebuilt at its input size (so that
+        `teacher_batch` repeats each step's draws there). CutMix draws its box in pixels: with a teacher of
+        another input size the box would differ, so that combination is refused."""
+        self.teacher = teacher
+        self.teacher_augment = None
+        if self.augment is None or getattr(teacher.prep, "image_size", None) is None:
+            return
+        t_size, s_size = int(teacher.prep.image_size[0]), int(self.recipe.input.image_size)
+        from edgetl.data.augment import steps_of
+
+        if t_size != s_size and any(st.name == "cutmix" for st in steps_of(self.recipe.data.augment)):
+            raise EdgetlError(
+                f"data.augment: cutmix with distill.teacher {teacher.source} at {t_size} px and a student at "
+                f"{s_size} px: the teacher would see another box; use mixup, or a teacher at {s_size} px"
+            )
+        first = self.recipe.tasks[0].name
+        self.teacher_augment = BatchAugment.make(self.recipe, len(self.splits.labels.get(first) or []) or None, t_size)
+
+    def teacher_batch(self, idx, flip=None, aug: tuple[int, dict] | None = None):
+        """The teacher's outputs for the student's batch: looked up in the per-view cache (augment none or
+        hflip), or computed online on the same augmentation draw as the student (`aug`: the step's seed and
+        what `forward_rows` kept of the batch: the uint8 images before augmentation, the labels)."""
         if self.teacher is None:
             return None
         if self.teacher_views is not None:
             return pick_teacher(self.teacher_views, idx, flip, self.device)
+        if aug is not None and "images" in aug[1] and self.teacher_augment is not None:
+            return self.teacher.outputs_inputs(self.teacher_view(*aug, flip), self.device)
         return self.teacher.outputs_rows(self.splits.train, idx, self.device, flip=flip)
+
+    def teacher_view(self, seed: int, kept: dict, flip=None) -> torch.Tensor:
+        """The student's augmented view, drawn again at the teacher's size: pixel steps with the same seed, the
+        same flips, the same mixing (same lambda and pairing)."""
+        t = self.teacher
+        dev = t.device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            ims = self.teacher_augment.images([a.to(dev) for a in kept["images"]])
+        if len({tuple(a.shape) for a in ims}) == 1:
+            x = t.prep(torch.stack(ims))
+        else:
+            x = t.prep([a.cpu().numpy() for a in ims]).to(dev)
+        if flip is not None:
+            x = hflip(x, flip=flip.to(x.device))
+        if self.teacher_augment.mix is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + 1)
+                x, _ = self.teacher_augment.mixed(x, kept["labels"].to(x.device))
+        return x
 
 
 def _short(metrics: dict) -> str:
@@ -653,7 +699,7 @@ def train(
         if recipe.distill is not None:
             from edgetl.train.distill import Teacher
 
-            trainer.teacher = Teacher.from_spec(recipe, splits, trainer.device)
+            trainer.set_teacher(Teacher.from_spec(recipe, splits, trainer.device))
         state = None
         if resume is not None and trainer.state_path.is_file():
             state = trainer.restore()

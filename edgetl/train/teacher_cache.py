@@ -10,8 +10,10 @@ unlabeled) and the views. A run teacher also keeps a copy in its own `cache/` (w
 of one teacher on the same rows (seeds, variants) compute its outputs once between them. Resume stays exact: the cache is a pure function of that key (re-read, or rebuilt
 identically after a kill), and the flip draws come from the checkpointed augmentation RNG.
 
-Augmentations whose draws cannot be enumerated (random crops, colour jitter: issue 12) get `None` from
-`cached_views`: the teacher then runs online on the same augmented batch (`Trainer.teacher_batch`, the hook).
+Augmentations whose draws cannot be enumerated (random_resized_crop, color_jitter, trivial_augment,
+randaugment, mixup/cutmix) get `None` from `cached_views`: the teacher then runs online on each step's batch
+(`Trainer.teacher_batch`), repeating the student's seeded draws at its own input size: same crop, colour, policy,
+flip and mixing, each at the teacher's resolution.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ from edgetl.train.distill import FEATURES
 CACHE_FORMAT = 1
 
 
-def cached_views(augment: str, input_kind: str) -> tuple[str, ...] | None:
+def cached_views(augment, input_kind: str) -> tuple[str, ...] | None:
     """The views to precompute for `data.augment`, or None: the teacher must run online (random augmentation)."""
-    if augment == "none" or input_kind == "text":
+    from edgetl.data.augment import steps_of
+
+    steps = steps_of(augment) if input_kind != "text" else []
+    if not steps:
         return ("plain",)
-    if augment == "hflip":
+    if all(s.name == "hflip" for s in steps):
         return ("plain", "hflip")
     return None
 
