@@ -161,3 +161,15 @@ def test_grey_images_and_two_channel_refused(tmp_path):
     Image.fromarray(np.zeros((12, 10, 2), dtype=np.uint8), mode="LA").save(la)
     s2 = load_splits(_folder_recipe(root))  # LA converts to RGB, never silently a 2-channel tensor
     assert all(im.shape[-1] in (1, 3) for im in s2.train.inputs(np.arange(len(s2.train))))
+
+
+def test_manifest_row_pointing_nowhere_is_one_line_naming_row_and_file(tmp_path):
+    root = _folder(tmp_path)
+    rows = ["path,kind"] + [f"{c}/{i}.png,{c}" for c in ("cat", "dog") for i in range(6)] + ["cat/ghost.png,cat"]
+    (root / "m.csv").write_text("\n".join(rows) + "\n")
+    d = tiny_recipe_dict()
+    d["data"] = {"source": "csv", "path": str(root / "m.csv"), "split": {"val_fraction": 0.25, "test_fraction": 0.25}}
+    d["tasks"] = [{"name": "kind"}]
+    with pytest.raises(EdgetlError, match=r"m\.csv: row 14: column 'path': .*ghost\.png: not found$") as e:
+        load_splits(recipe_from_dict(d))
+    assert "\n" not in str(e.value)
