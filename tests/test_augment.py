@@ -8,21 +8,13 @@ import pytest
 import torch
 from conftest import tiny_recipe_dict
 from safetensors.numpy import load_file
+from test_resume import SMALL  # the same small, resumable budget
 
 from edgetl.data.augment import BatchAugment, batch_seed, steps_of, uses_hflip
 from edgetl.errors import EdgetlError
 from edgetl.recipe import load_recipe, recipe_from_dict
 from edgetl.runs.layout import Run
 from edgetl.train.loop import train
-
-SMALL = {
-    "data.split.limit_train": 64,
-    "data.split.limit_val": 40,
-    "data.split.limit_test": 40,
-    "train.batch_size": 16,
-    "train.num_threads": 1,
-    "train.epochs": 2,
-}
 
 
 def _recipe(**over):

@@ -422,3 +422,13 @@ def test_stopped_run_resumes_exactly_with_random_augmentation_and_a_teacher(teac
     assert [(r["train_loss"], r["val_loss"], r["score"]) for r in resumed.metrics()] == num
     wa, wb = load_file(str(ref.checkpoint("last"))), load_file(str(resumed.checkpoint("last")))
     assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+
+def test_teacher_view_takes_the_host_path_when_its_resize_needs_it(teacher_run, tmp_path):
+    """No crop step: the images stay at the student's size; a shorter_crop teacher at 40 px crops them per
+    image on the host instead of refusing a batch that is not at its size."""
+    tr = _aug_trainer(teacher_run, tmp_path, augment=["color_jitter"])
+    tr.teacher.prep.resize = "shorter_crop"
+    idx = np.arange(4)
+    _, aug = _student_input(tr, idx, None, seed=3)
+    assert tuple(tr.teacher_view(*aug).shape) == (4, 3, 40, 40)

@@ -102,3 +102,17 @@ def test_tensor_batches_must_already_be_cropped():
     assert prep(torch.zeros(2, 32, 32, 3, dtype=torch.uint8)).shape == (2, 3, 32, 32)
     with pytest.raises(ValueError, match="cropped"):
         prep(torch.zeros(2, 40, 50, 3, dtype=torch.uint8))
+
+
+def test_cache_keys_follow_the_resize():
+    """Feature and teacher caches are keyed by the pre-processing and the rows: another resize is another key."""
+    from edgetl.data.examples import Examples
+    from edgetl.data.lazy import ImageFiles
+    from edgetl.train.cache import _prep_spec, examples_digest
+
+    square = ImagePreprocess((32, 32))
+    crop = ImagePreprocess((32, 32), resize="shorter_crop", crop_pct=0.875)
+    assert _prep_spec(square) != _prep_spec(crop) and "resize" not in _prep_spec(square)
+    im = np.zeros((40, 48, 3), np.uint8)
+    ex = [Examples("image", {}, files=ImageFiles([im], 32, r, 0.875)) for r in ("bilinear", "shorter_crop")]
+    assert examples_digest(ex[0]) != examples_digest(ex[1])

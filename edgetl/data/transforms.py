@@ -63,6 +63,17 @@ class ImagePreprocess:
             x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False, antialias=False)
         return (x * self.scale - self._mean.to(x.device)) / self._std.to(x.device)
 
+    def takes_on_device(self, shape) -> bool:
+        """Whether uint8 images of height x width `shape[:2]` go through as one tensor batch on the device: the
+        square bilinear resize runs there; shorter_crop runs per image on the host unless already cropped."""
+        return self.resize == "bilinear" or tuple(shape[:2]) == tuple(self.image_size)
+
+    def from_device_images(self, ims: list[torch.Tensor], device) -> torch.Tensor:
+        """uint8 HxWxC images on the device (a loader's batch, augmented) -> the model's input on `device`."""
+        if len({tuple(a.shape) for a in ims}) == 1 and self.takes_on_device(ims[0].shape):
+            return self(torch.stack(ims))
+        return self([a.cpu().numpy() for a in ims]).to(device)  # sizes vary, or shorter_crop to do: the host path
+
     def __call__(self, images: np.ndarray | list[np.ndarray] | torch.Tensor) -> torch.Tensor:
         if isinstance(images, torch.Tensor):  # a uint8 batch already on the training device: processed there
             return self._one_size(images)

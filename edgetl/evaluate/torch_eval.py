@@ -12,10 +12,8 @@ from edgetl.runtime.batching import predict_in_batches
 def model_inputs(prep, examples: Examples, idx, device="cpu"):
     """The model's input for rows `idx`: an image tensor, or a dict of token tensors."""
     raw = examples.inputs(idx)
-    on_device = getattr(prep, "resize", None) == "bilinear" or tuple(getattr(raw, "shape", ())[1:3]) == tuple(
-        getattr(prep, "image_size", ())
-    )  # shorter_crop (Pillow) runs on the host unless the images are already cropped
-    if isinstance(raw, np.ndarray) and raw.dtype == np.uint8 and on_device:  # uint8 travels, processed on device
+    if isinstance(raw, np.ndarray) and raw.dtype == np.uint8 and prep.takes_on_device(raw.shape[1:3]):
+        # uint8 travels, processed on the device
         return prep(torch.from_numpy(np.ascontiguousarray(raw)).to(device, non_blocking=True))
     x = prep(raw)
     if isinstance(x, dict):

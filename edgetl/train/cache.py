@@ -41,10 +41,10 @@ def examples_digest(examples: Examples) -> str:
         for im in examples.image_list:
             h.update(repr(im.shape).encode())
             h.update(np.ascontiguousarray(im).tobytes())
-    elif examples.files is not None:  # the files' bytes + the working size they decode to
-        h.update(f"files@{examples.files.size}".encode())
-        for i in range(len(examples.files)):
-            h.update(examples.files.content_hash(i).encode())
+    elif examples.files is not None:  # the files' bytes + the size and resize they decode to
+        from edgetl.data.image_cache import files_key
+
+        h.update(f"files@{files_key(examples.files)}".encode())
     else:
         for t in examples.texts or []:
             b = t.encode("utf-8")
@@ -76,6 +76,8 @@ def _prep_spec(prep) -> dict:
             "mean": list(prep.mean),
             "std": list(prep.std),
             "scale": prep.scale,
+            # shorter_crop gives other pixels (keys of the square bilinear resize stay what they were)
+            **({"resize": prep.resize, "crop_pct": prep.crop_pct} if prep.resize != "bilinear" else {}),
         }
     tok = getattr(prep, "tokenizer", None)
     return {

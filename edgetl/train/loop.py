@@ -259,11 +259,7 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # torchvision draws from the global RNG: fork it, seed it
             torch.manual_seed(seed)
             ims = self.augment.images(ims)
-        if len({tuple(a.shape) for a in ims}) == 1 and (
-            self.prep.resize == "bilinear" or ims[0].shape[0] == ims[0].shape[1] == self.prep.image_size[0]
-        ):
-            return self.prep(torch.stack(ims))
-        return self.prep([a.cpu().numpy() for a in ims]).to(self.device)  # sizes vary: the host path
+        return self.prep.from_device_images(ims, self.device)
 
     def batches(self, split: str, plan: list[np.ndarray]):
         """(rows, uint8 images or None) per planned batch. Image files are read ahead by DataLoader workers and
@@ -609,10 +605,7 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             ims = self.teacher_augment.images([a.to(dev) for a in kept["images"]])
-        if len({tuple(a.shape) for a in ims}) == 1:
-            x = t.prep(torch.stack(ims))
-        else:
-            x = t.prep([a.cpu().numpy() for a in ims]).to(dev)
+        x = t.prep.from_device_images(ims, dev)
         if flip is not None:
             x = hflip(x, flip=flip.to(x.device))
         if self.teacher_augment.mix is not None:
