@@ -12,7 +12,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runtime", ("edgetl.runtime", "edgetl.errors", "edgetl.versions", "edgetl.crash", "edgetl.layers", "edgetl")),
     ("recipe", ("edgetl.recipe",)),
     ("data", ("edgetl.data",)),
-    ("models", ("edgetl.models",)),
+    ("models", ("edgetl.models", "edgetl.tasks")),  # tasks: the torch half of each task kind
     ("evaluate", ("edgetl.evaluate",)),  # metrics and batched inference (torch and ONNX Runtime)
     ("runs", ("edgetl.runs",)),  # run dir layout, checkpoints, a finished run loaded back
     ("train", ("edgetl.train",)),

@@ -23,6 +23,7 @@ from pydantic import (
 
 from edgetl import yaml_model
 from edgetl.errors import EdgetlError
+from edgetl.runtime.tasks import get_kind, kind_recipe_fields
 from edgetl.yaml_model import validate
 
 
@@ -72,7 +73,8 @@ class TextInput(_Strict):
 
 
 # ------------------------------------------------------------------------------------------------------ tasks
-TaskKind = Literal["classification", "multilabel", "regression"]
+# A task kind is a name in the task-kind registry (edgetl.runtime.tasks); the registry says what each kind is.
+TaskKind = str
 
 
 class TaskSpec(_Strict):
@@ -88,6 +90,23 @@ class TaskSpec(_Strict):
     labels: list[str] | None = None  # fixed label order; None: discovered from the training split
     weight: Annotated[float, Field(gt=0)] = 1.0
     dataset: str | None = None  # multi-dataset recipes: which `data.extra` entry carries this task
+
+    @field_validator("kind")
+    @classmethod
+    def _registered_kind(cls, v: str) -> str:
+        try:
+            get_kind(v)
+        except EdgetlError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self):
+        kind = get_kind(self.kind)
+        for f in sorted(kind_recipe_fields() - kind.recipe_fields):
+            if getattr(self, f) is not None:
+                raise ValueError(f"task {self.name!r}: {f} does not apply to a {self.kind} task")
+        return self
 
     @property
     def label_column(self) -> str:
@@ -365,7 +384,7 @@ class Recipe(_Strict):
         if steps and self.input.kind != "image":
             raise ValueError(f"data.augment: {steps[0]} augments images but input.kind is 'text'")
         mixing = [n for n in steps if n in ("mixup", "cutmix")]
-        if mixing and (len(self.tasks) != 1 or self.tasks[0].kind != "classification"):
+        if mixing and (len(self.tasks) != 1 or not get_kind(self.tasks[0].kind).soft_labels):
             raise ValueError(
                 f"data.augment: {mixing[0]} mixes labels: only for one single-label classification task "
                 f"(this recipe has {', '.join(f'{t.name} ({t.kind})' for t in self.tasks)})"

@@ -18,7 +18,7 @@ import numpy as np
 from edgetl.bench.latency import measure_latency, measure_throughput
 from edgetl.bench.report import machine_name
 from edgetl.errors import EdgetlError
-from edgetl.evaluate.metrics import all_task_metrics, primary_score
+from edgetl.evaluate.metrics import all_task_metrics, task_drops
 from edgetl.runtime.artifacts import ARTIFACT_KINDS
 from edgetl.runtime.batching import predict_in_batches
 from edgetl.runtime.cpuload import BUSY_SHARE, WARMUP_S, CpuLoad, default_threads
@@ -309,11 +309,7 @@ def _add_comparisons(rows: list[dict], kinds: dict[str, str]) -> None:
             continue
         r["speedup_vs_fp32"] = base["latency_ms"]["p50_ms"] / r["latency_ms"]["p50_ms"]
         if "metrics" in r:
-            r["drop_vs_fp32"] = {
-                t: (primary_score(kinds[t], base["metrics"][t]) - primary_score(kinds[t], r["metrics"][t]))
-                * (100 if kinds[t] != "regression" else 1)
-                for t in kinds
-            }
+            r["drop_vs_fp32"] = task_drops(base["metrics"], r["metrics"], kinds)
         if r["artifact"] != "fp32" and r["speedup_vs_fp32"] < 1.0 and r.get("precision") in ("int8", "fp16"):
             r["warning"] = f"slower than FP32 on this device ({r['speedup_vs_fp32']:.2f}x)"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edgetl.bench.report import machine_name
 from edgetl.errors import EdgetlError
-from edgetl.runtime.artifacts import headline_value, in_points, infer_kind
+from edgetl.runtime.artifacts import headline_metric, headline_value, in_points, infer_kind
 
 __all__ = [
     "SCHEMA",
@@ -236,7 +236,7 @@ def comparison_table(merged: dict) -> tuple[list[str], list[list[str]]]:
     tasks = merged["tasks"]
     header = (
         ["device", "artifact", "prec", "p50 ms", "p99 ms", "compute p50", "thru /s", "x fp32"]
-        + [f"{t} {'MAE' if k == 'regression' else 'acc'}" for t, k in tasks.items()]
+        + [f"{t} {'acc' if in_points(k) else headline_metric(k).upper()}" for t, k in tasks.items()]
         + ["status"]
     )
     out = []
@@ -257,7 +257,7 @@ def comparison_table(merged: dict) -> tuple[list[str], list[list[str]]]:
                 _f(r.get("compute_p50_ms")),
                 _f(r.get("best_items_per_s"), ".0f"),
                 _f(r.get("speedup_vs_fp32")),
-                *[_f(r["scores"].get(t), ".3f" if k == "regression" else ".2f") for t, k in tasks.items()],
+                *[_f(r["scores"].get(t), ".2f" if in_points(k) else ".3f") for t, k in tasks.items()],
                 str(r.get("status", "-")),
             ]
         )

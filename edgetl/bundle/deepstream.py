@@ -14,8 +14,24 @@ from pathlib import Path
 from edgetl.errors import EdgetlError
 from edgetl.runtime.artifacts import deepstream_choice
 from edgetl.runtime.atomic import atomic_write_text
+from edgetl.runtime.tasks import get_kind
 
 NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
+
+
+OTHER_NETWORK = 100  # nvinfer's "other": raw output tensors attached as metadata, no parser
+
+
+def network_type(bundle: Path, tasks: list[dict]) -> int:
+    """nvinfer's network-type, from the task kinds (each kind declares its own; a kind without one, e.g.
+    regression, rides along as an extra output layer). Kinds that want different parsers cannot share one config."""
+    types = {get_kind(t["kind"]).deepstream_network_type for t in tasks} - {None}
+    if len(types) > 1:
+        kinds = ", ".join(f"{t['name']} ({t['kind']})" for t in tasks)
+        raise EdgetlError(
+            f"{bundle}: tasks {kinds} need different DeepStream network types; one nvinfer config holds one"
+        )
+    return types.pop() if types else OTHER_NETWORK
 
 
 def deepstream_config(
@@ -48,7 +64,7 @@ def deepstream_config(
         "network-input-order": "0",  # NCHW
         "batch-size": str(batch_size),
         "network-mode": str(NETWORK_MODE[entry["precision"]]),
-        "network-type": "1",  # classifier
+        "network-type": str(network_type(bundle, m["tasks"])),
         "process-mode": "2" if secondary else "1",
         "gie-unique-id": str(gie_id),
         "output-blob-names": ";".join(t["output"] for t in m["tasks"]),
@@ -56,6 +72,8 @@ def deepstream_config(
         "maintain-aspect-ratio": "0",
         "symmetric-padding": "0",
     }
+    if props["network-type"] == str(OTHER_NETWORK):
+        props["output-tensor-meta"] = "1"  # no parser for these outputs: the application reads the tensors
     if entry["format"] == "tensorrt":
         props["model-engine-file"] = f"../{entry['file']}"
     return props

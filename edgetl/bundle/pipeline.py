@@ -33,6 +33,7 @@ from edgetl.runs.loaded import LoadedRun, load_run
 from edgetl.runtime.artifacts import artifact_kind, format_headline, headline_value, int8_artifact_for
 from edgetl.runtime.atomic import atomic_write_bytes, atomic_write_text
 from edgetl.runtime.manifest import bundle_file_hashes, onnx_external_data, sha256_file, write_manifest
+from edgetl.runtime.tasks import get_kind
 
 log = logging.getLogger("edgetl")
 
@@ -122,7 +123,7 @@ def resolve_targets(target: str) -> list[str]:
 def calibration_feeds(loaded: LoadedRun, size: int, batch: int = 16) -> tuple[list[dict], dict]:
     """Stratified sample of the TRAINING split (never test), pre-processed exactly like inference."""
     tr = loaded.splits.train
-    first_cls = next((t.name for t in loaded.recipe.tasks if t.kind == "classification"), None)
+    first_cls = next((t.name for t in loaded.recipe.tasks if get_kind(t.kind).stratifies), None)
     idx = calibration_indices(tr, first_cls, size, loaded.recipe.train.seed)
     feeds = [feeds_for(loaded.prep, tr, idx[i : i + batch]) for i in range(0, len(idx), batch)]
     info = {
@@ -354,7 +355,7 @@ def build_fp16(b: BundleBuild) -> None:
 
 def write_labels(b: BundleBuild) -> None:
     for t in b.loaded.recipe.tasks:
-        if b.kinds[t.name] != "regression":
+        if get_kind(b.kinds[t.name]).has_labels:
             atomic_write_text(b.out / "labels" / f"{t.name}.txt", "\n".join(b.loaded.splits.labels[t.name]) + "\n")
 
 

@@ -18,6 +18,8 @@ from edgetl.data.files import load_imagefolder, load_manifest_file
 from edgetl.data.lazy import ImageFiles
 from edgetl.errors import EdgetlError
 from edgetl.recipe import BUILTIN_DATASETS, DataSpec, Recipe, TaskSpec
+from edgetl.runtime.tasks import get_kind
+from edgetl.runtime.tasks import is_missing as _is_missing
 
 log = logging.getLogger("edgetl")
 
@@ -62,56 +64,9 @@ def load_raw(
     return raw
 
 
-def _is_missing(v) -> bool:
-    return v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and not v.strip())
-
-
 def encode_task(task: TaskSpec, values: list, labels: list[str]) -> np.ndarray:
-    """Raw column values -> target array (see Examples); values outside `labels` are errors."""
-    n = len(values)
-    if task.kind == "regression":
-        out = np.full(n, np.nan, dtype=np.float32)
-        for i, v in enumerate(values):
-            if _is_missing(v):
-                continue
-            try:
-                out[i] = float(v)
-            except (TypeError, ValueError, OverflowError):
-                raise EdgetlError(
-                    f"task {task.name!r}: value {str(v)[:40]!r} in column {task.label_column!r} "
-                    "is not a number (or is beyond float range)"
-                ) from None
-        return out
-    pos = {lab: i for i, lab in enumerate(labels)}
-    if task.kind == "classification":
-        out = np.full(n, -1, dtype=np.int64)
-        for i, v in enumerate(values):
-            if _is_missing(v):
-                continue
-            key = str(v).strip()
-            if key not in pos:
-                raise EdgetlError(
-                    f"task {task.name!r}: label {key!r} is not in the declared labels "
-                    f"({', '.join(labels[:12])}{'...' if len(labels) > 12 else ''})"
-                )
-            out[i] = pos[key]
-        return out
-    out = np.zeros((n, len(labels)), dtype=np.float32)
-    for i, v in enumerate(values):
-        if _is_missing(v):
-            out[i] = np.nan
-            continue
-        for key in _split_multi(v):
-            if key not in pos:
-                raise EdgetlError(f"task {task.name!r}: label {key!r} is not in the declared labels")
-            out[i, pos[key]] = 1.0
-    return out
-
-
-def _split_multi(v) -> list[str]:
-    if isinstance(v, (list, tuple)):
-        return [str(x).strip() for x in v if str(x).strip()]
-    return [p.strip() for p in str(v).replace(";", "|").split("|") if p.strip()]
+    """Raw column values -> target array (see Examples), by the task kind's rules; values outside `labels` are errors."""
+    return get_kind(task.kind).encode(values, labels, task.name, task.label_column)
 
 
 def stratified_order(keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -126,13 +81,13 @@ def stratified_order(keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _strata(task: TaskSpec | None, values: list | None, n: int) -> np.ndarray:
-    if task is None or task.kind != "classification":
+    if task is None or not get_kind(task.kind).stratifies:
         return np.zeros(n, dtype=np.int64)
     return np.array([str(v) for v in values])
 
 
 def _labels_for(task: TaskSpec, raw: RawDataset, train_rows: np.ndarray) -> list[str]:
-    if task.kind == "regression":
+    if not get_kind(task.kind).has_labels:
         return []
     if task.labels is not None:
         if len(set(task.labels)) != len(task.labels):
@@ -147,7 +102,7 @@ def _labels_for(task: TaskSpec, raw: RawDataset, train_rows: np.ndarray) -> list
         v = vals[i]
         if _is_missing(v):
             continue
-        seen.update(_split_multi(v) if task.kind == "multilabel" else [str(v).strip()])
+        seen.update(get_kind(task.kind).label_names_in(v))
     return sorted(seen)
 
 
@@ -166,7 +121,7 @@ def make_split_indices(
     """Row indices of train/val/test for one source (`spec` and its `tasks`; default: the recipe's `data`)."""
     s = (spec or recipe.data).split
     rng = np.random.default_rng(recipe.train.seed if s.seed is None else s.seed)
-    first = next((t for t in (tasks if tasks is not None else recipe.tasks) if t.kind == "classification"), None)
+    first = next((t for t in (tasks if tasks is not None else recipe.tasks) if get_kind(t.kind).stratifies), None)
     if s.stratify is not None:
         strata_all = np.array([str(v) for v in raw.columns[s.stratify]])
     else:
@@ -233,14 +188,15 @@ def load_splits(
     targets: dict[str, np.ndarray] = {}
     for task in tasks:
         labels[task.name] = _labels_for(task, raw, parts["train"])
-        if task.kind != "regression" and not labels[task.name]:
+        kind = get_kind(task.kind)
+        if kind.has_labels and not labels[task.name]:
             raise EdgetlError(f"task {task.name!r}: no labels found in column {task.label_column!r}")
         targets[task.name] = encode_task(task, raw.columns[task.label_column], labels[task.name])
         t = targets[task.name]
-        present = (t >= 0) if t.ndim == 1 and t.dtype == np.int64 else ~np.isnan(t if t.ndim == 1 else t[:, 0])
+        present = kind.present(t)
         if not present[parts["train"]].any():
             raise EdgetlError(f"task {task.name!r}: no labelled examples in the train split")
-        if task.kind == "classification":
+        if kind.stratifies:
             train_classes = set(t[parts["train"]][present[parts["train"]]].tolist())
             for split_name in ("val", "test"):
                 rows = parts[split_name]
@@ -294,7 +250,7 @@ def load_splits(
             )
             for k, v in parts.items()
         }
-        if first.kind == "classification"
+        if get_kind(first.kind).stratifies
         else {},
         "indices": {k: v.tolist() for k, v in parts.items()},
         "warnings": warnings,

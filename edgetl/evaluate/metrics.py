@@ -9,82 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from edgetl.runtime.artifacts import headline_score, in_points
-
-
-def _present(target: np.ndarray) -> np.ndarray:
-    if target.dtype == np.int64:
-        return target >= 0
-    if target.ndim == 2:
-        return ~np.isnan(target).any(axis=1)
-    return ~np.isnan(target)
-
-
-def classification_metrics(logits: np.ndarray, target: np.ndarray, labels: list[str], full: bool = False) -> dict:
-    keep = _present(target)
-    y, pred = target[keep], logits[keep].argmax(axis=1)
-    n = len(y)
-    k = len(labels)
-    cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k) if n else np.zeros((k, k), dtype=np.int64)
-    tp = np.diag(cm).astype(np.float64)
-    prec = np.divide(tp, cm.sum(0), out=np.zeros(k), where=cm.sum(0) > 0)
-    rec = np.divide(tp, cm.sum(1), out=np.zeros(k), where=cm.sum(1) > 0)
-    f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros(k), where=(prec + rec) > 0)
-    support = cm.sum(1)
-    m = {
-        "n": int(n),
-        "accuracy": float(tp.sum() / n) if n else float("nan"),
-        "macro_f1": float(f1[support > 0].mean()) if (support > 0).any() else float("nan"),
-    }
-    if full:
-        m["per_class"] = {
-            labels[i]: {
-                "precision": float(prec[i]),
-                "recall": float(rec[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i in range(k)
-        }
-        m["confusion_matrix"] = cm.tolist()
-    return m
-
-
-def multilabel_metrics(logits: np.ndarray, target: np.ndarray, labels: list[str], full: bool = False) -> dict:
-    keep = _present(target)
-    y = target[keep] > 0.5
-    pred = logits[keep] > 0.0
-    tp, fp, fn = (pred & y).sum(), (pred & ~y).sum(), (~pred & y).sum()
-    micro = float(2 * tp / max(2 * tp + fp + fn, 1))
-    m = {
-        "n": int(keep.sum()),
-        "micro_f1": micro,
-        "subset_accuracy": float((pred == y).all(1).mean()) if len(y) else float("nan"),
-        "label_accuracy": float((pred == y).mean()) if len(y) else float("nan"),
-    }
-    if full:
-        m["per_label"] = {
-            lab: {"f1": float(2 * (pred[:, i] & y[:, i]).sum() / max(pred[:, i].sum() + y[:, i].sum(), 1))}
-            for i, lab in enumerate(labels)
-        }
-    return m
-
-
-def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict:
-    keep = _present(target)
-    err = pred.reshape(-1)[keep] - target[keep]
-    return {
-        "n": int(keep.sum()),
-        "mae": float(np.abs(err).mean()) if len(err) else float("nan"),
-        "rmse": float(np.sqrt((err**2).mean())) if len(err) else float("nan"),
-    }
+from edgetl.runtime.tasks import LOWER_IS_BETTER, get_kind
 
 
 def task_metrics(kind: str, output: np.ndarray, target: np.ndarray, labels: list[str], full: bool = False) -> dict:
-    if kind == "classification":
-        return classification_metrics(output, target, labels, full)
-    if kind == "multilabel":
-        return multilabel_metrics(output, target, labels, full)
-    return regression_metrics(output, target)
+    """The kind's own metrics (its registry entry), computed with numpy alike for checkpoints and artifacts."""
+    return get_kind(kind).metrics(output, target, labels, full)
 
 
 def primary_score(kind: str, m: dict) -> float:
@@ -115,8 +45,9 @@ def summary_score(metrics: dict[str, dict], kinds: dict[str, str], select: str =
     if "/" in select:
         task, key = select.split("/", 1)
         v = metrics[task][key]
-        return -v if key in ("mae", "rmse", "loss") else v
-    scores = [primary_score(kinds[t], m) for t, m in metrics.items() if kinds[t] != "regression"]
+        return -v if key in LOWER_IS_BETTER else v
+    # the mean of the accuracy-like headlines; error metrics only when no task has one
+    scores = [primary_score(kinds[t], m) for t, m in metrics.items() if in_points(kinds[t])]
     if not scores:
         scores = [primary_score(kinds[t], m) for t, m in metrics.items()]
     return float(np.mean(scores))

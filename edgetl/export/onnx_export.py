@@ -17,6 +17,7 @@ from edgetl.errors import EdgetlError
 from edgetl.evaluate.onnx_eval import onnx_outputs, ort_session
 from edgetl.evaluate.torch_eval import predict_torch
 from edgetl.models import ExportWrapper
+from edgetl.runtime.tasks import get_kind
 
 log = logging.getLogger("edgetl")
 
@@ -80,8 +81,9 @@ def verify_onnx(loaded, onnx_path: Path, atol: float, samples: int) -> dict:
             raise EdgetlError(f"{onnx_path}: output {t!r} has shape {got.shape}, PyTorch {ref[t].shape}")
         diff = float(np.abs(got - ref[t]).max())
         report["max_abs_diff"][t] = diff
-        if loaded.kinds[t] == "classification":
-            report["top1_agreement"][t] = float((got.argmax(1) == ref[t].argmax(1)).mean())
+        agree = get_kind(loaded.kinds[t]).agreement(ref[t], got)
+        if agree is not None:
+            report["top1_agreement"][t] = agree
         if diff > atol or report["top1_agreement"].get(t, 1.0) < 1.0:
             report["passed"] = False
     return report

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from edgetl.errors import EdgetlError
-from edgetl.models.backbone import PretrainedConfig
+from edgetl.models.backbone import PretrainedConfig, StageInfo
 from edgetl.models.entries import BackboneEntry, register_backbone
 from edgetl.recipe import BackboneSpec
 
@@ -43,6 +43,8 @@ class TextBackbone(nn.Module):
         self.input_names = ["input_ids", "attention_mask"] + (
             ["token_type_ids"] if getattr(model.config, "type_vocab_size", 0) > 1 else []
         )
+        # token states: every stage keeps the sequence (stride None) at the hidden size
+        self.stage_info = [StageInfo(name, self.feature_dim, None) for name in self.stage_names]
 
     def _layers(self):
         enc = getattr(self.model, "encoder", None) or getattr(self.model, "transformer", None)
@@ -61,6 +63,16 @@ class TextBackbone(nn.Module):
             kw["token_type_ids"] = token_type_ids
         hidden = self.model(**kw).last_hidden_state
         return self._pool(hidden, attention_mask)
+
+    def forward_maps(self, input_ids, attention_mask, token_type_ids=None) -> list[torch.Tensor]:
+        """Every stage's token states [B, L, H] (embeddings, then each encoder layer)."""
+        kw = {"input_ids": input_ids, "attention_mask": attention_mask, "output_hidden_states": True}
+        if token_type_ids is not None:
+            kw["token_type_ids"] = token_type_ids
+        return list(self.model(**kw).hidden_states)
+
+    def pool_maps(self, maps: list[torch.Tensor], attention_mask) -> torch.Tensor:
+        return self._pool(maps[-1], attention_mask)
 
     def _pool(self, hidden, attention_mask):
         if self.pooling == "cls":

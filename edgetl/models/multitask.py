@@ -1,4 +1,8 @@
-"""One shared backbone, one head per task; heads attach to pooled features, never to logits."""
+"""One shared backbone, one head per task; heads attach to features, never to logits.
+
+Global kinds (classification, multilabel, regression) take the pooled vector; kinds whose torch entry says
+`takes_maps` take the backbone's stage maps (`forward_maps`). The backbone runs once either way.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,7 @@ import torch
 from torch import nn
 
 from edgetl.recipe import Recipe, TaskSpec
-
-
-def head_outputs(task: TaskSpec, labels: list[str]) -> int:
-    return 1 if task.kind == "regression" else len(labels)
+from edgetl.tasks import get_task_kind
 
 
 class MultiTaskModel(nn.Module):
@@ -18,26 +19,36 @@ class MultiTaskModel(nn.Module):
         self.backbone = backbone
         self.task_names = [t.name for t in tasks]
         self.task_kinds = {t.name: t.kind for t in tasks}
+        kinds = {t.name: get_task_kind(t.kind) for t in tasks}
         self.heads = nn.ModuleDict(
-            {
-                t.name: nn.Sequential(
-                    nn.Dropout(dropout), nn.Linear(backbone.feature_dim, head_outputs(t, labels[t.name]))
-                )
-                for t in tasks
-            }
+            {t.name: kinds[t.name].build_head(backbone, len(labels[t.name]), dropout) for t in tasks}
         )
+        self.map_tasks = frozenset(n for n, k in kinds.items() if k.takes_maps)
 
-    def forward_heads(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+    @property
+    def takes_maps(self) -> bool:
+        """Some head reads the stage maps (so a cache of one frozen stage's output cannot feed it)."""
+        return bool(self.map_tasks)
+
+    def forward_heads(self, features: torch.Tensor, maps: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         out = {}
         for name, head in self.heads.items():
-            y = head(features)
-            out[name] = y.squeeze(-1) if self.task_kinds[name] == "regression" else y
+            y = head(maps) if name in self.map_tasks else head(features)
+            out[name] = get_task_kind(self.task_kinds[name]).shape_output(y)
         return out
 
     def forward(self, x=None, **text_inputs) -> dict[str, torch.Tensor]:
         """Images: model(x). Text: model(input_ids=..., attention_mask=...)."""
-        feats = self.backbone(**text_inputs) if text_inputs else self.backbone(x)
-        return self.forward_heads(feats)
+        if not self.map_tasks:  # global heads only: the pooled vector, the graph every bundle so far has
+            feats = self.backbone(**text_inputs) if text_inputs else self.backbone(x)
+            return self.forward_heads(feats)
+        if text_inputs:
+            maps = self.backbone.forward_maps(**text_inputs)
+            feats = self.backbone.pool_maps(maps, text_inputs["attention_mask"])
+        else:
+            maps = self.backbone.forward_maps(x)
+            feats = self.backbone.pool_maps(maps)
+        return self.forward_heads(feats, maps)
 
 
 class ExportWrapper(nn.Module):
@@ -49,8 +60,8 @@ class ExportWrapper(nn.Module):
 
     def forward(self, *inputs):
         if self.model.backbone.kind == "text":
-            names = self.model.backbone.input_names
-            out = self.model.forward_heads(self.model.backbone(**dict(zip(names, inputs))))
+            kw = dict(zip(self.model.backbone.input_names, inputs))
+            out = self.model(**kw) if self.model.takes_maps else self.model.forward_heads(self.model.backbone(**kw))
         else:
             out = self.model(inputs[0])
         return tuple(out[n] for n in self.model.task_names)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from edgetl.errors import EdgetlError
-from edgetl.models.backbone import ImageBackbone, PretrainedConfig, group_by_resolution
+from edgetl.models.backbone import PROBE, ImageBackbone, PretrainedConfig, group_by_resolution
 from edgetl.models.entries import BackboneEntry, register_backbone
 from edgetl.models.weights import load_state_dict_file
 from edgetl.recipe import BackboneSpec
@@ -94,7 +94,7 @@ def build_timm(arch: str, spec: BackboneSpec, offline_loader=None) -> ImageBackb
         source = str(w)
     dc = model.pretrained_cfg
     mods, names = _stem_blocks(model)
-    stages, stage_names, dim = group_by_resolution(mods, names, torch.zeros(1, 3, 64, 64))
+    stages, stage_names, dim, info = group_by_resolution(mods, names, torch.zeros(1, 3, PROBE, PROBE))
     cfg = PretrainedConfig(
         mean=list(dc.get("mean", (0.485, 0.456, 0.406))),
         std=list(dc.get("std", (0.229, 0.224, 0.225))),
@@ -102,7 +102,7 @@ def build_timm(arch: str, spec: BackboneSpec, offline_loader=None) -> ImageBackb
         weights=w,
         source=source,
     )
-    return ImageBackbone(stages, stage_names, dim, cfg)
+    return ImageBackbone(stages, stage_names, dim, cfg, info)
 
 
 register_backbone(

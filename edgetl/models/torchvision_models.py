@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from edgetl.errors import EdgetlError
-from edgetl.models.backbone import ImageBackbone, PretrainedConfig, group_by_resolution
+from edgetl.models.backbone import PROBE, ImageBackbone, PretrainedConfig, group_by_resolution
 from edgetl.models.entries import BackboneEntry, register_backbone
 from edgetl.models.weights import load_state_dict_file
 from edgetl.recipe import BackboneSpec
@@ -82,9 +82,9 @@ def build_torchvision(name: str, spec: BackboneSpec) -> ImageBackbone:
 
 def _trunk(name: str, model: nn.Module, spec: BackboneSpec, source: str) -> ImageBackbone:
     modules, names = _flat_modules(name, model)
-    stages, stage_names, dim = group_by_resolution(modules, names, torch.zeros(1, 3, 64, 64))
+    stages, stage_names, dim, info = group_by_resolution(modules, names, torch.zeros(1, 3, PROBE, PROBE))
     cfg = PretrainedConfig(weights=spec.weights, source=source)
-    return ImageBackbone(stages, stage_names, dim, cfg)
+    return ImageBackbone(stages, stage_names, dim, cfg, info)
 
 
 def _load_into_backbone(name, model, state, spec) -> ImageBackbone:

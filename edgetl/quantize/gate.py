@@ -34,6 +34,7 @@ import numpy as np
 
 from edgetl.evaluate.metrics import all_task_metrics, task_drops
 from edgetl.runtime.cpuload import BUSY_SHARE
+from edgetl.runtime.tasks import get_kind
 
 
 # ------------------------------------------------------------------------------------------------ scoring
@@ -42,32 +43,19 @@ def within_budget(drop: dict[str, float], max_drop: float) -> bool:
     return all(v <= max_drop + 1e-9 for v in drop.values())
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
 def output_damage(
     ref: dict[str, np.ndarray], got: dict[str, np.ndarray], kinds: dict[str, str], tasks: Sequence[str] | None = None
 ) -> float:
     """How far quantized outputs are from the FP32 ones, summed over `tasks` (default all); 0 = identical.
 
-    classification: mean KL(softmax(ref) || softmax(got)); multilabel: mean binary KL of the sigmoids;
-    regression: mean squared error divided by the variance of the reference.
+    Each task kind measures its own damage (its registry entry): KL of the softmaxes for classification,
+    binary KL of the sigmoids for multilabel, MSE over the reference's variance for regression.
     """
     total = 0.0
     for t in tasks or list(kinds):
         a = np.asarray(ref[t], np.float64).reshape(len(ref[t]), -1)
         b = np.asarray(got[t], np.float64).reshape(len(got[t]), -1)
-        if kinds[t] == "classification":
-            la, lb = _log_softmax(a), _log_softmax(b)
-            total += float((np.exp(la) * (la - lb)).sum(axis=1).mean())
-        elif kinds[t] == "multilabel":
-            pa = np.clip(1 / (1 + np.exp(-a)), 1e-7, 1 - 1e-7)
-            pb = np.clip(1 / (1 + np.exp(-b)), 1e-7, 1 - 1e-7)
-            total += float((pa * np.log(pa / pb) + (1 - pa) * np.log((1 - pa) / (1 - pb))).mean())
-        else:
-            total += float(((a - b) ** 2).mean() / (a.var() + 1e-12))
+        total += get_kind(kinds[t]).damage(a, b)
     return total
 
 

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from edgetl.errors import EdgetlError, UnverifiedError
+from edgetl.runtime.tasks import get_kind
 
 log = logging.getLogger("edgetl")
 
@@ -305,8 +306,9 @@ def compare_to_torch(model: nn.Module, onnx_path: Path, loaded, samples: int) ->
     for t in loaded.model.task_names:
         rep["max_abs_diff"][t] = float(np.abs(got[t] - ref[t]).max())
         rep["logit_range"][t] = float(ref[t].max() - ref[t].min())
-        if loaded.kinds[t] == "classification":
-            rep["top1_agreement"][t] = float((got[t].argmax(1) == ref[t].argmax(1)).mean())
+        agree = get_kind(loaded.kinds[t]).agreement(ref[t], got[t])
+        if agree is not None:
+            rep["top1_agreement"][t] = agree
     return rep
 
 

@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgetl.errors import EdgetlError
-from edgetl.runtime.artifacts import LOWER_IS_BETTER, headline_metric
+from edgetl.runtime.artifacts import headline_metric, in_points
+from edgetl.runtime.tasks import LOWER_IS_BETTER
 
 
 @dataclass
@@ -319,7 +320,8 @@ def compare(runs: list[RunSummary]) -> dict:
                     if base is None:
                         continue
                     kind = r.tasks.get(t)
-                    drop = (base - v) if kind == "regression" else 100 * (base - v)
+                    points = kind is None or in_points(kind)
+                    drop = 100 * (base - v) if points else (base - v)
                     out["export_precision"].append(
                         {
                             "run": r.name,
@@ -328,7 +330,7 @@ def compare(runs: list[RunSummary]) -> dict:
                             "value": v,
                             "fp32": base,
                             "drop": drop,
-                            "unit": "MAE" if kind == "regression" else "points",
+                            "unit": "points" if points else headline_metric(kind).upper(),
                         }
                     )
     from edgetl.reports.distill import distill_verdicts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from edgetl.errors import EdgetlError
+from edgetl.runtime.tasks import get_kind
 
 
 def evaluate_run(run_path, artifact: str = "pytorch", split: str = "test") -> dict:
@@ -52,18 +53,11 @@ def print_eval(result: dict) -> None:
 
     c = Console()
     for task, m in result["tasks"].items():
-        if m["kind"] == "regression":
-            c.print(f"[bold]{task}[/]: MAE {m['mae']:.4f}  RMSE {m['rmse']:.4f}  (n={m['n']})")
+        line = get_kind(m["kind"]).eval_line(m)
+        if "per_class" not in m:  # kinds without a per-class table: one line
+            c.print(f"[bold]{task}[/]: {line}  (n={m['n']})")
             continue
-        if m["kind"] == "multilabel":
-            c.print(
-                f"[bold]{task}[/]: micro-F1 {m['micro_f1']:.4f}  subset acc {m['subset_accuracy']:.4f}  (n={m['n']})"
-            )
-            continue
-        t = Table(
-            title=f"{task}: accuracy {100 * m['accuracy']:.2f}%  macro-F1 {m['macro_f1']:.4f}  "
-            f"({result['artifact']}, {result['split']}, n={m['n']})"
-        )
+        t = Table(title=f"{task}: {line}  ({result['artifact']}, {result['split']}, n={m['n']})")
         for h in ("class", "precision", "recall", "f1", "support"):
             t.add_column(h, justify="right" if h != "class" else "left")
         for lab, pc in m["per_class"].items():

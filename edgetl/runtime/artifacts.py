@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from edgetl.runtime.tasks import get_kind, kind_names
+
 __all__ = [
     "ARTIFACT_KINDS",
     "HEADLINE_METRIC",
@@ -153,12 +155,12 @@ def deepstream_choice(available) -> str | None:
 
 
 # ------------------------------------------------------------------------------------ headline metric per task kind
-HEADLINE_METRIC = {"classification": "accuracy", "multilabel": "micro_f1", "regression": "mae"}
-LOWER_IS_BETTER = frozenset({"mae", "rmse", "loss"})
+# Each kind declares its headline in its registry entry (edgetl.runtime.tasks); this view is for tables and old files.
+HEADLINE_METRIC = {name: get_kind(name).headline for name in kind_names()}
 
 
 def headline_metric(kind: str) -> str:
-    return HEADLINE_METRIC[kind]
+    return get_kind(kind).headline
 
 
 def infer_kind(metrics: dict) -> str | None:
@@ -179,19 +181,14 @@ def headline_value(metrics: dict | None, kind: str | None = None) -> float | Non
 
 def headline_score(kind: str, metrics: dict) -> float:
     """Higher is better: what the accuracy gate and checkpoint selection compare (MAE negated)."""
-    name = headline_metric(kind)
-    return -metrics[name] if name in LOWER_IS_BETTER else metrics[name]
+    return get_kind(kind).headline_score(metrics)
 
 
 def in_points(kind: str) -> bool:
     """Accuracy-like metrics are shown and compared in percentage points; regression errors in their units."""
-    return headline_metric(kind) not in LOWER_IS_BETTER
+    return get_kind(kind).in_points
 
 
 def format_headline(kind: str, value: float | None, unit: bool = False) -> str:
     """'90.40' for accuracy-like metrics (percent), '0.123' (or '0.123 MAE' with `unit`) for regression."""
-    if value is None:
-        return "-"
-    if in_points(kind):
-        return f"{100 * value:.2f}"
-    return f"{value:.3f}" + (f" {headline_metric(kind).upper()}" if unit else "")
+    return get_kind(kind).format_headline(value, unit)

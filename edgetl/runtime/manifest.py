@@ -21,6 +21,7 @@ from typing import Any
 from edgetl.errors import EdgetlError
 from edgetl.runtime.atomic import atomic_write_text
 from edgetl.runtime.limits import MAX_MANIFEST_BYTES, read_limited
+from edgetl.runtime.tasks import get_kind, kind_names
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -44,7 +45,6 @@ __all__ = [
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 
-TASK_KINDS = ("classification", "multilabel", "regression")
 TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -86,7 +86,7 @@ class Task:
     """One model head: its ONNX output and how to read it."""
 
     name: str
-    kind: str  # classification | multilabel | regression
+    kind: str  # a registered task kind (edgetl.runtime.tasks)
     labels: tuple[str, ...]
     output: str
 
@@ -492,11 +492,11 @@ def _text_input(v: _Validator, inp: dict) -> TextInput:
 
 def _task(v: _Validator, raw: object, where: str) -> Task:
     t = v.obj(raw, where)
-    kind = v.choice(t, "kind", TASK_KINDS, where)
+    kind = v.choice(t, "kind", kind_names(), where)  # the task-kind registry (edgetl.runtime.tasks)
     labels = v.req(t, "labels", list, "a list of strings", where)
     if not all(isinstance(x, str) for x in labels):
         v.fail(f"{where}.labels", "a list of strings", labels)
-    if kind != "regression" and not labels:
+    if get_kind(kind).has_labels and not labels:
         v.fail(f"{where}.labels", f"a non-empty list of strings for a {kind} task", labels)
     name = v.req(t, "name", str, "a task name", where)
     output = v.req(t, "output", str, "the ONNX output name", where)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -32,31 +30,9 @@ from edgetl.runtime.manifest import (
     verify_files,
 )
 from edgetl.runtime.preprocess import ImagePreprocessor, TextEncoder
+from edgetl.runtime.tasks import TaskPrediction, get_kind
 
 __all__ = ["Predictor", "TaskPrediction", "default_artifact_name", "external_data_names"]
-
-
-@dataclass(frozen=True)
-class TaskPrediction:
-    """One task's prediction for one input; fields that do not apply to the task's kind are None.
-
-    classification: label, index, score (softmax probability of the label), scores (all probabilities).
-    multilabel: labels (sigmoid > 0.5), scores (all sigmoid probabilities).
-    regression: value (a float, or a list for several targets).
-    """
-
-    task: str
-    kind: str
-    label: str | None = None
-    index: int | None = None
-    score: float | None = None
-    scores: list[float] | None = None
-    labels: list[str] | None = None
-    value: float | list[float] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields that apply, JSON-ready."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def default_artifact_name(manifest: Manifest) -> str:
@@ -219,30 +195,9 @@ class Predictor:
         out = np.asarray(out, dtype=np.float32)
         n = out.shape[0] if out.ndim else 1
         out = out.reshape(n, -1)
-        if task.kind == "regression":
-            return [
-                TaskPrediction(task.name, task.kind, value=row[0] if len(row) == 1 else row) for row in out.tolist()
-            ]
-        if out.shape[1] != len(task.labels):
-            raise EdgetlError(
-                f"task {task.name!r}: the model gives {out.shape[1]} scores but {MANIFEST_NAME} lists "
-                f"{len(task.labels)} labels"
-            )
-        labels = task.labels
-        if task.kind == "classification":
-            z = out - out.max(axis=1, keepdims=True)
-            np.exp(z, out=z)
-            z /= z.sum(axis=1, keepdims=True)
-            best = z.argmax(axis=1).tolist()
-            return [
-                TaskPrediction(task.name, task.kind, label=labels[i], index=i, score=row[i], scores=row)
-                for i, row in zip(best, z.tolist())
-            ]
-        probs = 0.5 + 0.5 * np.tanh(0.5 * out)  # multilabel: sigmoid, without exp overflow warnings
-        return [
-            TaskPrediction(task.name, task.kind, labels=[labels[j] for j, p in enumerate(row) if p > 0.5], scores=row)
-            for row in probs.tolist()
-        ]
+        kind = get_kind(task.kind)
+        kind.check_output_width(task.name, out.shape[1], task.labels, MANIFEST_NAME)
+        return kind.decode(task.name, out, task.labels)
 
     # -------------------------------------------------------------------------------- description
 

@@ -196,6 +196,7 @@ def cache_usable(recipe, model, k: int) -> bool:
         or k <= 0
         or recipe.data.augment != "none"
         or not recipe.train.freeze.freeze_bn
+        or getattr(model, "takes_maps", False)  # the cache holds one stage's output; dense heads read every stage
     ):
         return False
     return True

@@ -8,12 +8,7 @@ teacher, dataset mixing. Checks that need the built model (freeze depth vs the b
 from __future__ import annotations
 
 from edgetl.errors import EdgetlError
-
-METRICS = {
-    "classification": ("accuracy", "macro_f1"),
-    "multilabel": ("micro_f1", "subset_accuracy", "label_accuracy"),
-    "regression": ("mae", "rmse"),
-}
+from edgetl.runtime.tasks import get_kind
 
 
 def check_recipe(recipe) -> None:
@@ -51,12 +46,14 @@ def check_select_metric(recipe) -> None:
         return
     task, sep, key = sel.partition("/")
     if not sep or task not in kinds:
-        options = ["mean_accuracy", "loss"] + [f"{t}/{m}" for t, k in kinds.items() for m in METRICS[k]]
+        options = ["mean_accuracy", "loss"] + [
+            f"{t}/{m}" for t, k in kinds.items() for m in get_kind(k).metrics_selectable
+        ]
         raise EdgetlError(f"train.select_metric: {sel!r} is not one of: {', '.join(options)}")
-    if key not in METRICS[kinds[task]]:
+    if key not in get_kind(kinds[task]).metrics_selectable:
         raise EdgetlError(
             f"train.select_metric: task {task!r} is {kinds[task]}; its metrics are "
-            f"{', '.join(METRICS[kinds[task]])} (got {key!r})"
+            f"{', '.join(get_kind(kinds[task]).metrics_selectable)} (got {key!r})"
         )
 
 
@@ -64,8 +61,13 @@ def check_distill(recipe) -> None:
     from edgetl.models.registry import get_backbone_entry
     from edgetl.recipe import BackboneSpec
     from edgetl.runs.layout import open_run
+    from edgetl.tasks import get_task_kind
     from edgetl.train.distill import check_teacher_tasks
 
+    for t in recipe.tasks:  # each kind says whether (and why not) it can learn from a teacher
+        why = get_task_kind(t.kind).distill_refusal
+        if why:
+            raise EdgetlError(f"distill.teacher: task {t.name!r} is {t.kind}, which cannot be distilled: {why}")
     spec = recipe.distill.teacher
     if isinstance(spec, BackboneSpec):
         entry = get_backbone_entry(spec.name)

@@ -27,6 +27,7 @@ from torch import nn
 from edgetl.data.transforms import hflip
 from edgetl.errors import EdgetlError
 from edgetl.evaluate.torch_eval import model_inputs
+from edgetl.runtime.tasks import get_kind
 
 FEATURES = "__features__"  # key of the teacher's pooled features among its outputs
 
@@ -70,7 +71,11 @@ class Teacher:
         t_labels = run.splits()["labels"]
         check_teacher_tasks(recipe, t_recipe, spec)
         for task in recipe.tasks:
-            if splits is not None and task.kind != "regression" and t_labels[task.name] != splits.labels[task.name]:
+            if (
+                splits is not None
+                and get_kind(task.kind).has_labels
+                and t_labels[task.name] != splits.labels[task.name]
+            ):
                 raise EdgetlError(
                     f"distill.teacher {spec}: task {task.name!r} has labels "
                     f"{_short(t_labels[task.name])}, the student {_short(splits.labels[task.name])}"

@@ -8,21 +8,11 @@ split settings the data did not use.
 
 from __future__ import annotations
 
-import numpy as np
 import yaml
 
 from edgetl.data.examples import DataSplits
 from edgetl.recipe import Recipe
-
-
-def _class_counts(target: np.ndarray, labels: list[str], kind: str) -> dict[str, int]:
-    if kind == "classification":
-        t = target[target >= 0]
-        return {labels[i]: int(c) for i, c in enumerate(np.bincount(t, minlength=len(labels)))}
-    if kind == "multilabel":
-        ok = ~np.isnan(target[:, 0])
-        return {lab: int(c) for lab, c in zip(labels, target[ok].sum(axis=0).astype(int))}
-    return {}
+from edgetl.runtime.tasks import get_kind
 
 
 def run_summary(
@@ -46,17 +36,7 @@ def run_summary(
             "column": t.label_column,
             "missing_labels": info.get("missing_labels", {}).get(t.name, {}),
         }
-        if t.kind == "regression":
-            vals = train_t[~np.isnan(train_t)]
-            entry["train_values"] = {
-                "n": int(len(vals)),
-                "mean": float(vals.mean()) if len(vals) else None,
-                "min": float(vals.min()) if len(vals) else None,
-                "max": float(vals.max()) if len(vals) else None,
-            }
-        else:
-            entry["classes"] = list(splits.labels[t.name])
-            entry["train_counts"] = _class_counts(train_t, splits.labels[t.name], t.kind)
+        entry.update(get_kind(t.kind).train_description(train_t, splits.labels[t.name]))
         tasks.append(entry)
     freeze = recipe.train.freeze
     return {
@@ -101,13 +81,7 @@ def summary_lines(s: dict) -> list[str]:
         miss_s = (
             f"; missing labels {miss} ({', '.join(f'{k} {v}' for k, v in t['missing_labels'].items())})" if miss else ""
         )
-        if t["kind"] == "regression":
-            v = t["train_values"]
-            what = f"{v['n']} train values" + (f", {v['min']:.3g}..{v['max']:.3g}" if v["n"] else "")
-        else:
-            counts = t["train_counts"]
-            shown = ", ".join(f"{k} {c}" for k, c in list(counts.items())[:12])
-            what = f"{len(t['classes'])} classes (train: {shown}{', ...' if len(counts) > 12 else ''})"
+        what = get_kind(t["kind"]).summary_text(t)
         lines.append(f"task {t['name']} ({t['kind']}, column {t['column']!r}): {what}{miss_s}")
     f = s["frozen_stages"]
     lines.append(
