@@ -265,10 +265,18 @@ def _print_manifest_summary(bundle: Path) -> None:
     from rich.table import Table
 
     from edgetl.runtime.artifacts import format_headline
+    from edgetl.runtime.tasks import get_kind
 
     m = json.loads((bundle / "manifest.json").read_text())
     t = Table(title=f"bundle {bundle}")
-    for h in ("artifact", "precision", "target", "size MB", *[f"{x['name']} acc" for x in m["tasks"]], "notes"):
+    for h in (
+        "artifact",
+        "precision",
+        "target",
+        "size MB",
+        *[f"{x['name']} {get_kind(x['kind']).table_label}" for x in m["tasks"]],
+        "notes",
+    ):
         t.add_column(h)
     for name, a in m["artifacts"].items():
         gate = (a.get("quantization") or {}).get("gate") or {}
@@ -601,10 +609,14 @@ def predict(
     artifact: Annotated[str | None, typer.Option(help="Artifact to run (default: the bundle's default).")] = None,
     skip_verify: SkipVerifyOpt = False,
     as_json: JsonOpt = False,
+    mask_dir: Annotated[
+        Path | None, typer.Option(help="Segmentation: write each mask as a coloured PNG here (<input>.<task>.png).")
+    ] = None,
 ):
     """Run a deploy bundle on inputs with the device runtime (no torch needed)."""
     from edgetl.runtime import Predictor
     from edgetl.runtime.manifest import resolve_bundle_dir
+    from edgetl.runtime.outputs import prediction_rows, text_line
     from edgetl.runtime.verify import verify_bundle
 
     bundle = resolve_bundle_dir(bundle)  # a run dir means its export/, as in `edgetl bench`
@@ -616,20 +628,12 @@ def predict(
         for p in items:
             if not Path(p).is_file():
                 raise EdgetlError(f"input image not found: {p}")
-    results = pred.predict(items)
-    out = [{"input": i, **{t: r.to_dict() for t, r in res.items()}} for i, res in zip(items, results)]
+    out = prediction_rows(items, pred.predict(items), mask_dir)
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return
     for row in out:
-        parts = []
-        for t in pred.tasks:
-            r = row[t.name]
-            parts.append(
-                f"{t.name}={r.get('label', r.get('labels', r.get('value')))}"
-                + (f" ({r['score']:.3f})" if "score" in r else "")
-            )
-        typer.echo(f"{row['input']}: " + "  ".join(parts))
+        typer.echo(text_line(row, {t.name: t.kind for t in pred.tasks}))
 
 
 # ------------------------------------------------------------------------------------------------- devices

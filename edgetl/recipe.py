@@ -90,6 +90,11 @@ class TaskSpec(_Strict):
     labels: list[str] | None = None  # fixed label order; None: discovered from the training split
     weight: Annotated[float, Field(gt=0)] = 1.0
     dataset: str | None = None  # multi-dataset recipes: which `data.extra` entry carries this task
+    # segmentation only (each kind accepts its own fields: edgetl.runtime.tasks, `recipe_fields`)
+    ignore_index: Annotated[int, Field(ge=0, le=65535)] | None = None  # mask value counted nowhere (default 255)
+    dice_weight: Annotated[float, Field(ge=0)] | None = None  # add dice loss x this to cross-entropy (default 0)
+    class_weights: list[Annotated[float, Field(ge=0)]] | None = None  # cross-entropy weight per class
+    output_format: Literal["classmap", "logits"] | None = None  # exported: uint8 argmax map (default) or logits
 
     @field_validator("kind")
     @classmethod
@@ -114,7 +119,7 @@ class TaskSpec(_Strict):
 
 
 # ------------------------------------------------------------------------------------------------------- data
-BUILTIN_DATASETS = ("fashion-mnist", "digits", "bbc-news")
+BUILTIN_DATASETS = ("fashion-mnist", "digits", "bbc-news", "fashion-scenes")
 
 
 class SplitSpec(_Strict):
@@ -194,6 +199,10 @@ class DataSpec(_Strict):
     path_column: str = "path"  # csv/jsonl image manifests
     text_column: str = "text"  # csv/jsonl text manifests
     split_column: str | None = None  # optional column with train/val/test per row
+    # segmentation masks: a folder mirroring an image folder (`masks`, same relative path, .png), or a manifest
+    # column of mask paths (`mask_column`, relative to the manifest); the task's `column` then names it
+    masks: str | None = None
+    mask_column: str | None = None
     split: SplitSpec = SplitSpec()
     # A row without a label in a single-task recipe: `error` (name the file and rows) or `skip` (drop the rows
     # and report how many). Multi-task / multi-dataset recipes mask a missing label out of that task only.
@@ -380,6 +389,14 @@ class Recipe(_Strict):
             raise ValueError(f"data.source {self.data.source!r} is text but input.kind is 'image'")
         if self.input.kind == "text" and self.data.source in ("fashion-mnist", "digits", "imagefolder", "webdataset"):
             raise ValueError(f"input.kind is 'text' but data.source {self.data.source!r} holds images")
+        dense = [t for t in self.tasks if get_kind(t.kind).dense]
+        if dense and self.input.kind != "image":
+            raise ValueError(f"task {dense[0].name!r} is {dense[0].kind}: it needs image input, not {self.input.kind}")
+        if dense and self.input.resize == "shorter_crop":
+            raise ValueError(
+                f"input.resize: shorter_crop crops the image but task {dense[0].name!r} ({dense[0].kind}) predicts "
+                "every pixel of it; use squash (or auto)"
+            )
         steps = [] if isinstance(self.data.augment, str) else [s.name for s in self.data.augment]
         if steps and self.input.kind != "image":
             raise ValueError(f"data.augment: {steps[0]} augments images but input.kind is 'text'")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from edgetl.bench.report import machine_name
 from edgetl.errors import EdgetlError
-from edgetl.runtime.artifacts import headline_metric, headline_value, in_points, infer_kind
+from edgetl.runtime.artifacts import headline_value, in_points, infer_kind
+from edgetl.runtime.tasks import get_kind
 
 __all__ = [
     "SCHEMA",
@@ -236,7 +237,7 @@ def comparison_table(merged: dict) -> tuple[list[str], list[list[str]]]:
     tasks = merged["tasks"]
     header = (
         ["device", "artifact", "prec", "p50 ms", "p99 ms", "compute p50", "thru /s", "x fp32"]
-        + [f"{t} {'acc' if in_points(k) else headline_metric(k).upper()}" for t, k in tasks.items()]
+        + [f"{t} {get_kind(k).table_label}" for t, k in tasks.items()]
         + ["status"]
     )
     out = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgetl.runtime.artifacts import format_headline, headline_value, in_points, infer_kind
+from edgetl.runtime.tasks import get_kind
 
 
 def machine_name(system: dict) -> str:
@@ -40,8 +41,8 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """One row per artifact: latency at batch 1 (end to end), best throughput, speed-up and accuracy per task."""
     tasks = report["tasks"]
     header = (
-        ["artifact", "prec", "MB", "p50 ms", "p90 ms", "p99 ms", "compute p50", "thru /s", "x fp32"]
-        + [f"{t} acc" for t in tasks]
+        ["artifact", "prec", "MB", "p50 ms", "p90 ms", "p99 ms", "compute p50", "frame p50", "thru /s", "x fp32"]
+        + [f"{t} {get_kind(k).table_label}" for t, k in tasks.items()]
         + ["status"]
     )
     rows = []
@@ -60,6 +61,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
                 f"{lat['p90_ms']:.2f}" if "p90_ms" in lat else "-",
                 f"{lat['p99_ms']:.2f}" if "p99_ms" in lat else "-",
                 f"{r['compute_latency_ms']['p50_ms']:.2f}" if "compute_latency_ms" in r else "-",
+                f"{r['frame_latency_ms']['p50_ms']:.2f}" if "frame_latency_ms" in r else "-",
                 f"{thr:.0f}" if thr else "-",
                 f"{r['speedup_vs_fp32']:.2f}" if "speedup_vs_fp32" in r else "-",
                 *[_acc(r, t, k) for t, k in tasks.items()],

@@ -25,7 +25,7 @@ OTHER_NETWORK = 100  # nvinfer's "other": raw output tensors attached as metadat
 def network_type(bundle: Path, tasks: list[dict]) -> int:
     """nvinfer's network-type, from the task kinds (each kind declares its own; a kind without one, e.g.
     regression, rides along as an extra output layer). Kinds that want different parsers cannot share one config."""
-    types = {get_kind(t["kind"]).deepstream_network_type for t in tasks} - {None}
+    types = {get_kind(t["kind"]).deepstream_network(t) for t in tasks} - {None}
     if len(types) > 1:
         kinds = ", ".join(f"{t['name']} ({t['kind']})" for t in tasks)
         raise EdgetlError(
@@ -72,6 +72,10 @@ def deepstream_config(
         "maintain-aspect-ratio": "0",
         "symmetric-padding": "0",
     }
+    if props["network-type"] != "1":
+        del props["classifier-threshold"]
+    for t in m["tasks"]:  # what a kind's own nvinfer parser needs (segmentation: classes, threshold)
+        props.update(get_kind(t["kind"]).deepstream_properties(t))
     if props["network-type"] == str(OTHER_NETWORK):
         props["output-tensor-meta"] = "1"  # no parser for these outputs: the application reads the tensors
     if entry["format"] == "tensorrt":

@@ -374,7 +374,13 @@ def write_bundle_manifest(b: BundleBuild) -> str:
         "backbone": recipe.backbone.name,
         "input": b.input_spec,
         "tasks": [
-            {"name": t.name, "kind": t.kind, "labels": b.loaded.splits.labels[t.name], "output": t.name}
+            {
+                "name": t.name,
+                "kind": t.kind,
+                "labels": b.loaded.splits.labels[t.name],
+                "output": t.name,
+                **get_kind(t.kind).manifest_fields(t),
+            }
             for t in recipe.tasks
         ],
         "artifacts": artifacts,

@@ -2,7 +2,9 @@
 
 Pixel operations (random_resized_crop, color_jitter, trivial_augment, randaugment) act on each uint8 image
 before normalisation, each example with its own draw; mixup / cutmix then mix the normalised batch and its
-labels (single-label classification only: the recipe refuses them otherwise). `hflip` keeps its own draw
+labels (single-label classification only: the recipe refuses them otherwise). Segmentation masks travel with
+their image through the same draw as `tv_tensors.Mask` (geometry with nearest neighbour, filled with the ignore
+value; colour steps leave them alone). `hflip` keeps its own draw
 (`edgetl.data.transforms.flip_mask`, shared with a distillation teacher), so `augment: hflip` and
 `augment: [hflip]` train identically. Every draw comes from a seed derived from (seed, epoch, step, rank): a
 resumed run repeats them exactly, whatever the global RNG state.
@@ -32,6 +34,13 @@ def uses_hflip(augment) -> bool:
     return any(s.name == "hflip" for s in steps_of(augment))
 
 
+def _fit_mask(m: torch.Tensor, size) -> torch.Tensor:
+    """A class map to `size` with nearest neighbour (masks are kept at the model's size, images may differ)."""
+    if tuple(m.shape[-2:]) == tuple(size):
+        return m
+    return torch.nn.functional.interpolate(m[None, None].float(), size=tuple(size), mode="nearest")[0, 0].to(m.dtype)
+
+
 def batch_seed(seed: int, epoch: int, step: int, rank: int = 0) -> int:
     return int(np.random.SeedSequence([seed, epoch, step, rank, 4051]).generate_state(1)[0])
 
@@ -40,8 +49,12 @@ class BatchAugment:
     """The recipe's pixel and mixing steps; `None` from `make` when there are none (only hflip, or none)."""
 
     def __init__(self, steps: list, image_size: int, num_classes: int | None):
+        from torchvision import tv_tensors
         from torchvision.transforms import v2
 
+        from edgetl.runtime.tasks.segmentation import IGNORE
+
+        fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE}  # pixels moved in from outside count nowhere
         ops = []
         for s in steps:
             if s.name == "random_resized_crop":
@@ -49,9 +62,9 @@ class BatchAugment:
             elif s.name == "color_jitter":
                 ops.append(v2.ColorJitter(s.brightness, s.contrast, s.saturation, s.hue))
             elif s.name == "trivial_augment":
-                ops.append(v2.TrivialAugmentWide())
+                ops.append(v2.TrivialAugmentWide(fill=fill))
             elif s.name == "randaugment":
-                ops.append(v2.RandAugment(num_ops=s.num_ops, magnitude=s.magnitude))
+                ops.append(v2.RandAugment(num_ops=s.num_ops, magnitude=s.magnitude, fill=fill))
         self.pixel = v2.Compose(ops) if ops else None
         mix = [
             v2.MixUp(alpha=s.alpha, num_classes=num_classes)
@@ -82,6 +95,27 @@ class BatchAugment:
                 chw = chw.expand(3, -1, -1)
             out.append(self.pixel(chw).permute(1, 2, 0))
         return out
+
+    def images_and_masks(
+        self, batch: list[torch.Tensor], masks: dict[str, torch.Tensor]
+    ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        """Like `images`, with each example's masks ([N, H, W] per dense task) moved by the same draw."""
+        if self.pixel is None:
+            return batch, masks
+        from torchvision import tv_tensors
+
+        out_ims: list[torch.Tensor] = []
+        out_masks: dict[str, list[torch.Tensor]] = {k: [] for k in masks}
+        for i, im in enumerate(batch):
+            chw = im.permute(2, 0, 1)
+            if chw.shape[0] == 1:
+                chw = chw.expand(3, -1, -1)
+            ms = {k: tv_tensors.Mask(_fit_mask(v[i], chw.shape[-2:])) for k, v in masks.items()}
+            img, ms = self.pixel(tv_tensors.Image(chw), ms)
+            out_ims.append(img.as_subclass(torch.Tensor).permute(1, 2, 0))
+            for k, m in ms.items():
+                out_masks[k].append(_fit_mask(m.as_subclass(torch.Tensor), masks[k].shape[-2:]))
+        return out_ims, {k: torch.stack(v) for k, v in out_masks.items()}
 
     def mixed(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A normalised NCHW batch and its int labels -> mixed batch and soft labels [N, classes]."""

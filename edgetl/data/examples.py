@@ -3,7 +3,8 @@
 Images stay uint8 (small, exact) until a batch is pre-processed; images from files stay paths (`files`,
 decoded on demand by `edgetl.data.lazy`) so memory does not grow with the dataset; targets are encoded per task:
 classification int64 with -1 = missing, multilabel float32 multi-hot with NaN rows = missing,
-regression float32 with NaN = missing. Missing targets are masked out of losses and metrics.
+regression float32 with NaN = missing, segmentation uint8 class maps [N, H, W] (255 = ignored; lazy `MaskFiles`
+for masks on disk). Missing targets are masked out of losses and metrics.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgetl.data.lazy import ImageFiles
+from edgetl.data.masks import take_rows
 
 
 @dataclass
@@ -29,6 +31,8 @@ class RawDataset:
     split: np.ndarray | None = None  # per-row "train" / "val" / "test" when the source defines one
     sources: list[str] | None = None  # per-row file path, for duplicate checks and error messages
     class_names: dict[str, list[str]] = field(default_factory=dict)  # canonical label order per column
+    # per-pixel targets per column (segmentation masks): uint8 [N, H, W] in memory, or lazy `MaskFiles`
+    dense: dict[str, object] = field(default_factory=dict)
 
     def __len__(self) -> int:
         if self.images is not None:
@@ -64,7 +68,7 @@ class Examples:
         idx = np.asarray(idx, dtype=np.int64)
         return Examples(
             kind=self.kind,
-            targets={k: v[idx] for k, v in self.targets.items()},
+            targets={k: take_rows(v, idx) for k, v in self.targets.items()},
             images=None if self.images is None else self.images[idx],
             image_list=None if self.image_list is None else [self.image_list[i] for i in idx],
             files=None if self.files is None else self.files.take(idx),

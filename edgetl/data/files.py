@@ -57,6 +57,33 @@ def load_imagefolder(root: str | Path) -> RawDataset:
     )
 
 
+def load_mask_folder(root: str | Path, masks: str | Path) -> RawDataset:
+    """Segmentation data: every image under `root` (optionally in train/val/test sub-folders), its mask at the
+    same relative path under `masks` (.png); class names from classes.txt in `masks` or `root`."""
+    from edgetl.data.masks import MaskFiles, masks_beside, read_classes_file
+
+    root, mask_root = Path(root), Path(masks)
+    if not root.is_dir():
+        raise EdgetlError(f"data.path: image folder not found: {root}")
+    images = sorted(
+        str(p)
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and mask_root.resolve() not in p.resolve().parents
+    )
+    if not images:
+        raise EdgetlError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    mask_paths = masks_beside(images, root, mask_root)
+    for f in images:
+        regular_file(f, "image")
+    first = [Path(p).relative_to(root).parts[0] for p in images]
+    split = np.array(first) if set(first) <= {"train", "val", "test"} else None
+    classes_file = next((d / "classes.txt" for d in (mask_root, root) if (d / "classes.txt").is_file()), None)
+    names = {"mask": read_classes_file(classes_file)} if classes_file else {}
+    raw = _images_dataset(str(root), images, {"mask": mask_paths}, list(images), split, names)
+    raw.dense["mask"] = MaskFiles(mask_paths)
+    return raw
+
+
 def _images_dataset(name, paths, columns, sources, split, class_names) -> RawDataset:
     """Paths only: nothing is decoded here (memory stays flat however large the folder)."""
     return RawDataset(
@@ -120,14 +147,21 @@ def load_manifest_file(
     text_column: str,
     label_columns: list[str],
     split_column: str | None,
+    mask_column: str | None = None,
 ) -> RawDataset:
-    """CSV/JSONL: one row per example; image paths are relative to the manifest's folder."""
+    """CSV/JSONL: one row per example; image (and mask) paths are relative to the manifest's folder."""
     path = Path(path)
     rows = _read_rows(path, fmt)
-    need = [text_column if kind == "text" else path_column, *label_columns]
+    label_columns = [c for c in label_columns if c != mask_column]
+    need = [text_column if kind == "text" else path_column, *label_columns, *([mask_column] if mask_column else [])]
     if split_column:
         need.append(split_column)
-    setting = {path_column: "data.path_column", text_column: "data.text_column", split_column: "data.split_column"}
+    setting = {
+        path_column: "data.path_column",
+        text_column: "data.text_column",
+        split_column: "data.split_column",
+        mask_column: "data.mask_column",
+    }
     for n, row in enumerate(rows, 2 if fmt == "csv" else 1):
         for col in need:
             if col not in row:
@@ -159,4 +193,19 @@ def load_manifest_file(
         regular_file(p, f"{path}: row {n}: column {path_column!r}")
         images.append(str(p))
         sources.append(str(p))
-    return _images_dataset(str(path), images, columns, sources, split, {})
+    raw = _images_dataset(str(path), images, columns, sources, split, {})
+    if mask_column:
+        from edgetl.data.masks import MaskFiles, read_classes_file
+
+        masks = []
+        for n, r in enumerate(rows, 2 if fmt == "csv" else 1):
+            m = Path(str(r[mask_column]))
+            m = m if m.is_absolute() else path.parent / m
+            if not m.exists():
+                raise EdgetlError(f"{path}: row {n}: mask {m} (column {mask_column!r}) does not exist")
+            masks.append(str(m))
+        raw.columns[mask_column] = masks
+        raw.dense[mask_column] = MaskFiles(masks)
+        if (path.parent / "classes.txt").is_file():
+            raw.class_names[mask_column] = read_classes_file(path.parent / "classes.txt")
+    return raw

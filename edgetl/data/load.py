@@ -14,8 +14,9 @@ import numpy as np
 
 from edgetl.data.builtin import load_builtin
 from edgetl.data.examples import DataSplits, Examples, RawDataset
-from edgetl.data.files import load_imagefolder, load_manifest_file
+from edgetl.data.files import load_imagefolder, load_manifest_file, load_mask_folder
 from edgetl.data.lazy import ImageFiles
+from edgetl.data.masks import take_rows
 from edgetl.errors import EdgetlError
 from edgetl.recipe import BUILTIN_DATASETS, DataSpec, Recipe, TaskSpec
 from edgetl.runtime.tasks import get_kind
@@ -34,6 +35,8 @@ def load_raw(
 ) -> RawDataset:
     if spec.source in BUILTIN_DATASETS:
         raw = load_builtin(spec.source, download=spec.download)
+    elif spec.source == "imagefolder" and spec.masks:
+        raw = load_mask_folder(spec.path, spec.masks)
     elif spec.source == "imagefolder":
         raw = load_imagefolder(spec.path)
     elif spec.source == "webdataset":
@@ -42,7 +45,14 @@ def load_raw(
         raw = load_webdataset(spec.path, spec.split_column)
     else:
         raw = load_manifest_file(
-            spec.path, spec.source, kind, spec.path_column, spec.text_column, label_columns, spec.split_column
+            spec.path,
+            spec.source,
+            kind,
+            spec.path_column,
+            spec.text_column,
+            label_columns,
+            spec.split_column,
+            spec.mask_column,
         )
     if raw.kind != kind:
         raise EdgetlError(f"{where}.source {spec.source!r} holds {raw.kind} examples but input.kind is {kind!r}")
@@ -69,6 +79,35 @@ def encode_task(task: TaskSpec, values: list, labels: list[str]) -> np.ndarray:
     return get_kind(task.kind).encode(values, labels, task.name, task.label_column)
 
 
+def dense_column(task: TaskSpec, raw: RawDataset) -> str:
+    """The mask column of a dense task: its `column`, else the source's only mask column."""
+    if task.label_column not in raw.dense and len(raw.dense) == 1:
+        return next(iter(raw.dense))
+    return task.label_column
+
+
+def dense_targets(task: TaskSpec, raw: RawDataset, labels: list[str], size: int | None):
+    """A dense task's per-pixel targets at the working size: in-memory masks encoded now, mask files checked once
+    (size, class indices) and kept lazy."""
+    from edgetl.data.masks import MaskFiles, check_masks, encode_mask
+    from edgetl.runtime.tasks.segmentation import resize_nearest
+
+    src = raw.dense.get(dense_column(task, raw))
+    ignore = task.ignore_index if task.ignore_index is not None else 255
+    if src is None:
+        raise EdgetlError(
+            f"task {task.name!r}: {raw.name} has no masks for column {task.label_column!r} "
+            "(image folders: data.masks; manifests: data.mask_column)"
+        )
+    if isinstance(src, MaskFiles):
+        check_masks(raw.files.items if raw.files is not None else [], src.paths, len(labels), ignore)
+        return MaskFiles(src.paths, size, len(labels), ignore)
+    out = encode_mask(src, len(labels), ignore, f"{raw.name} masks")
+    if size is not None and out.shape[1:] != (size, size):
+        out = np.stack([resize_nearest(m, (size, size)) for m in out])
+    return out
+
+
 def stratified_order(keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A permutation in which every prefix is (nearly) class-proportional: take its first n for a stratified sample."""
     perm = rng.permutation(len(keys))
@@ -93,9 +132,14 @@ def _labels_for(task: TaskSpec, raw: RawDataset, train_rows: np.ndarray) -> list
         if len(set(task.labels)) != len(task.labels):
             raise EdgetlError(f"task {task.name!r}: labels contain duplicates")
         return list(task.labels)
-    col = task.label_column
+    col = dense_column(task, raw) if get_kind(task.kind).dense else task.label_column
     if col in raw.class_names and raw.class_names[col]:
         return list(raw.class_names[col])
+    if get_kind(task.kind).dense:
+        raise EdgetlError(
+            f"task {task.name!r}: {task.kind} needs its class names: tasks[].labels, or a classes.txt (one name per "
+            "line, line 1 = class index 0) beside the masks or the manifest"
+        )
     vals = raw.columns[col]
     seen: set[str] = set()
     for i in train_rows:
@@ -159,7 +203,10 @@ def load_splits(
     if recipe.extra_data:
         raw, tasks, dataset_ids, sources, auto_parts = combine_sources(recipe, split_indices is None)
     else:
-        label_columns = sorted({t.label_column for t in recipe.tasks} | _stratify_columns(recipe.data))
+        # dense tasks read mask columns (raw.dense), checked by `dense_targets`
+        label_columns = sorted(
+            {t.label_column for t in recipe.tasks if not get_kind(t.kind).dense} | _stratify_columns(recipe.data)
+        )
         raw = load_raw(
             recipe.data, recipe.input.kind, label_columns, image_size=_image_size(recipe), resize=_resize(recipe)
         )
@@ -175,7 +222,7 @@ def load_splits(
         parts = auto_parts
     split_from, fractions_used = _split_origin(recipe, raw, parts) if not recipe.extra_data else ("per dataset", [])
     missing_info: dict = {}
-    if not recipe.extra_data and len(tasks) == 1:
+    if not recipe.extra_data and len(tasks) == 1 and not get_kind(tasks[0].kind).dense:  # masks: every row has one
         parts, missing_info = _single_task_missing(recipe, raw, tasks[0], parts)
     for name in ("train", "val"):
         if len(parts[name]) == 0:
@@ -191,7 +238,10 @@ def load_splits(
         kind = get_kind(task.kind)
         if kind.has_labels and not labels[task.name]:
             raise EdgetlError(f"task {task.name!r}: no labels found in column {task.label_column!r}")
-        targets[task.name] = encode_task(task, raw.columns[task.label_column], labels[task.name])
+        if kind.dense:
+            targets[task.name] = dense_targets(task, raw, labels[task.name], _image_size(recipe))
+        else:
+            targets[task.name] = encode_task(task, raw.columns[task.label_column], labels[task.name])
         t = targets[task.name]
         present = kind.present(t)
         if not present[parts["train"]].any():
@@ -220,7 +270,7 @@ def load_splits(
     def make(rows: np.ndarray) -> Examples:
         return Examples(
             kind=raw.kind,
-            targets={k: v[rows] for k, v in targets.items()},
+            targets={k: take_rows(v, rows) for k, v in targets.items()},
             images=None if raw.images is None else raw.images[rows],
             image_list=None if raw.image_list is None else [raw.image_list[i] for i in rows],
             files=None if raw.files is None else raw.files.take(rows),

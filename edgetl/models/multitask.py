@@ -19,6 +19,7 @@ class MultiTaskModel(nn.Module):
         self.backbone = backbone
         self.task_names = [t.name for t in tasks]
         self.task_kinds = {t.name: t.kind for t in tasks}
+        self.task_specs = {t.name: t for t in tasks}
         kinds = {t.name: get_task_kind(t.kind) for t in tasks}
         self.heads = nn.ModuleDict(
             {t.name: kinds[t.name].build_head(backbone, len(labels[t.name]), dropout) for t in tasks}
@@ -64,7 +65,8 @@ class ExportWrapper(nn.Module):
             out = self.model(**kw) if self.model.takes_maps else self.model.forward_heads(self.model.backbone(**kw))
         else:
             out = self.model(inputs[0])
-        return tuple(out[n] for n in self.model.task_names)
+        m = self.model
+        return tuple(get_task_kind(m.task_kinds[n]).export_output(out[n], m.task_specs[n]) for n in m.task_names)
 
 
 def build_model(recipe: Recipe, labels: dict[str, list[str]]) -> MultiTaskModel:

@@ -53,9 +53,7 @@ def output_damage(
     """
     total = 0.0
     for t in tasks or list(kinds):
-        a = np.asarray(ref[t], np.float64).reshape(len(ref[t]), -1)
-        b = np.asarray(got[t], np.float64).reshape(len(got[t]), -1)
-        total += get_kind(kinds[t]).damage(a, b)
+        total += get_kind(kinds[t]).damage(np.asarray(ref[t], np.float64), np.asarray(got[t], np.float64))
     return total
 
 

@@ -89,6 +89,7 @@ class Task:
     kind: str  # a registered task kind (edgetl.runtime.tasks)
     labels: tuple[str, ...]
     output: str
+    output_format: str | None = None  # dense kinds: "classmap" (uint8 argmax in the graph) or "logits"
 
 
 @dataclass(frozen=True)
@@ -500,7 +501,10 @@ def _task(v: _Validator, raw: object, where: str) -> Task:
         v.fail(f"{where}.labels", f"a non-empty list of strings for a {kind} task", labels)
     name = v.req(t, "name", str, "a task name", where)
     output = v.req(t, "output", str, "the ONNX output name", where)
-    return Task(name=name, kind=kind, labels=tuple(labels), output=output)
+    fmt = v.opt(t, "output_format", str, "'classmap' or 'logits'", where)
+    if fmt is not None and fmt not in ("classmap", "logits"):
+        v.fail(f"{where}.output_format", "'classmap' or 'logits'", fmt)
+    return Task(name=name, kind=kind, labels=tuple(labels), output=output, output_format=fmt)
 
 
 def _artifact(v: _Validator, name: str, raw: object) -> Artifact:

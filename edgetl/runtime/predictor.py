@@ -163,14 +163,23 @@ class Predictor:
         return self._run(self.preprocess(x))
 
     def predict(self, x: object) -> dict[str, TaskPrediction] | list[dict[str, TaskPrediction]]:
-        """{task name: TaskPrediction} for one input; a list of those for a list of inputs."""
-        outputs = self.predict_arrays(x)
-        results = self.postprocess(outputs)
+        """{task name: TaskPrediction} for one input; a list of those for a list of inputs. Dense predictions
+        (segmentation masks) come back at each input image's own size."""
+        if self._text is None and self.dense:
+            feeds_x, sizes = self._image.with_sizes(x)  # type: ignore[union-attr]
+            results = self.postprocess(self._run({self.manifest.input.name: feeds_x}), sizes)  # type: ignore[union-attr]
+        else:
+            results = self.postprocess(self.predict_arrays(x))
         return results if self.is_batch(x) else results[0]
 
-    def postprocess(self, outputs: dict[str, np.ndarray]) -> list[dict[str, TaskPrediction]]:
-        """Raw batched outputs -> one {task: TaskPrediction} per input."""
-        per_task = [self._task_predictions(t, outputs[t.output]) for t in self.tasks]
+    @property
+    def dense(self) -> bool:
+        """Some task predicts per pixel (its predictions are mapped back to the input image's size)."""
+        return any(get_kind(t.kind).dense for t in self.tasks)
+
+    def postprocess(self, outputs: dict[str, np.ndarray], sizes: list | None = None) -> list[dict[str, TaskPrediction]]:
+        """Raw batched outputs -> one {task: TaskPrediction} per input; `sizes`: original (h, w) per input."""
+        per_task = [self._task_predictions(t, outputs[t.output], sizes) for t in self.tasks]
         n = len(per_task[0])
         return [{t.name: preds[i] for t, preds in zip(self.tasks, per_task)} for i in range(n)]
 
@@ -191,13 +200,14 @@ class Predictor:
             parts.append(self.backend.run(chunk))
         return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
 
-    def _task_predictions(self, task: Task, out: np.ndarray) -> list[TaskPrediction]:
-        out = np.asarray(out, dtype=np.float32)
-        n = out.shape[0] if out.ndim else 1
-        out = out.reshape(n, -1)
+    def _task_predictions(self, task: Task, out: np.ndarray, sizes: list | None = None) -> list[TaskPrediction]:
         kind = get_kind(task.kind)
-        kind.check_output_width(task.name, out.shape[1], task.labels, MANIFEST_NAME)
-        return kind.decode(task.name, out, task.labels)
+        out = np.asarray(out)
+        if not kind.dense:
+            out = np.asarray(out, dtype=np.float32)
+            out = out.reshape(out.shape[0] if out.ndim else 1, -1)
+            kind.check_output_width(task.name, out.shape[1], task.labels, MANIFEST_NAME)
+        return kind.decode(task.name, out, task.labels, sizes)
 
     # -------------------------------------------------------------------------------- description
 

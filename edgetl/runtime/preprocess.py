@@ -234,18 +234,22 @@ class ImagePreprocessor:
 
     def __call__(self, x: object) -> np.ndarray:
         """Always returns a batch (N, C, H, W) float32; a single image gives N = 1."""
+        return self.with_sizes(x)[0]
+
+    def with_sizes(self, x: object) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """The batch, and each input image's original (height, width) (dense predictions are mapped back)."""
         items = list(x) if self.is_batch(x) else [x]  # type: ignore[call-overload]
         if not items:
             raise EdgetlError("got an empty list of images")
         h, w = self.image_size
         out = np.empty((len(items), self.channels, h, w), dtype=np.float32)
         single = len(items) == 1 and not self.is_batch(x)
-        for i, item in enumerate(items):
-            self._one(item, out[i], "image" if single else f"image {i}")
-        return out
+        sizes = [self._one(item, out[i], "image" if single else f"image {i}") for i, item in enumerate(items)]
+        return out, sizes
 
-    def _one(self, item: object, dst: np.ndarray, what: str) -> None:
+    def _one(self, item: object, dst: np.ndarray, what: str) -> tuple[int, int]:
         arr = self._as_hwc(item, what)  # (H, W, C), C in (1, 3)
+        size = (int(arr.shape[0]), int(arr.shape[1]))
         c = arr.shape[2]
         if c != self.channels and c != 1:
             raise EdgetlError(
@@ -266,6 +270,7 @@ class ImagePreprocessor:
         np.multiply(arr.transpose(2, 0, 1), self.scale, out=dst)
         dst -= self.mean
         dst /= self.std
+        return size
 
     def _as_hwc(self, item: object, what: str) -> np.ndarray:
         if isinstance(item, (str, os.PathLike)):

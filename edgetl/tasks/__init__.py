@@ -8,6 +8,7 @@ from edgetl.tasks.base import TorchTaskKind
 from edgetl.tasks.classification import Classification
 from edgetl.tasks.multilabel import Multilabel
 from edgetl.tasks.regression import Regression
+from edgetl.tasks.segmentation import Segmentation
 
 __all__ = ["TorchTaskKind", "get_task_kind", "register_task_kind"]
 
@@ -23,7 +24,7 @@ def register_task_kind(kind: TorchTaskKind) -> TorchTaskKind:
     return kind
 
 
-for _k in (Classification(), Multilabel(), Regression()):
+for _k in (Classification(), Multilabel(), Regression(), Segmentation()):
     register_task_kind(_k)
 
 

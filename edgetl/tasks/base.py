@@ -35,10 +35,18 @@ class TorchTaskKind:
         """The head's raw output -> what losses, metrics and the ONNX output see."""
         return y
 
-    def loss(self, out: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor | None:
-        """Mean loss over the examples that carry this task's label; None when none in the batch do."""
+    def loss(
+        self, out: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0, spec=None
+    ) -> torch.Tensor | None:
+        """Mean loss over the examples that carry this task's label; None when none in the batch do. `spec`: the
+        recipe's task entry, for kinds with options of their own."""
         raise NotImplementedError
 
     def kd_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
         """Distillation term against the teacher's raw outputs."""
         raise NotImplementedError
+
+    def export_output(self, y: torch.Tensor, spec=None) -> torch.Tensor:
+        """What the exported graph outputs for this task (its raw output, unless the kind post-processes in the
+        graph: a segmentation class map)."""
+        return y

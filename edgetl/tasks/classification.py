@@ -10,7 +10,7 @@ from edgetl.tasks.base import TorchTaskKind
 class Classification(TorchTaskKind):
     name = "classification"
 
-    def loss(self, out, target, label_smoothing=0.0):
+    def loss(self, out, target, label_smoothing=0.0, spec=None):
         keep = target >= 0
         if not keep.any():
             return None

@@ -11,7 +11,7 @@ from edgetl.tasks.base import TorchTaskKind
 class Multilabel(TorchTaskKind):
     name = "multilabel"
 
-    def loss(self, out, target, label_smoothing=0.0):
+    def loss(self, out, target, label_smoothing=0.0, spec=None):
         keep = ~torch.isnan(target).any(dim=1)
         if not keep.any():
             return None

@@ -14,7 +14,7 @@ class Regression(TorchTaskKind):
     def shape_output(self, y):
         return y.squeeze(-1)
 
-    def loss(self, out, target, label_smoothing=0.0):
+    def loss(self, out, target, label_smoothing=0.0, spec=None):
         keep = ~torch.isnan(target)
         if not keep.any():
             return None

@@ -36,6 +36,7 @@ from edgetl.runs import checkpoint as ckpt
 from edgetl.runs.layout import DEFAULT_RUNS_DIR, Run, new_run_dir, write_json
 from edgetl.runtime.artifacts import headline_value
 from edgetl.runtime.atomic import atomic_write_text, storage_error
+from edgetl.runtime.tasks import get_kind
 from edgetl.train.cache import build_cache, cache_key, cache_usable
 from edgetl.train.checks import check_model, check_recipe
 from edgetl.train.distill import FEATURES, make_projection
@@ -82,6 +83,10 @@ class TrainForward(torch.nn.Module):
             feats = cached if k >= bb.num_stages else bb.forward_suffix(cached, k)
         elif text is not None:
             feats = bb(**text)
+        elif self.model.takes_maps:  # dense heads read every stage's map; global heads their pooled vector
+            maps = bb.forward_maps(x)
+            feats = bb.pool_maps(maps)
+            return self.model.forward_heads(feats, maps), feats
         else:
             feats = bb(x)
         return self.model.forward_heads(feats), feats
@@ -113,7 +118,10 @@ class Trainer:
         check_model(recipe, self.model)
         self.prep = make_preprocess(recipe, self.model.backbone)
         self.kinds = {t.name: t.kind for t in recipe.tasks}
+        self.specs = {t.name: t for t in recipe.tasks}
         self.weights = {t.name: t.weight for t in recipe.tasks}
+        # tasks with a target per pixel: augmentation moves their masks with the image
+        self.dense_tasks = [t.name for t in recipe.tasks if get_kind(t.kind).dense]
         self.amp = recipe.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.show_progress = progress
@@ -232,7 +240,11 @@ class Trainer:
             else:
                 x = model_inputs(self.prep, ex, idx, self.device)
             if augment and uses_hflip(self.recipe.data.augment) and not isinstance(x, dict):
+                if flip is None and self.dense_tasks:
+                    flip = flip_mask(len(idx), self.aug_gen)
                 x = hflip(x, self.aug_gen, flip=flip)
+            if augment and aug is not None and self.dense_tasks:
+                aug[1]["dense"] = self.moved_masks(ex, idx, aug[1].get("dense"), flip)
             if augment and aug is not None and self.augment is not None and self.augment.mix is not None:
                 (name,) = self.kinds
                 labels = torch.from_numpy(ex.targets[name][idx]).to(self.device)
@@ -258,8 +270,23 @@ class Trainer:
             kept["images"] = ims  # the teacher repeats this step's draws on them (`teacher_view`)
         with torch.random.fork_rng(devices=[]):  # torchvision draws from the global RNG: fork it, seed it
             torch.manual_seed(seed)
-            ims = self.augment.images(ims)
+            if self.dense_tasks:
+                ims, kept["dense"] = self.augment.images_and_masks(ims, self.masks_of(ex, idx))
+            else:
+                ims = self.augment.images(ims)
         return self.prep.from_device_images(ims, self.device)
+
+    def masks_of(self, ex, idx) -> dict[str, torch.Tensor]:
+        """The dense tasks' masks of rows `idx`, uint8 [N, H, W] on the training device."""
+        return {n: torch.from_numpy(np.ascontiguousarray(ex.targets[n][idx])).to(self.device) for n in self.dense_tasks}
+
+    def moved_masks(self, ex, idx, masks: dict | None, flip: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The masks of an augmented batch: those the pixel steps moved (or the rows' own), flipped like the images."""
+        masks = masks if masks is not None else self.masks_of(ex, idx)
+        if flip is None or not flip.any():
+            return masks
+        f = flip.to(self.device)[:, None, None]
+        return {n: torch.where(f, m.flip(-1), m) for n, m in masks.items()}
 
     def batches(self, split: str, plan: list[np.ndarray]):
         """(rows, uint8 images or None) per planned batch. Image files are read ahead by DataLoader workers and
@@ -349,7 +376,10 @@ class Trainer:
         metrics = all_task_metrics(outputs, targets, self.kinds, self.splits.labels, full)
         return metrics, loss_sum / max(n, 1)
 
-    def batch_loss(self, y: dict[str, torch.Tensor], ex, idx, teacher: dict | None = None, feats=None, soft=None):
+    def batch_loss(
+        self, y: dict[str, torch.Tensor], ex, idx, teacher: dict | None = None, feats=None, soft=None, dense=None
+    ):
+        """`dense`: the augmented masks of dense tasks (else the rows' own targets)."""
         # 0 * outputs: a graph even when no row of the batch carries any label (every task masked out)
         total = sum(v.float().sum() for v in y.values()) * 0.0
         parts = {}
@@ -359,13 +389,16 @@ class Trainer:
             parts["feature_kd"] = float(fl.detach())
             total = total + d.feature_weight * fl
         for name, kind in self.kinds.items():
-            target = torch.from_numpy(ex.targets[name][idx]).to(self.device)
+            if dense is not None and name in dense:
+                target = dense[name]
+            else:
+                target = torch.from_numpy(np.ascontiguousarray(ex.targets[name][idx])).to(self.device)
             if soft is not None:  # mixup / cutmix: the batch's mixed labels (one classification task)
                 loss = torch.nn.functional.cross_entropy(
                     y[name].float(), soft.float(), label_smoothing=self.recipe.train.label_smoothing
                 )
             else:
-                loss = task_loss(kind, y[name], target, self.recipe.train.label_smoothing)
+                loss = task_loss(kind, y[name], target, self.recipe.train.label_smoothing, self.specs[name])
             if teacher is not None and name in teacher:
                 kd = kd_loss(kind, y[name], teacher[name], d.temperature)
                 parts[f"{name}/kd"] = float(kd.detach())
@@ -511,7 +544,15 @@ class Trainer:
                             "train", idx, augment=True, flip=flip, with_features=True, raw=raw, aug=aug
                         )
                         teacher = self.teacher_batch(idx, flip, aug)
-                        loss, _ = self.batch_loss(y, self.splits.train, idx, teacher, feats, soft=aug[1].get("soft"))
+                        loss, _ = self.batch_loss(
+                            y,
+                            self.splits.train,
+                            idx,
+                            teacher,
+                            feats,
+                            soft=aug[1].get("soft"),
+                            dense=aug[1].get("dense"),
+                        )
                     if not torch.isfinite(loss):
                         last = self.run.checkpoint("last")
                         raise EdgetlError(

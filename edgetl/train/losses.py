@@ -8,9 +8,12 @@ import torch.nn.functional as F
 from edgetl.tasks import get_task_kind
 
 
-def task_loss(kind: str, out: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor | None:
-    """Mean loss over the examples that carry this task's label; None when none in the batch do (the kind's own)."""
-    return get_task_kind(kind).loss(out, target, label_smoothing)
+def task_loss(
+    kind: str, out: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0, spec=None
+) -> torch.Tensor | None:
+    """Mean loss over the examples that carry this task's label; None when none in the batch do (the kind's own;
+    `spec`: the recipe's task entry, for kind options such as class weights)."""
+    return get_task_kind(kind).loss(out, target, label_smoothing, spec)
 
 
 def kd_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

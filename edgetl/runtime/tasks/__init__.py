@@ -14,6 +14,7 @@ from edgetl.runtime.tasks.base import LOWER_IS_BETTER, TaskKind, TaskPrediction,
 from edgetl.runtime.tasks.classification import Classification
 from edgetl.runtime.tasks.multilabel import Multilabel
 from edgetl.runtime.tasks.regression import Regression
+from edgetl.runtime.tasks.segmentation import Segmentation
 
 __all__ = [
     "LOWER_IS_BETTER",
@@ -37,7 +38,7 @@ def register_kind(kind: TaskKind) -> TaskKind:
     return kind
 
 
-for _k in (Classification(), Multilabel(), Regression()):
+for _k in (Classification(), Multilabel(), Regression(), Segmentation()):
     register_kind(_k)
 
 

@@ -27,6 +27,7 @@ class TaskPrediction:
     classification: label, index, score (softmax probability of the label), scores (all probabilities).
     multilabel: labels (sigmoid > 0.5), scores (all sigmoid probabilities).
     regression: value (a float, or a list for several targets).
+    segmentation: mask (uint8 HxW class indices at the input image's size), areas ({label: share of pixels}).
     """
 
     task: str
@@ -37,10 +38,19 @@ class TaskPrediction:
     scores: list[float] | None = None
     labels: list[str] | None = None
     value: float | list[float] | None = None
+    mask: Any = None  # numpy uint8 HxW
+    areas: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields that apply, JSON-ready."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The fields that apply, JSON-ready (a mask as nested lists)."""
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items() if v is not None}
+
+
+def rows_of(out: np.ndarray) -> np.ndarray:
+    """A global kind's batched output as [N, width] (a regression's [N] becomes [N, 1])."""
+    out = np.asarray(out)
+    n = out.shape[0] if out.ndim else 1
+    return out.reshape(n, -1)
 
 
 def is_missing(v) -> bool:
@@ -57,8 +67,10 @@ class TaskKind:
     has_labels: ClassVar[bool] = True  # a label list (labels/<task>.txt in a bundle)
     stratifies: ClassVar[bool] = False  # splits, subsets and calibration samples are stratified by it
     soft_labels: ClassVar[bool] = False  # mixup / cutmix can mix its targets
+    dense: ClassVar[bool] = False  # a target per pixel (image-sized masks; geometric augmentation moves it too)
     deepstream_network_type: ClassVar[int | None] = None  # nvinfer's network-type; None: no DeepStream config
     describe: ClassVar[str] = ""  # one line for `edgetl` docs and errors
+    table_label: ClassVar[str] = "acc"  # column header beside a task's name in result tables
     # kind-specific fields of a recipe's task entry that this kind reads (a field another kind owns is an error)
     recipe_fields: ClassVar[frozenset[str]] = frozenset({"labels"})
 
@@ -105,6 +117,10 @@ class TaskKind:
         """One line of `edgetl eval` for this task's metrics."""
         raise NotImplementedError
 
+    def describe_prediction(self, d: dict) -> str:
+        """One prediction (its `to_dict()`) in a few words, for `edgetl predict`."""
+        return f"{d.get('label', d.get('labels', d.get('value')))}" + (f" ({d['score']:.3f})" if "score" in d else "")
+
     # ---------------------------------------------------------------------------- quantization gate
     def damage(self, ref: np.ndarray, got: np.ndarray) -> float:
         """How far quantized outputs are from the FP32 ones (0 = identical); rows are examples."""
@@ -114,12 +130,22 @@ class TaskKind:
         """Share of examples where both give the same decision (None where a kind has no discrete decision)."""
         return None
 
+    def outputs_match(self, torch_out: np.ndarray, onnx_out: np.ndarray, atol: float) -> tuple[float, bool]:
+        """Export verification of one output: (max |difference|, passed): within atol, same decisions."""
+        diff = float(np.abs(np.asarray(onnx_out) - torch_out).max()) if np.size(torch_out) else 0.0
+        agree = self.agreement(torch_out, onnx_out)
+        return diff, diff <= atol and (agree is None or agree >= 1.0)
+
     # --------------------------------------------------------------------------------------- runtime
-    def decode(self, task: str, out: np.ndarray, labels: tuple[str, ...]) -> list[TaskPrediction]:
-        """Raw batched outputs `[N, ...]` -> one prediction per input (numpy only)."""
+    def decode(
+        self, task: str, out: np.ndarray, labels: tuple[str, ...], sizes: list | None = None
+    ) -> list[TaskPrediction]:
+        """Raw batched outputs `[N, ...]` -> one prediction per input (numpy only); `sizes`: each input image's
+        original (height, width), for kinds whose prediction is in image coordinates."""
         raise NotImplementedError
 
     def check_output_width(self, task: str, width: int, labels: tuple[str, ...], manifest: str) -> None:
+        """A model output whose width disagrees with the manifest's labels is refused in one line."""
         if self.has_labels and width != len(labels):
             raise EdgetlError(
                 f"task {task!r}: the model gives {width} scores but {manifest} lists {len(labels)} labels"
@@ -133,3 +159,16 @@ class TaskKind:
     def summary_text(self, entry: dict) -> str:
         """The summary line's description of `train_description`'s dict."""
         raise NotImplementedError
+
+    def manifest_fields(self, spec) -> dict:
+        """Kind-specific fields of the bundle manifest's task entry, from the recipe's task entry `spec`."""
+        return {}
+
+    # ------------------------------------------------------------------------------------- DeepStream
+    def deepstream_network(self, task: dict) -> int | None:
+        """nvinfer's network-type for this task as the manifest describes it (None: no parser of its own)."""
+        return self.deepstream_network_type
+
+    def deepstream_properties(self, task: dict) -> dict[str, str]:
+        """Extra nvinfer [property] keys this task's parser needs."""
+        return {}

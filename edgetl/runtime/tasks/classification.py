@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgetl.errors import EdgetlError
-from edgetl.runtime.tasks.base import TaskKind, TaskPrediction, is_missing
+from edgetl.runtime.tasks.base import TaskKind, TaskPrediction, is_missing, rows_of
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
@@ -73,13 +73,15 @@ class Classification(TaskKind):
 
     def damage(self, ref, got):
         """Mean KL(softmax(ref) || softmax(got))."""
+        ref, got = rows_of(ref), rows_of(got)
         la, lb = log_softmax(ref), log_softmax(got)
         return float((np.exp(la) * (la - lb)).sum(axis=1).mean())
 
     def agreement(self, ref, got):
         return float((got.argmax(1) == ref.argmax(1)).mean())
 
-    def decode(self, task, out, labels):
+    def decode(self, task, out, labels, sizes=None):
+        out = rows_of(out)
         z = out - out.max(axis=1, keepdims=True)
         np.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)

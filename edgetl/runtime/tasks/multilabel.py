@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgetl.errors import EdgetlError
-from edgetl.runtime.tasks.base import TaskKind, TaskPrediction, is_missing
+from edgetl.runtime.tasks.base import TaskKind, TaskPrediction, is_missing, rows_of
 
 
 def split_labels(v) -> list[str]:
@@ -68,11 +68,13 @@ class Multilabel(TaskKind):
 
     def damage(self, ref, got):
         """Mean binary KL of the sigmoids."""
+        ref, got = rows_of(ref), rows_of(got)
         pa = np.clip(1 / (1 + np.exp(-ref)), 1e-7, 1 - 1e-7)
         pb = np.clip(1 / (1 + np.exp(-got)), 1e-7, 1 - 1e-7)
         return float((pa * np.log(pa / pb) + (1 - pa) * np.log((1 - pa) / (1 - pb))).mean())
 
-    def decode(self, task, out, labels):
+    def decode(self, task, out, labels, sizes=None):
+        out = rows_of(out)
         probs = _sigmoid(out)
         return [
             TaskPrediction(task, self.name, labels=[labels[j] for j, p in enumerate(row) if p > 0.5], scores=row)

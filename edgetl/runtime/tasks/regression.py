@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgetl.errors import EdgetlError
-from edgetl.runtime.tasks.base import TaskKind, TaskPrediction, is_missing
+from edgetl.runtime.tasks.base import TaskKind, TaskPrediction, is_missing, rows_of
 
 
 class Regression(TaskKind):
@@ -13,6 +13,7 @@ class Regression(TaskKind):
     headline = "mae"
     metrics_selectable = ("mae", "rmse")
     has_labels = False
+    table_label = "MAE"
     recipe_fields = frozenset()
     describe = "one number per input"
 
@@ -50,9 +51,11 @@ class Regression(TaskKind):
 
     def damage(self, ref, got):
         """Mean squared error divided by the variance of the reference."""
+        ref, got = rows_of(ref), rows_of(got)
         return float(((ref - got) ** 2).mean() / (ref.var() + 1e-12))
 
-    def decode(self, task, out, labels):
+    def decode(self, task, out, labels, sizes=None):
+        out = rows_of(out)
         return [TaskPrediction(task, self.name, value=row[0] if len(row) == 1 else row) for row in out.tolist()]
 
     def train_description(self, target, labels):
