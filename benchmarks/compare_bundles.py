@@ -1,6 +1,6 @@
-"""Behaviour unchanged across a refactor: the quickstart bundle of two git revisions, same seed, field by field.
+"""Behaviour unchanged across a refactor: a recipe's bundle from two git revisions, same seed, field by field.
 
-    python benchmarks/compare_bundles.py [--old cbc10a3] [--new HEAD]
+    python benchmarks/compare_bundles.py [--old cbc10a3] [--new HEAD] [--recipe quickstart] [--set KEY=VALUE ...]
 
 Each revision's `edgetl/` and `recipes/` are extracted read-only with `git archive` into /tmp (nothing in the
 repository changes) and run from there with this interpreter: `python -m edgetl train recipes/quickstart.yaml`
@@ -33,12 +33,12 @@ def flat(d, prefix: str = "") -> dict:
     return {prefix: d}
 
 
-def build(rev: str) -> Path:
-    """The quickstart run of revision `rev`, trained and exported in its own extracted tree."""
+def build(rev: str, recipe: str = "quickstart", overrides: tuple[str, ...] = ()) -> Path:
+    """The recipe's run of revision `rev`, trained and exported in its own extracted tree."""
     sha = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", rev], check=True, capture_output=True, text=True
     )
-    tree = Path(f"/tmp/edgetl-compare-{sha.stdout.strip()}")
+    tree = Path(f"/tmp/edgetl-compare-{sha.stdout.strip()}-{recipe}")
     shutil.rmtree(tree, ignore_errors=True)
     tree.mkdir(parents=True)
     archive = subprocess.run(
@@ -47,7 +47,7 @@ def build(rev: str) -> Path:
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
     for args in (
-        ["train", "recipes/quickstart.yaml", "--name", "qs"],
+        ["train", f"recipes/{recipe}.yaml", *overrides, "--name", "qs"],
         ["export", "runs/qs", "--int8", "--target", "cpu"],
     ):
         r = subprocess.run([sys.executable, "-m", "edgetl", *args], cwd=tree, env=env, capture_output=True, text=True)
@@ -64,14 +64,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--old", default="cbc10a3", help="the revision before (default: before the issue-13 refactor)")
     ap.add_argument("--new", default="HEAD")
+    ap.add_argument("--recipe", default="quickstart", help="a recipe in recipes/ (without .yaml)")
+    ap.add_argument("--set", action="append", default=[], help="a key=value override for both trainings")
     args = ap.parse_args()
-    runs = {"old": build(args.old), "new": build(args.new)}
+    runs = {"old": build(args.old, args.recipe, tuple(args.set)), "new": build(args.new, args.recipe, tuple(args.set))}
     man = {k: json.loads((r / "export" / "manifest.json").read_text()) for k, r in runs.items()}
     a, b = flat(man["old"]), flat(man["new"])
     changed = sorted(k for k in a.keys() & b.keys() if a[k] != b[k])
     out = {
         "old": args.old,
         "new": args.new,
+        "recipe": args.recipe,
+        "overrides": args.set,
         "cpu": platform.processor() or platform.machine(),
         "fields": {"old": len(a), "new": len(b), "equal": len(a.keys() & b.keys()) - len(changed)},
         "only_old": sorted(a.keys() - b.keys()),
@@ -108,7 +112,8 @@ def main() -> None:
         print(f"  {k}: {x} -> {y}")
     print(f"ONNX byte-identical: {out['onnx_identical']}")
     print(f"metrics.jsonl keys that differ: {out['metrics_keys_differing'] or 'none'}")
-    dest = REPO / "benchmarks/results/compare_bundles.json"
+    suffix = "" if args.recipe == "quickstart" else f"-{args.recipe}"
+    dest = REPO / f"benchmarks/results/compare_bundles{suffix}.json"
     dest.write_text(json.dumps(out, indent=2, default=str) + "\n")
     print(f"wrote {dest}")
 

@@ -95,6 +95,7 @@ class TaskSpec(_Strict):
     dice_weight: Annotated[float, Field(ge=0)] | None = None  # add dice loss x this to cross-entropy (default 0)
     class_weights: list[Annotated[float, Field(ge=0)]] | None = None  # cross-entropy weight per class
     output_format: Literal["classmap", "logits"] | None = None  # exported: uint8 argmax map (default) or logits
+    decoder: Literal["fpn", "lraspp"] | None = None  # dense head: edgetl's FPN (default) or torchvision's LR-ASPP
 
     @field_validator("kind")
     @classmethod
@@ -398,6 +399,12 @@ class Recipe(_Strict):
                 "every pixel of it; use squash (or auto)"
             )
         steps = [] if isinstance(self.data.augment, str) else [s.name for s in self.data.augment]
+        policies = [n for n in steps if n in ("trivial_augment", "randaugment")]
+        if dense and policies:
+            raise ValueError(
+                f"data.augment: {policies[0]} cannot move task {dense[0].name!r}'s masks (torchvision's auto-augment "
+                "policies refuse tv_tensors.Mask); use hflip, random_resized_crop and color_jitter"
+            )
         if steps and self.input.kind != "image":
             raise ValueError(f"data.augment: {steps[0]} augments images but input.kind is 'text'")
         mixing = [n for n in steps if n in ("mixup", "cutmix")]

@@ -107,3 +107,33 @@ def data_for_recipe(recipe: dict, root: Path) -> Path | None:
     made = (text_manifest if data.get("text_column") else image_manifest)(target.parent, fmt=data["source"])
     assert made == target, f"generated {made}, the recipe reads {target}"
     return made
+
+
+def seg_folder(root: Path, n: int = 24, size: tuple[int, int] = (40, 48), splits: bool = True) -> Path:
+    """root/images/[train|val|test/]<i>.png + root/masks/<same>.png (palette PNG, class indices) + classes.txt:
+    a bright square (class 1) and a dark bar (class 2) on noise (class 0); a few pixels of 255 (ignored)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    h, w = size
+    parts = {"train": n, "val": max(4, n // 3), "test": max(4, n // 3)} if splits else {"": n}
+    for part, count in parts.items():
+        for i in range(count):
+            img = rng.integers(0, 60, (h, w, 3)).astype(np.uint8)
+            mask = np.zeros((h, w), dtype=np.uint8)
+            y, x = int(rng.integers(0, h - 16)), int(rng.integers(0, w - 16))
+            img[y : y + 16, x : x + 16] = (230, 220, 40)
+            mask[y : y + 16, x : x + 16] = 1
+            by = int(rng.integers(0, h - 6))
+            img[by : by + 6, :] = (20, 40, 200)
+            mask[by : by + 6, :] = 2
+            mask[0, 0] = 255
+            rel = Path(part) / f"{i}.png" if part else Path(f"{i}.png")
+            (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / "masks" / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(root / "images" / rel)
+            m = Image.fromarray(mask, mode="P")
+            m.putpalette([0, 0, 0, 255, 255, 0, 0, 0, 255] + [128] * (3 * 253))
+            m.save(root / "masks" / rel)
+    (root / "masks" / "classes.txt").write_text("background\nsquare\nbar\n")
+    return root

@@ -22,7 +22,7 @@ class MultiTaskModel(nn.Module):
         self.task_specs = {t.name: t for t in tasks}
         kinds = {t.name: get_task_kind(t.kind) for t in tasks}
         self.heads = nn.ModuleDict(
-            {t.name: kinds[t.name].build_head(backbone, len(labels[t.name]), dropout) for t in tasks}
+            {t.name: kinds[t.name].build_head(backbone, len(labels[t.name]), dropout, t) for t in tasks}
         )
         self.map_tasks = frozenset(n for n, k in kinds.items() if k.takes_maps)
 

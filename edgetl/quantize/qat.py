@@ -219,7 +219,7 @@ def finetune(model: nn.Module, loaded, spec, say=print) -> dict:
     """
     from edgetl.data.augment import uses_hflip
     from edgetl.data.mixing import epoch_order
-    from edgetl.data.transforms import hflip
+    from edgetl.data.transforms import flip_mask, hflip
     from edgetl.evaluate.torch_eval import call_model, model_inputs
     from edgetl.train.freezing import apply_freeze, frozen_prefix
     from edgetl.train.losses import task_loss
@@ -238,6 +238,7 @@ def finetune(model: nn.Module, loaded, spec, say=print) -> dict:
         spec.epochs * steps_per_epoch if spec.max_steps is None else min(spec.max_steps, spec.epochs * steps_per_epoch)
     )
     weights = {t.name: t.weight for t in recipe.tasks}
+    specs = {t.name: t for t in recipe.tasks}
     gen = torch.Generator().manual_seed(r.seed * 7919 + 1)
     model.eval()
     losses, step, t0 = [], 0, time.perf_counter()
@@ -249,13 +250,17 @@ def finetune(model: nn.Module, loaded, spec, say=print) -> dict:
                 break
             idx = order[s * r.batch_size : (s + 1) * r.batch_size]
             x = model_inputs(loaded.prep, ex, idx)
+            flip = None
             if uses_hflip(recipe.data.augment) and not isinstance(x, dict):
-                x = hflip(x, gen)
+                flip = flip_mask(len(x), gen)  # the draw hflip(x, gen) makes, kept for the masks of dense tasks
+                x = hflip(x, flip=flip)
             y = call_model(model, x)
             loss = sum(y[n].float().sum() for n in y) * 0.0
             for name, kind in loaded.kinds.items():
-                target = torch.from_numpy(ex.targets[name][idx])
-                part = task_loss(kind, y[name], target, r.label_smoothing)
+                target = torch.from_numpy(np.ascontiguousarray(ex.targets[name][idx]))
+                if flip is not None and get_kind(kind).dense:  # a mask flips with its image
+                    target = torch.where(flip[:, None, None], target.flip(-1), target)
+                part = task_loss(kind, y[name], target, r.label_smoothing, specs[name])
                 if part is not None:
                     loss = loss + weights[name] * part
             if not torch.isfinite(loss):

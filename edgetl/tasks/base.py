@@ -26,9 +26,10 @@ class TorchTaskKind:
     def runtime(self) -> TaskKind:
         return get_kind(self.name)
 
-    def build_head(self, backbone: nn.Module, n_labels: int, dropout: float) -> nn.Module:
+    def build_head(self, backbone: nn.Module, n_labels: int, dropout: float, spec=None) -> nn.Module:
         """The head: on the pooled vector (`backbone.feature_dim`) for global kinds; a kind with `takes_maps`
-        builds on `backbone.stage_info` (channels and stride of each stage) and is called with the maps."""
+        builds on `backbone.stage_info` (channels and stride of each stage) and is called with the maps.
+        `spec`: the recipe's task entry (head options of the kind)."""
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.feature_dim, self.runtime.output_size(n_labels)))
 
     def shape_output(self, y: torch.Tensor) -> torch.Tensor:

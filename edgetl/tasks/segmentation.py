@@ -57,6 +57,27 @@ class FPNSegHead(nn.Module):
         return F.interpolate(logits, scale_factor=float(self.in_stride), mode="bilinear", align_corners=False)
 
 
+class LRASPPSegHead(nn.Module):
+    """torchvision's own LR-ASPP head (`torchvision.models.segmentation.lraspp.LRASPPHead`) on the stride-8 stage
+    (low) and the last stage (high): the peer edgetl's FPN decoder is measured against, and a choice for users."""
+
+    def __init__(self, stage_info, num_classes: int, inter_channels: int = 128):
+        super().__init__()
+        from torchvision.models.segmentation.lraspp import LRASPPHead
+
+        eights = [i for i, s in enumerate(stage_info) if s.stride == 8]
+        self.low = eights[-1] if eights else 0
+        self.high = len(stage_info) - 1
+        self.in_stride = int(stage_info[self.low].stride or 1)
+        self.head = LRASPPHead(
+            stage_info[self.low].channels, stage_info[self.high].channels, num_classes, inter_channels
+        )
+
+    def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        logits = self.head({"low": maps[self.low], "high": maps[self.high]})
+        return F.interpolate(logits, scale_factor=float(self.in_stride), mode="bilinear", align_corners=False)
+
+
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - mean soft Dice over the classes present in the batch, ignored pixels left out."""
     keep = (target != IGNORE).unsqueeze(1)
@@ -74,9 +95,11 @@ class Segmentation(TorchTaskKind):
     takes_maps = True
     distill_refusal = "pixel-wise distillation is not implemented; train the segmentation head on its masks"
 
-    def build_head(self, backbone, n_labels, dropout):
+    def build_head(self, backbone, n_labels, dropout, spec=None):
         if getattr(backbone, "kind", "image") != "image":
             raise ValueError("segmentation needs an image backbone")
+        if spec is not None and spec.decoder == "lraspp":
+            return LRASPPSegHead(backbone.stage_info, n_labels)
         return FPNSegHead(backbone.stage_info, n_labels, dropout=dropout)
 
     def loss(self, out, target, label_smoothing=0.0, spec=None):

@@ -75,7 +75,7 @@ class Segmentation(TaskKind):
     table_label = "mIoU"
     deepstream_network_type = 2  # nvinfer segmentation (logits output; a class-map output is read as tensors)
     describe = "a class per pixel (semantic segmentation)"
-    recipe_fields = frozenset({"labels", "ignore_index", "dice_weight", "class_weights", "output_format"})
+    recipe_fields = frozenset({"labels", "ignore_index", "dice_weight", "class_weights", "output_format", "decoder"})
 
     def encode(self, values, labels, task, column):
         raise EdgetlError(
