@@ -99,6 +99,8 @@ def dense_targets(task: TaskSpec, raw: RawDataset, labels: list[str], size: int 
             f"task {task.name!r}: {raw.name} has no masks for column {task.label_column!r} "
             "(image folders: data.masks; manifests: data.mask_column)"
         )
+    if len(labels) > 255:  # masks are stored as uint8 with 255 kept for ignored pixels
+        raise EdgetlError(f"task {task.name!r}: {len(labels)} classes; segmentation takes at most 255")
     if isinstance(src, MaskFiles):
         check_masks(raw.files.items if raw.files is not None else [], src.paths, len(labels), ignore)
         return MaskFiles(src.paths, size, len(labels), ignore)
