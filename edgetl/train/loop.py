@@ -97,6 +97,7 @@ class TrainState:
     history: list = field(default_factory=list)
     epoch_loss_sum: float = 0.0  # running train loss of the current epoch (a mid-epoch resume reports it whole)
     epoch_seen: int = 0
+    examples_seen: int = 0  # training rows through the optimizer, all ranks (the run's budget, with global_step)
 
 
 class Trainer:
@@ -526,6 +527,7 @@ class Trainer:
                     self.scaler.update()
                     state.global_step += 1
                     state.step_in_epoch = step + 1
+                    state.examples_seen += min(r.batch_size, len(order) - step * r.batch_size)  # every rank's rows
                     state.epoch_loss_sum += float(loss.detach()) * len(idx)
                     state.epoch_seen += len(idx)
                     progress.update(task, advance=1, info=f"loss {state.epoch_loss_sum / state.epoch_seen:.4f}")
@@ -734,6 +736,8 @@ def train(
             best_epoch=state.best_epoch + 1,
             best_score=state.best_score,
             epochs_done=state.epoch,
+            optimizer_steps=state.global_step,  # the budget `edgetl report` matches distilled runs' controls by
+            examples_seen=state.examples_seen,
             train_seconds=time.perf_counter() - t0,
             cache_build_seconds=trainer.stats["cache_build_s"],
             finished_utc=_now(),
