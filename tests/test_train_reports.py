@@ -39,9 +39,7 @@ def test_a_run_written_to_a_log_file_prints_progress_before_the_epoch_ends(tmp_p
     runs = tmp_path / "runs"
     log = _Log(runs)
     monkeypatch.setattr(sys, "stdout", log)
-    rec = recipe_from_dict(
-        tiny_recipe_dict(**{"data.split.limit_train": 96, "train.epochs": 2, "data.augment": AUG})
-    )
+    rec = recipe_from_dict(tiny_recipe_dict(**{"data.split.limit_train": 96, "train.epochs": 2, "data.augment": AUG}))
     run = train(rec, runs_dir=runs, progress=True, summary=False, progress_every_s=0.0)
     monkeypatch.undo()
 
@@ -151,4 +149,7 @@ def test_last_line_gives_the_validation_and_test_scores(tmp_path):
     from edgetl.train.summary import final_line
 
     info = {"best_epoch": 2, "best_score": 0.91, "best_val": {"digit": 0.91}, "test": {"headline": {"digit": 0.9}}}
-    assert final_line(tmp_path, info) == f"run: {tmp_path}  best epoch 2  score 0.9100  val digit=0.9100  test digit=0.9000"
+    assert (
+        final_line(tmp_path, info)
+        == f"run: {tmp_path}  best epoch 2  score 0.9100  val digit=0.9100  test digit=0.9000"
+    )

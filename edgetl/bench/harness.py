@@ -329,7 +329,10 @@ def _add_comparisons(rows: list[dict], kinds: dict[str, str], threads: int | Non
 
 def _interval(slow: dict, fast: dict) -> list | None:
     iv = unpaired_ratio(
-        slow["p50_ms"], (slow.get("p50_lo_ms"), slow.get("p50_hi_ms")), fast["p50_ms"], (fast.get("p50_lo_ms"), fast.get("p50_hi_ms"))
+        slow["p50_ms"],
+        (slow.get("p50_lo_ms"), slow.get("p50_hi_ms")),
+        fast["p50_ms"],
+        (fast.get("p50_lo_ms"), fast.get("p50_hi_ms")),
     )
     return None if iv["lo"] is None else [iv["lo"], iv["hi"]]
 
@@ -344,7 +347,11 @@ def gate_disagreement(row: dict, base: dict, threads: int | None) -> str | None:
     row["compute_speedup_interval"] = _interval(cb, c)
     if row["compute_speedup_interval"] is None:  # a report from an older device side: no p50 intervals
         return None
-    ours = {"ratio": row["compute_speedup_vs_fp32"], "lo": row["compute_speedup_interval"][0], "hi": row["compute_speedup_interval"][1]}
+    ours = {
+        "ratio": row["compute_speedup_vs_fp32"],
+        "lo": row["compute_speedup_interval"][0],
+        "hi": row["compute_speedup_interval"][1],
+    }
     lo, hi = g["speedup_interval"]
     differences = []
     if g.get("threads") and threads and int(g["threads"]) != int(threads):
@@ -353,7 +360,10 @@ def gate_disagreement(row: dict, base: dict, threads: int | None) -> str | None:
         differences.append("other processes loaded the CPUs while the bench timed")
     differences.append("the gate times the pair interleaved, the bench one after the other")
     msg = disagreement(
-        {"ratio": g["speedup_vs_fp32"], "lo": lo, "hi": hi}, ours, names=("export gate", "bench"), differences=differences
+        {"ratio": g["speedup_vs_fp32"], "lo": lo, "hi": hi},
+        ours,
+        names=("export gate", "bench"),
+        differences=differences,
     )
     return f"{row['artifact']} vs fp32: {msg}" if msg else None
 

@@ -58,6 +58,7 @@ def _differing_keys(a, b) -> list[str]:
 def _distill_key(recipe) -> str:
     return json.dumps(recipe.distill.model_dump(mode="json"), sort_keys=True)
 
+
 def _describe(recipe) -> str:
     d = recipe.distill
     t = d.teacher if isinstance(d.teacher, str) else f"{d.teacher.name} ({d.teacher.weights})"

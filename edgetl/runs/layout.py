@@ -242,5 +242,7 @@ def print_runs(rows: list[dict], console=None) -> None:
         cells = run_cells(r)
         if r.get("error"):  # a table cell keeps the start of the error; plain output and run.json have all of it
             cells[1] = f"{r['status']}: {str(r['error'])[:60]}"
-        t.add_row(escape(cells[0]), f"[{colour.get(r['status'], 'white')}]{escape(cells[1])}[/]", *map(escape, cells[2:]))
+        t.add_row(
+            escape(cells[0]), f"[{colour.get(r['status'], 'white')}]{escape(cells[1])}[/]", *map(escape, cells[2:])
+        )
     console.print(t)

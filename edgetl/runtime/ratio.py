@@ -57,9 +57,7 @@ def relative_halfwidth(r: dict) -> float:
 def spread_known(per_round: dict[str, Sequence[float]], base: str, tol: float) -> bool:
     """Whether every model's ratio against `base` is known to within ± `tol` (relative): the timing loop stops
     adding rounds once it is (or its time cap is reached)."""
-    return all(
-        relative_halfwidth(paired_ratio(per_round[base], v)) <= tol for k, v in per_round.items() if k != base
-    )
+    return all(relative_halfwidth(paired_ratio(per_round[base], v)) <= tol for k, v in per_round.items() if k != base)
 
 
 def unpaired_ratio(slow_p50: float, slow_interval, fast_p50: float, fast_interval) -> dict:

@@ -115,9 +115,7 @@ def run_summary(
 
 def _resize_text(r: dict) -> str:
     if r["resize"] == "shorter_crop":
-        return (
-            f"shorter side to {r['shorter_side']} px, centre crop {r['size']} px (shorter_crop, crop_pct {r['crop_pct']})"
-        )
+        return f"shorter side to {r['shorter_side']} px, centre crop {r['size']} px (shorter_crop, crop_pct {r['crop_pct']})"
     if r["resize"] == "random_resized_crop":
         return f"random_resized_crop to {r['size']} px (scale {r['scale'][0]}-{r['scale'][1]})"
     return f"squashed to {r['size']}x{r['size']} px (bilinear)"
