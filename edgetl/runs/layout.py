@@ -6,7 +6,8 @@ runs/<name>/
   metrics.jsonl      one JSON object per epoch (per-task metrics, losses, learning rates)
   checkpoints/       best.safetensors, last.safetensors (weights: what export/eval read),
                      last.state.safetensors (the resume commit: its own weights + optimizer + RNG + counters)
-  run.json           status, versions, best epoch and score
+  run.json           status, versions, best epoch and score (+ its per-task validation figure and the test
+                     split's), the start-of-run summary, the budget (optimizer_steps, examples_seen)
   export/            the deploy bundle (edgetl export)
 """
 
