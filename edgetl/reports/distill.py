@@ -118,10 +118,15 @@ def _budget_note(matched: bool, mine: list[dict], theirs: list[dict]) -> tuple[s
     want = statistics.mean(b["steps"] for b in mine)
     have = statistics.mean(b["steps"] for b in theirs)
     epochs = max(1, round(theirs[0]["epochs"] * want / max(have, 1)))
+    more = (
+        f"the distilled run took {want / max(have, 1):.1f}x the control's optimizer steps, so the gain includes "
+        "the extra training"
+        if want > have
+        else f"the control took {have / max(want, 1):.1f}x the distilled run's optimizer steps"
+    )
     return (
         f"distilled {_side(mine)}; control {_side(theirs)}",
-        f"not compute-matched: the distilled run took {want / max(have, 1):.1f}x the control's optimizer steps, "
-        f"so the gain includes the extra training; train the student alone for about {round(want):,} steps "
+        f"not compute-matched: {more}; train the student alone for about {round(want):,} steps "
         f"(train.epochs={epochs}) and report again",
     )
 
