@@ -363,6 +363,7 @@ class Trainer:
             return None
         ckpt.load_model(self.model, best)
         metrics, loss = self.evaluate(split)
+        self.loaders.pop(split, None)  # image files: its loader's worker processes end here
         return {"split": split, "loss": loss, "headline": {t: headline_value(m) for t, m in metrics.items()}}
 
     def batch_loss(self, y: dict[str, torch.Tensor], ex, idx, teacher: dict | None = None, feats=None, soft=None):
