@@ -149,7 +149,7 @@ def bench_artifact(
         "kind": "measured",
     }
     gate = ((entry.raw.get("quantization") or {}).get("gate") or {}).get("latency")
-    if gate and gate.get("speedup_interval"):  # the export gate's own FP32-vs-this ratio, checked against ours
+    if gate and gate.get("speedup_interval") and entry.format == "onnx":  # the gate's ratio (ORT CPU), vs ours
         row["gate_speedup"] = {k: gate.get(k) for k in ("speedup_vs_fp32", "speedup_interval", "threads", "batch")}
     if entry.format != "onnx":  # ORT providers and threads do not apply to a TensorRT engine
         providers, threads = None, None
