@@ -20,8 +20,10 @@ rows per epoch (more steps: reported, and controlled by (d)). Same optimizer, LR
 Each seed changes the student's initialisation of the head and its data order, never the rows.
 
 Scored on the same test rows: mean +- standard error of the paired per-seed differences (b-a), (c-a), (c-b),
-(c-d); whether (c) beats (a) by more than 3 SE; and the INT8 export (ORT CPU) of (a) and (c). Finished runs
-are reused (by name), so an interrupted benchmark continues. Writes benchmarks/results/distill.json.
+(c-d); whether (c) beats (a) by more than 3 SE; and the INT8 export (ORT CPU) of (a) and (c). `edgetl report`'s
+verdicts over the same student runs (`edgetl.reports.distill.distill_verdicts`) are recorded beside them, and
+(c)'s must equal (c-d) when the control exists, else (c-a) with a not-compute-matched warning. Finished runs
+are reused (by name), so an interrupted benchmark continues. Writes benchmarks/results/distill.json (`--out`).
 """
 
 from __future__ import annotations
@@ -93,6 +95,30 @@ def machine() -> dict:
     }
 
 
+def report_agreement(dirs: dict[str, list[str]], diffs: dict) -> dict:
+    """`edgetl report`'s verdict for (c) over the same student runs, and whether its mean paired gain is the
+    benchmark's compute-matched (c-d) (or (c-a) when there is no control (d), then flagged not compute-matched)."""
+    from edgetl.reports.distill import distill_verdicts
+    from edgetl.reports.transfer import summarize_run
+
+    summaries = [summarize_run(d) for v in ("alone", "kd+unlabeled", "alone-long") for d in dirs.get(v, [])]
+    row = next(r for r in distill_verdicts(summaries) if "unlabeled" in r["setting"] and not r.get("refused"))
+    key = "kd+unlabeled - alone-long" if "kd+unlabeled - alone-long" in diffs else "kd+unlabeled - alone"
+    want = diffs[key]
+    agrees = (
+        row["compute_matched"] == (key == "kd+unlabeled - alone-long")
+        and len(row["per_seed"]) == want["n"]
+        and all(abs(a - b) < 1e-6 for a, b in zip(row["per_seed"], want["per_seed"]))
+    )
+    return {
+        "verdict": row["verdict"],
+        "per_seed": row["per_seed"],
+        "compute_matched": row["compute_matched"],
+        "benchmark_difference": f"({key}) {want['mean']:+.2f} points over {want['n']} seed(s)",
+        "agrees": agrees,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
@@ -107,6 +133,7 @@ def main() -> None:
     ap.add_argument("--runs-dir", default="/tmp/edgetl-distill")
     ap.add_argument("--set", action="append", default=[], help="extra student override (tuning)")
     ap.add_argument("--teacher-set", action="append", default=[], help="extra teacher override (tuning)")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "distill.json"))
     args = ap.parse_args()
 
     import torch
@@ -174,6 +201,7 @@ def main() -> None:
         diffs["alone-long - alone"] = paired(scores["alone-long"], scores["alone"])
     c_a = diffs["kd+unlabeled - alone"]
     paid = c_a["mean"] > 3 * c_a["se"]
+    report = report_agreement(dirs, diffs)
 
     exports: dict[str, list[dict]] = {}
     if not args.no_export:
@@ -215,6 +243,7 @@ def main() -> None:
         "mean": {v: statistics.mean(s) for v, s in scores.items()},
         "paired_differences_points": diffs,
         "kd+unlabeled_beats_alone_by_3se": paid,
+        "edgetl_report": report,
         "int8": int8,
         "exports": exports,
         "train_seconds": seconds,
@@ -222,7 +251,7 @@ def main() -> None:
         "runs": dirs,
         "total_seconds": time.perf_counter() - t_all,
     }
-    out = REPO / "benchmarks" / "results" / "distill.json"
+    out = Path(args.out)
     out.write_text(json.dumps(summary, indent=2) + "\n")
 
     print()
@@ -247,6 +276,8 @@ def main() -> None:
             f"kd+unlabeled {', '.join(f'{100 * x:.2f}' for x in int8['kd+unlabeled'])}; "
             f"difference {d['mean']:+.2f} +- {d['se']:.2f}"
         )
+    print(f"\nedgetl report on the same runs, (c): {report['verdict']}")
+    print(f"agrees with the benchmark's {report['benchmark_difference']}: {report['agrees']}")
     verdict = "PAID" if paid else "did NOT pay"
     print(f"\n(c) kd+unlabeled vs (a) alone: {c_a['mean']:+.2f} +- {c_a['se']:.2f} points -> {verdict} (> 3 SE)")
     print(f"wrote {out} ({summary['total_seconds']:.0f} s)")

@@ -116,10 +116,10 @@ def train(
     )
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return
+    from edgetl.train.summary import final_line
+
     info = result.info()
-    typer.echo(
-        f"run: {result.dir}  best epoch {info.get('best_epoch')}  score {info.get('best_score', float('nan')):.4f}"
-    )
+    typer.echo(final_line(result.dir, info))
     if info.get("status") == "completed":
         typer.echo(f"next: edgetl export {result.dir} --int8   then: edgetl bench {result.dir}", err=True)
 

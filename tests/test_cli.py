@@ -100,3 +100,32 @@ def test_debug_shows_traceback(tmp_path):
 def test_missing_run_or_bundle(args):
     r = edgetl(*args)
     _assert_one_line_error(r, "not")
+
+
+def test_runs_listing_never_truncates_when_not_a_terminal(tmp_path):
+    """`edgetl runs > file`: one whole line per run (names, errors, bundles), however narrow the console."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from edgetl.runs.layout import list_runs, print_runs
+
+    error = "EdgetlError: " + "a long reason that names the file, the field and the value " * 3
+    for i in range(4):
+        d = tmp_path / f"student-alone-for-the-same-steps-seed-{i}"
+        d.mkdir()
+        info = {"status": "failed" if i == 3 else "completed", "best_score": 0.9, "backbone": "mobilenet_v2"}
+        (d / "run.json").write_text(json.dumps({**info, "error": error} if i == 3 else info))
+    out = io.StringIO()
+    print_runs(list_runs(tmp_path), Console(file=out, width=40))  # a file: not a terminal
+    lines = out.getvalue().splitlines()
+    assert lines[0].split("\t") == ["run", "status", "best score", "epoch", "backbone", "bundle"]
+    names = sorted(line.split("\t")[0] for line in lines[1:])
+    assert names == [f"student-alone-for-the-same-steps-seed-{i}" for i in range(4)]
+    assert any(line.split("\t")[1] == "failed: " + " ".join(error.split()) for line in lines)
+    assert "…" not in out.getvalue()
+
+    tty = io.StringIO()  # on a terminal: a table whose cells fold instead of ending in "…"
+    print_runs(list_runs(tmp_path), Console(file=tty, width=60, force_terminal=True, color_system=None))
+    assert "…" not in tty.getvalue() and "seed-3" in tty.getvalue()

@@ -111,6 +111,8 @@ def test_gate_keeps_exactly_the_harmful_tensor_in_float(setup, tmp_path):
     assert lat["batch"] == 1 and lat["fp32_ms"] > 0 and lat["int8_ms"] > 0 and lat["int8_all_ms"] > 0
     assert g["slower_than_fp32"] == (lat["speedup_vs_fp32"] < 1.0)
     assert all("latency_ms" in t and "speedup_vs_fp32" in t for t in g["tries"])
+    lo, hi = lat["speedup_interval"]  # the ratio's spread, for `edgetl bench` to compare its own against
+    assert lo <= lat["speedup_vs_fp32"] <= hi and isinstance(lat["spread_known"], bool)
     json.dumps(g)  # manifest-ready
 
 

@@ -47,6 +47,9 @@ def _assert_same_run(a: Run, b: Run):
         for k in wa:
             np.testing.assert_allclose(wa[k], wb[k], rtol=0, atol=ATOL, err_msg=f"{which}:{k}")
     assert a.info()["best_epoch"] == b.info()["best_epoch"]
+    budget = ("optimizer_steps", "examples_seen")  # the budget `edgetl report` matches controls by
+    assert [a.info()[k] for k in budget] == [b.info()[k] for k in budget]
+    assert a.info()["test"]["headline"] == b.info()["test"]["headline"]
 
 
 @pytest.fixture(scope="module")

@@ -251,6 +251,9 @@ def test_image_recipes_train_on_generated_data_with_summary_and_resolved_recipe(
     assert "val_fraction" not in saved["data"]["split"] and "test_fraction" not in saved["data"]["split"]
     assert run.recipe_path.read_text().startswith("# split: sub-folders")
     assert run.recipe().data.path == str(folder)  # the saved recipe reloads
+    # resolved, not `auto`/null: what ran, as the summary says it (issue 24)
+    assert (saved["input"]["resize"], saved["input"]["crop_pct"]) == ("shorter_crop", 0.875)
+    assert s["preprocess"]["eval"] == {"resize": "shorter_crop", "size": 64, "crop_pct": 0.875, "shorter_side": 73}
 
     csv = image_manifest(tmp_path / "m")
     run = train(

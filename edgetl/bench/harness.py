@@ -25,6 +25,7 @@ from edgetl.runtime.artifacts import ARTIFACT_KINDS
 from edgetl.runtime.batching import predict_in_batches
 from edgetl.runtime.cpuload import BUSY_SHARE, WARMUP_S, CpuLoad, default_threads
 from edgetl.runtime.manifest import files_for_artifacts, read_manifest, verify_files
+from edgetl.runtime.ratio import disagreement, unpaired_ratio
 
 BENCH_DATA = "bench_data.npz"
 
@@ -149,6 +150,9 @@ def bench_artifact(
         "size_mb": round(path.stat().st_size / 1e6, 3) if path.is_file() else None,
         "kind": "measured",
     }
+    gate = ((entry.raw.get("quantization") or {}).get("gate") or {}).get("latency")
+    if gate and gate.get("speedup_interval") and entry.format == "onnx":  # the gate's ratio (ORT CPU), vs ours
+        row["gate_speedup"] = {k: gate.get(k) for k in ("speedup_vs_fp32", "speedup_interval", "threads", "batch")}
     if entry.format != "onnx":  # ORT providers and threads do not apply to a TensorRT engine
         providers, threads = None, None
     try:
@@ -327,16 +331,62 @@ def estimate_rows(bundle: Path, device: str) -> list[dict]:
     return rows
 
 
-def _add_comparisons(rows: list[dict], kinds: dict[str, str]) -> None:
+def _add_comparisons(rows: list[dict], kinds: dict[str, str], threads: int | None = None) -> None:
     base = next((r for r in rows if r["artifact"] == "fp32" and r["kind"] == "measured" and "metrics" in r), None)
     for r in rows:
         if base is None or r["kind"] != "measured" or "latency_ms" not in r:
             continue
         r["speedup_vs_fp32"] = base["latency_ms"]["p50_ms"] / r["latency_ms"]["p50_ms"]
+        r["speedup_interval"] = _interval(base["latency_ms"], r["latency_ms"])
         if "metrics" in r:
             r["drop_vs_fp32"] = task_drops(base["metrics"], r["metrics"], kinds)
         if r["artifact"] != "fp32" and r["speedup_vs_fp32"] < 1.0 and r.get("precision") in ("int8", "fp16"):
             r["warning"] = f"slower than FP32 on this device ({r['speedup_vs_fp32']:.2f}x)"
+        if "gate_speedup" in r and "compute_latency_ms" in r and "compute_latency_ms" in base:
+            msg = gate_disagreement(r, base, threads)
+            if msg:
+                r["speed_warning"] = msg
+
+
+def _interval(slow: dict, fast: dict) -> list | None:
+    iv = unpaired_ratio(
+        slow["p50_ms"],
+        (slow.get("p50_lo_ms"), slow.get("p50_hi_ms")),
+        fast["p50_ms"],
+        (fast.get("p50_lo_ms"), fast.get("p50_hi_ms")),
+    )
+    return None if iv["lo"] is None else [iv["lo"], iv["hi"]]
+
+
+def gate_disagreement(row: dict, base: dict, threads: int | None) -> str | None:
+    """The export gate and this bench timed the same FP32/INT8 pair on (it is assumed) this machine: compare
+    the bench's compute-only ratio (model call, batch 1: what the gate times) with the gate's, each with its
+    95% interval. One line when they disagree beyond both spreads, naming what differed between the two."""
+    g = row["gate_speedup"]
+    cb, c = base["compute_latency_ms"], row["compute_latency_ms"]
+    row["compute_speedup_vs_fp32"] = cb["p50_ms"] / c["p50_ms"]
+    row["compute_speedup_interval"] = _interval(cb, c)
+    if row["compute_speedup_interval"] is None:  # a report from an older device side: no p50 intervals
+        return None
+    ours = {
+        "ratio": row["compute_speedup_vs_fp32"],
+        "lo": row["compute_speedup_interval"][0],
+        "hi": row["compute_speedup_interval"][1],
+    }
+    lo, hi = g["speedup_interval"]
+    differences = []
+    if g.get("threads") and threads and int(g["threads"]) != int(threads):
+        differences.append(f"gate {g['threads']} threads, bench {threads}")
+    if max(base.get("other_cpu_share") or 0, row.get("other_cpu_share") or 0) > BUSY_SHARE:
+        differences.append("other processes loaded the CPUs while the bench timed")
+    differences.append("the gate times the pair interleaved, the bench one after the other")
+    msg = disagreement(
+        {"ratio": g["speedup_vs_fp32"], "lo": lo, "hi": hi},
+        ours,
+        names=("export gate", "bench"),
+        differences=differences,
+    )
+    return f"{row['artifact']} vs fp32: {msg}" if msg else None
 
 
 def bench(
@@ -430,13 +480,13 @@ def bench(
                     verify=verify,
                 )
             )
-        _add_comparisons(rows, kinds)
+        _add_comparisons(rows, kinds, threads)
     warnings = [
         f"other processes used {100 * r['other_cpu_share']:.0f}% of the CPUs while {r['artifact']} was timed: "
         "its latency and x fp32 may be off (rerun on an idle machine)"
         for r in rows
         if (r.get("other_cpu_share") or 0) > BUSY_SHARE
-    ]
+    ] + [r["speed_warning"] for r in rows if r.get("speed_warning")]
     system = collect_system_info()
     report = {
         "schema": "edgetl-bench/1",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from edgetl.errors import EdgetlError
+from edgetl.runtime.ratio import median_interval
 
 __all__ = [
     "LatencyStats",
@@ -40,6 +41,8 @@ class LatencyStats:
     iters: int
     warmup_iters: int = 0
     total_s: float = 0.0
+    p50_lo_ms: float | None = None  # ~95% interval of the p50 (order statistics): the spread of a speed ratio
+    p50_hi_ms: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,6 +91,7 @@ def stats_from_samples(samples_ns: Iterable[int], *, warmup_iters: int = 0, tota
     mean = sum(ms) / n
     # population standard deviation: these are all the samples there are, not an estimate of a wider set
     std = math.sqrt(sum((x - mean) ** 2 for x in ms) / n)
+    lo, hi = median_interval(ms)
     return LatencyStats(
         p50_ms=percentile(ms, 50),
         p90_ms=percentile(ms, 90),
@@ -99,6 +103,8 @@ def stats_from_samples(samples_ns: Iterable[int], *, warmup_iters: int = 0, tota
         iters=n,
         warmup_iters=warmup_iters,
         total_s=total_s,
+        p50_lo_ms=lo,
+        p50_hi_ms=hi,
     )
 
 

@@ -153,8 +153,4 @@ def load_builtin(name: str, download: bool = False) -> RawDataset:
         return load_digits()
     if name == "bbc-news":
         return load_bbc_news()
-    if name == "fashion-scenes":
-        from edgetl.data.scenes import load_fashion_scenes
-
-        return load_fashion_scenes()
     raise EdgetlError(f"unknown built-in dataset {name!r}")

@@ -33,7 +33,11 @@ def load_raw(
     image_size: int | None = None,
     resize: tuple[str, float] = ("bilinear", 0.875),
 ) -> RawDataset:
-    if spec.source in BUILTIN_DATASETS:
+    if spec.source == "fashion-scenes":  # generated from fashion-mnist (edgetl.data.scenes)
+        from edgetl.data.scenes import load_fashion_scenes
+
+        raw = load_fashion_scenes()
+    elif spec.source in BUILTIN_DATASETS:
         raw = load_builtin(spec.source, download=spec.download)
     elif spec.source == "imagefolder" and spec.masks:
         raw = load_mask_folder(spec.path, spec.masks)

@@ -300,10 +300,16 @@ def gate_search(
         lat = _latency(ev, tries, paths, best, latency_budget_s, threads)
         gate["latency"] = lat
         gate["slower_than_fp32"] = lat["speedup_vs_fp32"] < 1.0
-        msg = f"gate: INT8 {lat['int8_ms']:.2f} ms vs FP32 {lat['fp32_ms']:.2f} ms (x{lat['speedup_vs_fp32']:.2f}, batch 1, {lat['threads']} threads)"
+        lo, hi = lat["speedup_interval"]
+        msg = (
+            f"gate: INT8 {lat['int8_ms']:.2f} ms vs FP32 {lat['fp32_ms']:.2f} ms (x{lat['speedup_vs_fp32']:.2f}, "
+            f"95% interval {lo:.2f}-{hi:.2f} over {lat['rounds']} rounds, batch 1, {lat['threads']} threads)"
+        )
         if best["excluded"]:
             msg += f"; all-INT8 {lat['int8_all_ms']:.2f} ms: keeping {len(best['excluded'])} layer(s) in float costs x{lat['cost_vs_all_int8']:.2f}"
         say(msg)
+        if not lat["spread_known"]:
+            say(f"gate: note: the ratio is known only to {lo:.2f}-{hi:.2f} (the machine was noisy while timing)")
         if lat.get("other_cpu_share") is not None and lat["other_cpu_share"] > BUSY_SHARE:
             gate["warning"] = (
                 f"other processes used {100 * lat['other_cpu_share']:.0f}% of the CPUs while the gate "
@@ -389,7 +395,7 @@ def _rank(
 def _latency(
     ev: Evaluator, tries: list[dict], paths: list[Path], best: dict, budget_s: float, threads: int | None
 ) -> dict:
-    from edgetl.quantize.speed import compare_latency, speedup
+    from edgetl.quantize.speed import compare_latency, speedup, speedup_interval
 
     models = {"fp32": ev.fp32_path, "try0": paths[0]}
     for r in tries[1:]:
@@ -406,6 +412,7 @@ def _latency(
             r["latency_ms"] = round(ms[key]["p50"], 4)
             r["speedup_vs_fp32"] = round(speedup(res, "fp32", key), 3)
     final = f"try{best['try']}"
+    spread = speedup_interval(res, "fp32", final)
     return {
         "batch": res["batch"],
         "threads": res["threads"],
@@ -422,6 +429,9 @@ def _latency(
         "int8_all_ms": round(ms["try0"]["p50"], 4),
         "int8_ms": round(ms[final]["p50"], 4),
         "speedup_vs_fp32": round(speedup(res, "fp32", final), 3),
+        # 95% interval of that median ratio; `edgetl bench` warns when its own ratio falls outside it
+        "speedup_interval": [round(spread["lo"], 3), round(spread["hi"], 3)],
+        "spread_known": res["spread_known"],
         "speedup_all_int8_vs_fp32": round(speedup(res, "fp32", "try0"), 3),
         "cost_vs_all_int8": round(speedup(res, "try0", final) ** -1, 3),
     }

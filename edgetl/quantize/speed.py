@@ -13,8 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from edgetl.runtime.cpuload import WARMUP_S, CpuLoad, cpu_model, default_threads
+from edgetl.runtime.ratio import paired_ratio, spread_known
 
-__all__ = ["compare_latency", "default_threads", "speedup"]
+__all__ = ["compare_latency", "default_threads", "speedup", "speedup_interval"]
+
+RATIO_TOL = 0.05  # keep adding rounds until every ratio is known to within ± 5% (95% interval) ...
+SPREAD_CAP = 3.0  # ... or until this many times the time budget has been spent
 
 
 def _session(path: Path, threads: int):
@@ -41,14 +45,16 @@ def compare_latency(
     min_rounds: int = 5,
     max_rounds: int = 2000,
     warmup_s: float = WARMUP_S,
+    ratio_tol: float | None = RATIO_TOL,
 ) -> dict:
     """Per model: p50 / p10 latency in ms of one `session.run(feeds)`, measured in interleaved rounds.
 
     Each round runs every model `inner` times back to back; rounds repeat until `budget_s` of timed work has
-    passed (at least `min_rounds`). Threads and warm-up (`warmup_s`, at least `warmup` runs) are those of
+    passed (at least `min_rounds`), then on until every model's ratio to the first is known to within
+    ± `ratio_tol` (`edgetl.runtime.ratio.spread_known`) or `SPREAD_CAP` times the budget is spent. Threads and warm-up (`warmup_s`, at least `warmup` runs) are those of
     `edgetl bench` (edgetl.runtime.cpuload), so its `x fp32` column and this ratio are measured alike.
     Returns {"threads", "batch", "rounds", "ms": {name: {"p50", "p10", "n"}}, "warmup_s", "cpu",
-    "other_cpu_share"} (the share of the CPUs other processes used while timing).
+    "other_cpu_share", "spread_known"} (the share of the CPUs other processes used while timing).
     """
     threads = threads or default_threads()
     sessions = {name: _session(Path(p), threads) for name, p in models.items()}
@@ -63,7 +69,16 @@ def compare_latency(
     rounds = 0
     names = list(sessions)
     load = CpuLoad().__enter__()
-    while rounds < max_rounds and (rounds < min_rounds or spent < budget_s * 1e9):
+    known = False
+
+    def more() -> bool:
+        nonlocal known
+        if rounds < min_rounds or spent < budget_s * 1e9:
+            return True
+        known = ratio_tol is None or len(names) < 2 or spread_known(per_round, names[0], ratio_tol)
+        return not known and spent < SPREAD_CAP * budget_s * 1e9
+
+    while rounds < max_rounds and more():
         order = names if rounds % 2 == 0 else names[::-1]  # no model always runs right after the same one
         for name in order:
             s = sessions[name]
@@ -91,6 +106,7 @@ def compare_latency(
         "warmup_s": warmup_s,
         "cpu": cpu_model(),
         "other_cpu_share": load.other_share,
+        "spread_known": known,
         "_per_round": {k: np.asarray(v) for k, v in per_round.items()},
     }
 
@@ -100,3 +116,9 @@ def speedup(result: dict, slow: str, fast: str) -> float:
     two models' times within the same round, so load that comes and goes between rounds cancels out."""
     r = result["_per_round"]
     return float(np.median(r[slow] / r[fast]))
+
+
+def speedup_interval(result: dict, slow: str, fast: str) -> dict:
+    """`speedup` with its spread: {"ratio", "lo", "hi", "rounds"} (a 95% interval of the median ratio)."""
+    r = result["_per_round"]
+    return paired_ratio([float(x) for x in r[slow]], [float(x) for x in r[fast]])

@@ -6,7 +6,8 @@ runs/<name>/
   metrics.jsonl      one JSON object per epoch (per-task metrics, losses, learning rates)
   checkpoints/       best.safetensors, last.safetensors (weights: what export/eval read),
                      last.state.safetensors (the resume commit: its own weights + optimizer + RNG + counters)
-  run.json           status, versions, best epoch and score
+  run.json           status, versions, best epoch and score (+ its per-task validation figure and the test
+                     split's), the start-of-run summary, the budget (optimizer_steps, examples_seen)
   export/            the deploy bundle (edgetl export)
 """
 
@@ -206,27 +207,43 @@ def list_runs(runs_dir: Path = DEFAULT_RUNS_DIR) -> list[dict]:
     return rows
 
 
+def run_cells(r: dict) -> list[str]:
+    """One run's cells, in `RUN_COLUMNS` order, whole (no cell is ever cut short)."""
+    score = r.get("best_score")
+    return [
+        r["name"],
+        r["status"] + (f": {r['error']}" if r.get("error") else ""),
+        f"{score:.4f}" if isinstance(score, (int, float)) and score == score and abs(score) != float("inf") else "-",
+        str(r.get("best_epoch") or "-"),
+        str(r.get("backbone") or "-"),
+        f"{r['bundle']} ({', '.join(r['artifacts'])})" if r.get("bundle") else "-",
+    ]
+
+
+RUN_COLUMNS = ("run", "status", "best score", "epoch", "backbone", "bundle")
+
+
 def print_runs(rows: list[dict], console=None) -> None:
-    """`edgetl runs` for people: one table row per run."""
+    """`edgetl runs` for people: a table on a terminal; anywhere else (a pipe, a file, CI) plain tab-separated
+    lines, one per run, that are never truncated or wrapped (`--json` is the form for programs)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    console = console or Console()
+    if not console.is_terminal:
+        for cells in [list(RUN_COLUMNS), *map(run_cells, rows)]:
+            console.file.write("\t".join(" ".join(c.split()) for c in cells) + "\n")  # rich would expand the tabs
+        return
     t = Table(title="runs")
-    for h in ("run", "status", "best score", "epoch", "backbone", "bundle"):
-        t.add_column(h)
+    for h in RUN_COLUMNS:
+        t.add_column(h, overflow="fold")
     colour = {"completed": "green", "failed": "red", "running": "yellow", "stopped": "yellow"}
     for r in rows:
-        score = r.get("best_score")
-        status = r["status"] + (f": {str(r['error'])[:60]}" if r.get("error") else "")
+        cells = run_cells(r)
+        if r.get("error"):  # a table cell keeps the start of the error; plain output and run.json have all of it
+            cells[1] = f"{r['status']}: {str(r['error'])[:60]}"
         t.add_row(
-            escape(r["name"]),
-            f"[{colour.get(r['status'], 'white')}]{escape(status)}[/]",
-            f"{score:.4f}"
-            if isinstance(score, (int, float)) and score == score and abs(score) != float("inf")
-            else "-",
-            str(r.get("best_epoch") or "-"),
-            str(r.get("backbone") or "-"),
-            escape(f"{r['bundle']} ({', '.join(r['artifacts'])})") if r.get("bundle") else "-",
+            escape(cells[0]), f"[{colour.get(r['status'], 'white')}]{escape(cells[1])}[/]", *map(escape, cells[2:])
         )
-    (console or Console()).print(t)
+    console.print(t)

@@ -44,6 +44,7 @@ from edgetl.train.distributed import Dist, init_from_env, shutdown
 from edgetl.train.freezing import apply_freeze, frozen_prefix, lr_factor, make_optimizer, param_groups, set_train_mode
 from edgetl.train.loggers import NullLogger, make_logger
 from edgetl.train.losses import feature_loss, kd_loss, task_loss
+from edgetl.train.progress_lines import PlainProgress, wants_plain_lines
 from edgetl.train.summary import print_summary, resolved_recipe_yaml, run_summary
 from edgetl.train.teacher_cache import cached_views, teacher_outputs
 from edgetl.train.teacher_cache import pick as pick_teacher
@@ -102,6 +103,7 @@ class TrainState:
     history: list = field(default_factory=list)
     epoch_loss_sum: float = 0.0  # running train loss of the current epoch (a mid-epoch resume reports it whole)
     epoch_seen: int = 0
+    examples_seen: int = 0  # training rows through the optimizer, all ranks (the run's budget, with global_step)
 
 
 class Trainer:
@@ -125,6 +127,7 @@ class Trainer:
         self.amp = recipe.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.show_progress = progress
+        self.progress_every_s = 30.0  # plain progress lines (stdout not a terminal): at most this far apart
         first = recipe.tasks[0].name
         self.augment = BatchAugment.make(recipe, len(splits.labels.get(first) or []) or None)
         self.k = -1
@@ -376,6 +379,24 @@ class Trainer:
         metrics = all_task_metrics(outputs, targets, self.kinds, self.splits.labels, full)
         return metrics, loss_sum / max(n, 1)
 
+    def evaluate_best(self, split: str = "test") -> dict | None:
+        """The best checkpoint scored on `split` once training is over (None when the split has no rows), so a
+        run ends with its held-out figure beside the validation score it was selected on. Every rank joins."""
+        best = self.run.checkpoint("best")
+        if not len(getattr(self.splits, split)):
+            return None
+        self.dist.barrier()  # rank 0 wrote best.safetensors
+        if not best.is_file():
+            return None
+        ckpt.load_model(self.model, best)
+        metrics, loss = self.evaluate(split)
+        self.loaders.pop(split, None)  # image files: its loader's worker processes end here
+        return {
+            "split": split,
+            "loss": loss,
+            "headline": {t: headline_value(m, self.kinds[t]) for t, m in metrics.items()},
+        }
+
     def batch_loss(
         self, y: dict[str, torch.Tensor], ex, idx, teacher: dict | None = None, feats=None, soft=None, dense=None
     ):
@@ -495,7 +516,13 @@ class Trainer:
             InfoColumn(),
             TimeElapsedColumn(),
         ]
-        with Progress(*columns, disable=not self.show_progress, transient=False) as progress:
+        # a log file gets plain lines (PlainProgress) instead of a bar that would only show once it stops
+        plain = (
+            PlainProgress(r.epochs, steps_per_epoch, every_s=self.progress_every_s)
+            if self.show_progress and wants_plain_lines()
+            else None
+        )
+        with Progress(*columns, disable=not self.show_progress or plain is not None, transient=False) as progress:
             views = cached_views(self.recipe.data.augment, self.recipe.input.kind)
             if self.teacher is not None and self.teacher_views is None and views is not None:
                 self.teacher_views = teacher_outputs(
@@ -523,6 +550,8 @@ class Trainer:
                 if state.step_in_epoch == 0:
                     state.epoch_loss_sum, state.epoch_seen = 0.0, 0
                 bad_before = len(self.bad_images)
+                if plain is not None:
+                    plain.start_epoch(epoch, state.step_in_epoch)
                 steps = range(state.step_in_epoch, steps_per_epoch)
                 plan = [self.dist.shard(order[s * r.batch_size : (s + 1) * r.batch_size]) for s in steps]
                 for step, (idx, raw) in zip(steps, self.batches("train", plan)):
@@ -567,9 +596,12 @@ class Trainer:
                     self.scaler.update()
                     state.global_step += 1
                     state.step_in_epoch = step + 1
+                    state.examples_seen += min(r.batch_size, len(order) - step * r.batch_size)  # every rank's rows
                     state.epoch_loss_sum += float(loss.detach()) * len(idx)
                     state.epoch_seen += len(idx)
                     progress.update(task, advance=1, info=f"loss {state.epoch_loss_sum / state.epoch_seen:.4f}")
+                    if plain is not None:
+                        plain.step(step + 1, len(idx) * self.dist.world, state.epoch_loss_sum / state.epoch_seen)
                     if (
                         r.checkpoint_every_steps
                         and state.global_step % r.checkpoint_every_steps == 0
@@ -605,6 +637,8 @@ class Trainer:
                     self.logger.log_epoch(row)
                 self.save(state, best=is_best)
                 progress.update(task, info=f"loss {row['train_loss']:.4f} val {_short(metrics)}")
+                if plain is not None:
+                    plain.end_epoch(row, _short(metrics))
         return state
 
     def set_teacher(self, teacher) -> None:
@@ -656,6 +690,12 @@ class Trainer:
         return x
 
 
+def _best_val(state: TrainState) -> dict | None:
+    """The headline validation figure per task at the best epoch (what `best_score` was selected on)."""
+    row = next((h for h in state.history if h["epoch"] == state.best_epoch + 1), None)
+    return {t: headline_value(m) for t, m in row["val"].items()} if row else None
+
+
 def _short(metrics: dict) -> str:
     return " ".join(f"{t}={headline_value(m) or 0:.3f}" for t, m in metrics.items())
 
@@ -688,12 +728,15 @@ def train(
     logger: str = "none",
     exist_ok: bool = False,
     summary: bool | None = None,
+    progress_every_s: float = 30.0,
 ) -> Run:
     """Train a recipe into a new run dir (or continue `resume`); returns the Run.
 
     Under torchrun (WORLD_SIZE > 1) every rank calls this; rank 0 alone creates and writes the run dir.
     `exist_ok`: reuse runs/<name> (an earlier run there is replaced) instead of making runs/<name>-N.
     `summary`: print the start-of-run summary (default: when `progress`); run.json gets it either way.
+    `progress_every_s`: with `progress` and stdout not a terminal, a plain progress line at least this often
+    (and every 10% of an epoch).
     """
     device = (resume.recipe() if resume is not None else recipe).train.device
     wants_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
@@ -730,6 +773,7 @@ def train(
             run.checkpoints.mkdir(exist_ok=True)
         dd.barrier()
         trainer = Trainer(recipe, run, splits, progress=progress and dd.is_main, dist=dd)
+        trainer.progress_every_s = progress_every_s
         if recipe.distill is not None:
             from edgetl.train.distill import Teacher
 
@@ -766,6 +810,7 @@ def train(
                     )
         trainer.logger.close()
         done = state.epoch >= recipe.train.epochs
+        test = trainer.evaluate_best("test") if done else None
         dd.barrier()
         if not dd.is_main:
             shutdown()
@@ -775,6 +820,10 @@ def train(
             best_epoch=state.best_epoch + 1,
             best_score=state.best_score,
             epochs_done=state.epoch,
+            optimizer_steps=state.global_step,  # the budget `edgetl report` matches distilled runs' controls by
+            examples_seen=state.examples_seen,
+            best_val=_best_val(state),
+            test=test,
             train_seconds=time.perf_counter() - t0,
             cache_build_seconds=trainer.stats["cache_build_s"],
             finished_utc=_now(),
