@@ -604,6 +604,7 @@ def predict(
 ):
     """Run a deploy bundle on inputs with the device runtime (no torch needed)."""
     from edgetl.runtime import Predictor
+    from edgetl.runtime.limits import regular_file
     from edgetl.runtime.manifest import resolve_bundle_dir
     from edgetl.runtime.verify import verify_bundle
 
@@ -613,9 +614,8 @@ def predict(
     pred = Predictor.load(bundle, artifact=artifact, verify=not skip_verify)
     items = [line.rstrip("\n") for line in sys.stdin] if inputs == ["-"] else list(inputs)
     if pred.input_kind == "image":
-        for p in items:
-            if not Path(p).is_file():
-                raise EdgetlError(f"input image not found: {p}")
+        for p in items:  # a FIFO among the inputs would block: refused before anything runs
+            regular_file(p, "input image")
     results = pred.predict(items)
     out = [{"input": i, **{t: r.to_dict() for t, r in res.items()}} for i, res in zip(items, results)]
     if as_json:
