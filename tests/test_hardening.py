@@ -5,12 +5,12 @@ that name the file and the bytes, and one export of a bundle at a time."""
 from __future__ import annotations
 
 import base64
-import errno
 import os
 import struct
 import threading
 import zlib
 from pathlib import Path
+from tempfile import mkdtemp
 
 import pytest
 from yourdata import image_folder, image_manifest
@@ -55,7 +55,9 @@ def bomb_png(path: Path, side: int = 30000) -> Path:
 
     ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -150,3 +152,204 @@ def test_starter_yaml_says_which_column_was_taken_for_what(tmp_path):
     assert "# column 'path': the image paths (every value ends in an image suffix)" in head
     assert "# column 'split': the split (values only train/val/test)" in head
     assert "# column 'size': a regression task" in head
+
+
+# ------------------------------------------------------------------ item 6: one verification, signed bundles
+def _bundle(tmp_path: Path) -> Path:
+    from test_remote_sshd import make_bundle
+
+    return make_bundle(tmp_path / "bundle", second_artifact=False)
+
+
+def _edit_manifest(bundle: Path, edit) -> None:
+    """Edit manifest.json as an attacker would: JSON in, JSON out (no re-validation by edgetl)."""
+    import json
+
+    data = json.loads((bundle / "manifest.json").read_text())
+    edit(data)
+    (bundle / "manifest.json").write_text(json.dumps(data, indent=2))
+
+
+def _keys(tmp_path: Path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    priv = tmp_path / "sign.pem"
+    priv.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    pub = tmp_path / "sign.pub.pem"
+    pub.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return key, priv, pub
+
+
+def _entry_points(bundle: Path, public_key=None):
+    """Every way in: the CLI's verification, Predictor.load, the local bench, the remote bench's staging."""
+    from edgetl.bench.harness import bench
+    from edgetl.bench.remote import stage_bundle
+    from edgetl.runtime import Predictor
+    from edgetl.runtime.verify import verify_bundle
+
+    return {
+        "verify_bundle": lambda: verify_bundle(bundle, public_key=public_key),
+        "Predictor.load": lambda: Predictor.load(bundle, public_key=public_key),
+        "bench": lambda: bench(
+            bundle,
+            "auto",
+            artifacts=["fp32"],
+            batch_sizes=(1,),
+            budget_s=0.01,
+            out=bundle.parent / "o",
+            public_key=public_key,
+        ),  # fmt: skip
+        "stage_bundle": lambda: stage_bundle(
+            bundle, None, ["fp32"], Path(mkdtemp(dir=bundle.parent)) / "s", public_key
+        ),
+    }
+
+
+def test_labels_edited_inside_the_manifest_are_refused_everywhere(tmp_path):
+    bundle = _bundle(tmp_path)
+
+    def rename(data):
+        data["tasks"][0]["labels"][0] = "stop sign"
+
+    _edit_manifest(bundle, rename)
+    for name, call in _entry_points(bundle).items():
+        with pytest.raises(EdgetlError, match=r"tasks\.color\.labels differ from labels/color\.txt"):
+            call()
+
+
+def test_predictor_load_checks_the_labels_files_hash(tmp_path):
+    from edgetl.runtime import Predictor
+
+    bundle = _bundle(tmp_path)
+    (bundle / "labels" / "color.txt").write_text("red\ngreen\nbleu\n")
+    with pytest.raises(EdgetlError, match=r"labels/color\.txt: sha256 mismatch"):
+        Predictor.load(bundle)
+
+
+def test_a_file_the_manifest_does_not_list_is_refused_but_bench_outputs_are_not(tmp_path):
+    bundle = _bundle(tmp_path)
+    for name in ("bench.json", "bench.md", "deepstream/config_infer.txt", ".model.fp32.onnx.tmp"):
+        (bundle / name).parent.mkdir(exist_ok=True)
+        (bundle / name).write_text("x")
+    for call in _entry_points(bundle).values():
+        call()  # what commands write beside a bundle is not part of it
+    (bundle / "labels" / "extra.txt").write_text("planted\n")
+    for call in _entry_points(bundle).values():
+        with pytest.raises(EdgetlError, match=r"labels/extra\.txt: in the bundle but not listed in manifest\.json"):
+            call()
+
+
+def test_signed_bundle_verifies_with_its_key_and_an_edited_one_does_not(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    from edgetl.runtime.manifest import bundle_file_hashes
+    from edgetl.runtime.trust import SIGNATURE_NAME, sign_manifest
+
+    bundle = _bundle(tmp_path)
+    key, priv, pub = _keys(tmp_path)
+    sign_manifest(bundle, priv)
+    openssh = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    for public in (pub, openssh, raw, key.public_key()):  # a file, or the bytes a device app embeds
+        for call in _entry_points(bundle, public).values():
+            call()
+    for call in _entry_points(bundle).values():  # no key given: signature not required
+        call()
+    # an attacker who edits the labels and every hash consistently: only the signature catches it
+    (bundle / "labels" / "color.txt").write_text("stop\ngreen\nblue\n")
+
+    def consistent(data):
+        data["tasks"][0]["labels"][0] = "stop"
+        data["files"] = bundle_file_hashes(bundle)
+
+    _edit_manifest(bundle, consistent)
+    for call in _entry_points(bundle).values():
+        call()  # unsigned use cannot tell
+    for call in _entry_points(bundle, pub).values():
+        with pytest.raises(
+            EdgetlError, match=r"signature manifest\.json\.sig does not verify with the given public key"
+        ):
+            call()
+    other = _keys(tmp_path / "other")[0]
+    sign_manifest(bundle, other)
+    with pytest.raises(EdgetlError, match="does not verify"):
+        _entry_points(bundle, pub)["Predictor.load"]()
+    (bundle / SIGNATURE_NAME).unlink()
+    with pytest.raises(EdgetlError, match=r"not signed \(no manifest\.json\.sig\)"):
+        _entry_points(bundle, pub)["Predictor.load"]()
+    (bundle / SIGNATURE_NAME).write_text(base64.b64encode(b"\0" * 64).decode() + "\n")
+    with pytest.raises(EdgetlError, match="does not verify"):
+        _entry_points(bundle, pub)["verify_bundle"]()
+
+
+def _cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """`edgetl ARGS` through the console entry point (errors become one line and an exit status)."""
+    import sys
+
+    from edgetl.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["edgetl", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_predict_public_key(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from edgetl.runtime.trust import sign_manifest
+
+    bundle = _bundle(tmp_path)
+    _, priv, pub = _keys(tmp_path)
+    img = tmp_path / "red.png"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(img)
+    code, _, err = _cli(monkeypatch, capsys, "predict", bundle, img, "--public-key", pub)
+    assert code != 0 and err.startswith("error: ") and "not signed" in err and err.count("\n") == 1
+    sign_manifest(bundle, priv)
+    code, out, _ = _cli(monkeypatch, capsys, "predict", bundle, img, "--public-key", pub)
+    assert code == 0 and "color=red" in out, out
+    code, _, err = _cli(monkeypatch, capsys, "predict", bundle, img, "--public-key", priv)
+    assert code != 0 and "not an Ed25519 public key" in err
+
+
+def test_keys_that_are_not_ed25519_are_one_line(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from edgetl.runtime.trust import load_private_key, load_public_key
+
+    ecdsa = ec.generate_private_key(ec.SECP256R1())
+    p = tmp_path / "ec.pem"
+    p.write_bytes(
+        ecdsa.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    with pytest.raises(EdgetlError, match="not an Ed25519 private key"):
+        load_private_key(p)
+    with pytest.raises(EdgetlError, match="not an Ed25519 public key"):
+        load_public_key(b"garbage that is no key")
+    with pytest.raises(EdgetlError, match="not found"):
+        load_public_key(tmp_path / "missing.pub")
+
+
+def test_verifying_a_signature_without_cryptography_names_the_install(tmp_path, monkeypatch):
+    import sys
+
+    from edgetl.runtime import Predictor
+
+    bundle = _bundle(tmp_path)
+    monkeypatch.setitem(sys.modules, "cryptography", None)  # as on a device without it
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives", None)
+    with pytest.raises(EdgetlError, match=r"pip install 'edgetl\[sign\]'"):
+        Predictor.load(bundle, public_key=tmp_path / "k.pub")
+    Predictor.load(bundle)  # no key: cryptography is never imported

@@ -199,7 +199,7 @@ def stage_bundle(
             raise EdgetlError(f"{src}: listed in {bundle / MANIFEST_NAME} but missing from the bundle")
         _link_or_copy(src, dest / rel)
         total += src.stat().st_size
-    if (bundle / SIGNATURE_NAME).is_file():  # the device can check it too
+    if (bundle / SIGNATURE_NAME).is_file() and SIGNATURE_NAME not in names:  # the device can check it too
         _link_or_copy(bundle / SIGNATURE_NAME, dest / SIGNATURE_NAME)
     if data_file is not None:
         _link_or_copy(Path(data_file), dest / BENCH_DATA)

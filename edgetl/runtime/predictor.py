@@ -26,12 +26,12 @@ from edgetl.runtime.manifest import (
     Manifest,
     Task,
     onnx_external_data,
-    read_manifest,
     resolve_bundle_dir,
     resolve_in_bundle,
     verify_files,
 )
 from edgetl.runtime.preprocess import ImagePreprocessor, TextEncoder
+from edgetl.runtime.trust import check_bundle, read_trusted_manifest
 
 __all__ = ["Predictor", "TaskPrediction", "default_artifact_name", "external_data_names"]
 
@@ -135,15 +135,19 @@ class Predictor:
         providers: Sequence[ProviderSpec] | None = None,
         verify: bool = True,
         intra_op_threads: int | None = None,
+        public_key: Any = None,
     ) -> Predictor:
         """Load a bundle's artifact (default: manifest's default_artifact, else int8-ort, else fp32).
 
         With `verify`, the sha256 of every file it loads (model, its ONNX external data, engine manifest,
         tokenizer) is checked against manifest.json first, and external data the manifest does not list is
-        refused. `providers` are ONNX Runtime execution providers (default CPU).
+        refused; so are labels files that differ from the manifest's labels and files it does not list
+        (`edgetl.runtime.trust`, the check every entry point shares). With `public_key` (a path, PEM/OpenSSH
+        bytes or an Ed25519PublicKey), the manifest must carry a valid signature (`edgetl export --sign`), even
+        with `verify=False`. `providers` are ONNX Runtime execution providers (default CPU).
         """
         bundle_dir = resolve_bundle_dir(bundle_dir)  # a run dir means its export/, as in `edgetl bench`
-        manifest = read_manifest(bundle_dir)
+        manifest = read_trusted_manifest(bundle_dir, public_key)
         name = artifact if artifact is not None else default_artifact_name(manifest)
         if name not in manifest.artifacts:
             raise EdgetlError(
@@ -157,7 +161,7 @@ class Predictor:
                 names.append(sidecar)
             if manifest.input.kind == "text":
                 names.append(manifest.input.tokenizer)  # type: ignore[union-attr]
-            digests = verify_files(bundle_dir, manifest, names)
+            digests = check_bundle(bundle_dir, manifest, names)
             if entry.format == "onnx":
                 verify_files(bundle_dir, manifest, external_data_names(bundle_dir, manifest, entry))
             if entry.sha256 is not None and digests[entry.file] != entry.sha256:
