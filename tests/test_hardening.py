@@ -5,6 +5,7 @@ that name the file and the bytes, and one export of a bundle at a time."""
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import struct
 import threading
@@ -219,7 +220,7 @@ def test_labels_edited_inside_the_manifest_are_refused_everywhere(tmp_path):
         data["tasks"][0]["labels"][0] = "stop sign"
 
     _edit_manifest(bundle, rename)
-    for name, call in _entry_points(bundle).items():
+    for call in _entry_points(bundle).values():
         with pytest.raises(EdgetlError, match=r"tasks\.color\.labels differ from labels/color\.txt"):
             call()
 
@@ -353,3 +354,78 @@ def test_verifying_a_signature_without_cryptography_names_the_install(tmp_path, 
     with pytest.raises(EdgetlError, match=r"pip install 'edgetl\[sign\]'"):
         Predictor.load(bundle, public_key=tmp_path / "k.pub")
     Predictor.load(bundle)  # no key: cryptography is never imported
+
+
+# ---------------------------------------------------------------- item 8: a full disk names the file and the bytes
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),  # a library's write: no file name in the error
+        RuntimeError(
+            "[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file "
+            "data/0: file write failed: No space left on device"
+        ),  # fmt: skip  (C++ writers)
+    ],
+)
+def test_disk_full_during_export_names_the_file_and_the_space_needed(tmp_path, failure):
+    from edgetl.bundle.transaction import bundle_transaction
+    from edgetl.errors import StorageError
+
+    out = tmp_path / "export"
+    with pytest.raises(StorageError) as e:
+        with bundle_transaction(out) as staging:
+            (staging / "model.fp32.onnx").write_bytes(b"\0" * 300_000)
+            (staging / "model.int8-ort.onnx").write_bytes(b"\0" * 1000)  # being written when the disk filled
+            raise failure
+    msg = e.value.message
+    assert f"{out / 'model.int8-ort.onnx'}: No space left on device" in msg, msg
+    assert "needs more than the 0.3 MB written" in msg and "MB free there" in msg and "\n" not in msg
+    assert not out.exists() and not list(tmp_path.glob(".export.staging-*"))  # nothing left behind
+
+
+# ------------------------------------------------------------------- item 9: one export of a bundle at a time
+def test_second_export_of_the_same_bundle_is_refused_naming_the_holder(tmp_path):
+    from edgetl.bundle.transaction import bundle_transaction
+
+    class Stop(Exception):
+        """Ends a transaction before its (empty) bundle would be verified."""
+
+    out = tmp_path / "export"
+    with pytest.raises(Stop):
+        with bundle_transaction(out):
+            with pytest.raises(EdgetlError, match=rf"another export of this bundle is running \(PID {os.getpid()}\)"):
+                with bundle_transaction(out):
+                    pass
+            with pytest.raises(Stop):
+                with bundle_transaction(tmp_path / "other"):  # another bundle is not blocked
+                    raise Stop
+            raise Stop
+    with pytest.raises(Stop):
+        with bundle_transaction(out):  # released when the first one ended
+            raise Stop
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX locks")
+def test_export_lock_of_a_killed_process_is_free_again(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from edgetl.bundle.export_lock import export_lock
+
+    out = tmp_path / "export"
+    code = (
+        "import sys, time\nfrom edgetl.bundle.export_lock import export_lock\n"
+        f"with export_lock({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "locked"
+        with pytest.raises(EdgetlError, match=rf"\(PID {child.pid}\)"):
+            with export_lock(out):
+                pass
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    with export_lock(out):  # the kernel released it with the process
+        pass
