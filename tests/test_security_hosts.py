@@ -265,6 +265,8 @@ def test_ssh_option_outside_the_allow_list_is_refused_in_one_line(opt):
     [
         ("Port=0", "1..65535"),
         ("Port=22x", "1..65535"),
+        ("Port=²", "1..65535"),
+        ("ConnectTimeout=١٠", "integer"),  # Arabic-Indic digits: not an ssh integer
         ("ConnectTimeout=-1", "integer"),
         ("IdentityFile=~/.ssh/${EVIL}", r"no \$"),
         ("IdentityFile=%d/key", r"no \$, %"),
@@ -295,6 +297,7 @@ _OPTION_KEYS = st.sampled_from([*ALLOWED_OPTIONS, "ProxyCommand", "PKCS11Provide
 @given(st.one_of(_ANY_TEXT, st.builds(lambda k, v: f"{k}={v}", _OPTION_KEYS, _ANY_TEXT)))
 @example("PKCS11Provider=/tmp/evil.so")  # found by the outside probe: a deny-list missed it
 @example("StrictHostKeyChecking=no")
+@example("Port=²")  # found by the randomised campaign (benchmarks/reliability.py): '²'.isdigit() is True
 def test_ssh_option_fuzz_accepts_only_the_allow_list(opt):
     try:
         out = check_ssh_option(opt)

@@ -20,13 +20,15 @@ __all__ = ["ALLOWED_OPTIONS", "check_ssh_option"]
 
 _OPTION_RE = re.compile(r"([A-Za-z][A-Za-z0-9]*)=([^\s\x00]+)")
 _PATH_RE = re.compile(r"[A-Za-z0-9_./~+,@:-]+")  # no $ or % (ssh expands ${VAR} and %-tokens), quotes, spaces
+_DIGITS = re.compile(r"[0-9]{1,6}")
 _USER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 _HINT = "set it in ~/.ssh/config (or a file given with --ssh-config)"
 
 
 def _int_in(lo: int, hi: int) -> Callable[[str], str | None]:
     def check(v: str) -> str | None:
-        return None if v.isdigit() and lo <= int(v) <= hi else f"an integer in {lo}..{hi}"
+        # ASCII digits only: str.isdigit() is also true for '²', which int() refuses
+        return None if _DIGITS.fullmatch(v) and lo <= int(v) <= hi else f"an integer in {lo}..{hi}"
 
     return check
 
