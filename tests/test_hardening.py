@@ -429,3 +429,25 @@ def test_export_lock_of_a_killed_process_is_free_again(tmp_path):
         child.wait(10)
     with export_lock(out):  # the kernel released it with the process
         pass
+
+
+def test_cli_export_sign_then_predict_with_the_public_key(trained_run, tmp_path, monkeypatch, capsys):
+    """The whole path: `edgetl export --sign`, then `edgetl predict --public-key` on the signed bundle."""
+    from PIL import Image
+
+    from edgetl.runtime.trust import SIGNATURE_NAME
+
+    _, priv, pub = _keys(tmp_path)
+    out = tmp_path / "signed"
+    code, stdout, err = _cli(monkeypatch, capsys, "export", trained_run.dir, "--out", out, "--sign", priv, "--quiet")
+    assert code == 0, err
+    assert (out / SIGNATURE_NAME).is_file() and f"signed: {out / SIGNATURE_NAME}" in stdout
+    img = tmp_path / "digit.png"
+    Image.new("L", (8, 8), 128).save(img)
+    code, stdout, err = _cli(monkeypatch, capsys, "predict", out, img, "--public-key", pub)
+    assert code == 0 and "digit=" in stdout, err
+    # a re-export without --sign drops the old signature: a keyed load then says "not signed"
+    code, _, err = _cli(monkeypatch, capsys, "export", trained_run.dir, "--out", out, "--quiet")
+    assert code == 0 and not (out / SIGNATURE_NAME).exists(), err
+    code, _, err = _cli(monkeypatch, capsys, "predict", out, img, "--public-key", pub)
+    assert code != 0 and "not signed" in err

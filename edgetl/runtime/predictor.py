@@ -31,7 +31,7 @@ from edgetl.runtime.manifest import (
     verify_files,
 )
 from edgetl.runtime.preprocess import ImagePreprocessor, TextEncoder
-from edgetl.runtime.trust import check_bundle, read_trusted_manifest
+from edgetl.runtime.trust import check_bundle, read_trusted_manifest, refuse_unlisted
 
 __all__ = ["Predictor", "TaskPrediction", "default_artifact_name", "external_data_names"]
 
@@ -161,9 +161,10 @@ class Predictor:
                 names.append(sidecar)
             if manifest.input.kind == "text":
                 names.append(manifest.input.tokenizer)  # type: ignore[union-attr]
-            digests = check_bundle(bundle_dir, manifest, names)
+            digests = check_bundle(bundle_dir, manifest, names, unlisted=False)
             if entry.format == "onnx":
                 verify_files(bundle_dir, manifest, external_data_names(bundle_dir, manifest, entry))
+            refuse_unlisted(bundle_dir, manifest)  # after the external-data check, which says more
             if entry.sha256 is not None and digests[entry.file] != entry.sha256:
                 raise EdgetlError(
                     f"{bundle_dir / entry.file}: sha256 differs from artifacts.{name}.sha256 in {MANIFEST_NAME}"

@@ -42,6 +42,7 @@ __all__ = [
     "load_private_key",
     "load_public_key",
     "read_trusted_manifest",
+    "refuse_unlisted",
     "sign_manifest",
 ]
 
@@ -145,10 +146,14 @@ def read_trusted_manifest(bundle_dir: str | os.PathLike[str], public_key: Any = 
 
 # ------------------------------------------------------------------------------------------ contents
 def check_bundle(
-    bundle_dir: str | os.PathLike[str], manifest: Manifest, names: Iterable[str] | None = None
+    bundle_dir: str | os.PathLike[str],
+    manifest: Manifest,
+    names: Iterable[str] | None = None,
+    unlisted: bool = True,
 ) -> dict[str, str]:
     """Verify `names` (default: every listed file) and the labels files against the manifest's hashes, the
-    labels files against `tasks[].labels`, and refuse unlisted files; return {name: sha256} checked."""
+    labels files against `tasks[].labels`, and refuse unlisted files (`unlisted=False`: the caller does it
+    later with `refuse_unlisted`, after more specific checks); return {name: sha256} checked."""
     root = Path(bundle_dir)
     label_files = [f"labels/{t.name}.txt" for t in manifest.tasks if f"labels/{t.name}.txt" in manifest.files]
     wanted = list(manifest.files) if names is None else list(dict.fromkeys([*names, *label_files]))
@@ -162,11 +167,14 @@ def check_bundle(
             raise EdgetlError(
                 f"{root / MANIFEST_NAME}: tasks.{t.name}.labels differ from {rel} (the manifest was edited)"
             )
-    _refuse_unlisted(root, manifest)
+    if unlisted:
+        refuse_unlisted(root, manifest)
     return digests
 
 
-def _refuse_unlisted(root: Path, manifest: Manifest) -> None:
+def refuse_unlisted(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> None:
+    """EdgetlError naming the first file in the bundle that the manifest does not list (BESIDE_BUNDLE aside)."""
+    root = Path(bundle_dir)
     listed = set(manifest.files) | {MANIFEST_NAME}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
