@@ -308,3 +308,21 @@ def test_ssh_option_fuzz_accepts_only_the_allow_list(opt):
     assert key in ALLOWED_OPTIONS and value and not value.startswith("-")
     assert not (set(value) & (SHELL_META - {"~"}))
     assert check_ssh_option(out) == out
+
+
+def test_ci_profile_draws_the_same_examples_every_run():
+    """CI passes or fails the same way on the same code: the default profile (tests/conftest.py) derandomizes."""
+    if os.environ.get("EDGETL_HYPOTHESIS_PROFILE", "ci") != "ci":
+        pytest.skip("a randomised campaign profile is loaded")
+    assert settings.default.derandomize and settings.default.database is None
+    drawn: list[str] = []
+
+    @given(st.text(max_size=20))
+    def probe(s):
+        drawn.append(s)
+
+    probe()
+    first = list(drawn)
+    drawn.clear()
+    probe()
+    assert drawn == first and len(set(first)) > 10
