@@ -89,6 +89,23 @@ def test_fifo_row_in_a_data_manifest_is_refused_not_a_hang(tmp_path):
         unblock(fifo)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX named pipes")
+@pytest.mark.parametrize("what", ["hosts file", "bench report", "bench data"])
+def test_other_user_files_that_are_fifos_are_refused_not_a_hang(tmp_path, what):
+    from edgetl.bench.harness import BenchData
+    from edgetl.bench.merge import load_report
+    from edgetl.bench.remote import read_hosts_file
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    read = {"hosts file": read_hosts_file, "bench report": load_report, "bench data": BenchData}[what]
+    try:
+        with pytest.raises(EdgetlError, match="pipe is a FIFO"):
+            within(20, read, fifo)
+    finally:
+        unblock(fifo)
+
+
 # ------------------------------------------------------------------------- item 5: decompression bomb in --data
 def test_decompression_bomb_in_a_data_folder_is_skipped_and_named(tmp_path, caplog):
     root = image_folder(tmp_path / "photos", per_class=3, splits=False)

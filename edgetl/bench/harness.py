@@ -22,6 +22,7 @@ from edgetl.evaluate.metrics import all_task_metrics, primary_score
 from edgetl.runtime.artifacts import ARTIFACT_KINDS
 from edgetl.runtime.batching import predict_in_batches
 from edgetl.runtime.cpuload import BUSY_SHARE, WARMUP_S, CpuLoad, default_threads
+from edgetl.runtime.limits import regular_file
 from edgetl.runtime.manifest import files_for_artifacts, read_manifest
 from edgetl.runtime.trust import check_bundle, read_trusted_manifest
 
@@ -58,6 +59,7 @@ def write_bench_data(loaded, path: Path, split: str = "test") -> Path:
 
 class BenchData:
     def __init__(self, path: Path):
+        regular_file(path, "--data")  # a FIFO would block np.load
         try:
             z = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:

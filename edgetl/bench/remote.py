@@ -41,6 +41,7 @@ from pathlib import Path
 from edgetl.bench.hosts import Host, parse_host, safe_remote_path
 from edgetl.bench.ssh_options import check_ssh_option
 from edgetl.errors import EdgetlError
+from edgetl.runtime.limits import regular_file
 
 __all__ = [
     "DEFAULT_REMOTE_DIR",
@@ -127,6 +128,8 @@ class HostResult:
 def read_hosts_file(path: str | os.PathLike) -> list[str]:
     """Hosts from a file: one `user@addr[:port]` per line; blank lines and `#` comments are skipped."""
     p = Path(path)
+    if p.exists():
+        regular_file(p, "--hosts-file")  # a FIFO would block the read
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
