@@ -468,3 +468,20 @@ def test_cli_export_sign_then_predict_with_the_public_key(trained_run, tmp_path,
     assert code == 0 and not (out / SIGNATURE_NAME).exists(), err
     code, _, err = _cli(monkeypatch, capsys, "predict", out, img, "--public-key", pub)
     assert code != 0 and "not signed" in err
+
+
+def test_edgetl_eval_of_an_artifact_goes_through_the_same_verification(exported_run, tmp_path):
+    """`edgetl eval --artifact` read the manifest as plain JSON and trusted it; now it checks like predict."""
+    import json
+    import shutil
+
+    from edgetl.runs.evaluate import evaluate_run
+
+    run = tmp_path / "run"
+    shutil.copytree(exported_run.dir, run)
+    manifest = run / "export" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["tasks"][0]["labels"][0] = "edited"
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(EdgetlError, match=r"labels differ from labels/digit\.txt"):
+        evaluate_run(run, "fp32")
