@@ -2,7 +2,8 @@
 
     python benchmarks/reliability.py [--fsync-kills 3,8,13,6,11] [--timed-kills 5] [--fuzz-scale 4]
                                      [--workdir /tmp/edgetl-reliability] [--skip-kills] [--skip-fuzz]
-                                     [--skip-export-kills] [--skip-disk-full]
+                                     [--skip-export-kills] [--skip-disk-full] [--skip-ssh-options]
+                                     [--skip-signatures] [--skip-security-fuzz] [--security-fuzz-scale 10]
 
 1. Kill campaign (tests/test_resume_kill.py `run_campaign`): a reference `edgetl train` run, then the same
    recipe (MobileNetV2 offline weights, digits at 32 px, hflip, a checkpoint every step, 3 epochs x 6 steps)
@@ -25,6 +26,19 @@
    writes. Each must fail with one line (no traceback), leave no partial or temporary files and leave the
    previous bundle byte-identical; predict/bench then run and a re-run with space succeeds.
 
+5. Hostile `--ssh-option` values (issue 23): every ssh_config keyword `ssh -G` knows, with hostile and
+   ordinary values (a script, a config with ProxyCommand, a canary shared library whose constructor writes a
+   file, /dev/null, %-tokens, ${VAR}, option injection), through SshSettings; each accepted option then goes
+   to a real ssh that connects to a local port (code-loading options would act there) and a canary directory
+   must stay empty. A positive control runs plain ssh with PKCS11Provider=<canary library>.
+6. Signed bundles (issue 23): a signed bundle tampered in ~70 ways (manifest fields, hashes made consistent,
+   re-serialised JSON, single bytes, signature bits, a signature that is missing, empty, huge, a FIFO,
+   /dev/zero, another key's) and loaded with the public key through Predictor.load, verify_bundle, the
+   local bench and the remote bench's staging: each must be refused in one line, no traceback, no hang.
+7. Randomised fuzzing of hosts, remote paths, ssh options and remote commands: tests/test_security_hosts.py
+   under the "fuzz-campaign" hypothesis profile (new examples every run; CI runs a derandomized one), the CI
+   budgets times --security-fuzz-scale. A failure is a finding: pin its example with @example.
+
 Counts: bundles left damaged, tracebacks, debris files (targets: 0).
 
 Prints a table and writes benchmarks/results/reliability.json.
@@ -34,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -520,6 +535,339 @@ def disk_full_campaign(args) -> dict:
     }
 
 
+# ------------------------------------------------------------------------------ issue 23: hostile ssh options
+_CANARY_SO = r"""
+#include <fcntl.h>
+#include <unistd.h>
+__attribute__((constructor)) static void ran(void) {
+    int fd = open(CANARY_PATH, O_WRONLY | O_CREAT, 0644);
+    if (fd >= 0) close(fd);
+}
+/* what ssh looks for (without loading it) before it dlopen()s a PKCS#11 provider */
+int C_GetFunctionList(void **list) { (void)list; return 5; /* CKR_GENERAL_ERROR */ }
+"""
+
+
+def _canary_library(work: Path, canary: Path) -> Path | None:
+    """A shared library whose constructor creates `canary`: proof that ssh loaded it (needs a C compiler)."""
+    import shutil
+    import subprocess
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    src = work / "evil.c"
+    src.write_text(_CANARY_SO.replace("CANARY_PATH", json.dumps(str(canary))))
+    so = work / "evil.so"
+    r = subprocess.run([cc, "-shared", "-fPIC", "-o", str(so), str(src)], capture_output=True, timeout=60)
+    return so if r.returncode == 0 else None
+
+
+def _closing_listener():
+    """127.0.0.1:<port> that accepts TCP connections and closes them: ssh connects, then fails fast."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            try:
+                srv.accept()[0].close()
+            except OSError:
+                pass
+
+    threading.Thread(target=loop, daemon=True).start()
+    return srv.getsockname()[1], lambda: (stop.set(), srv.close())
+
+
+def ssh_options_campaign(args) -> dict:
+    """Every ssh_config keyword (from `ssh -G`) with hostile and ordinary values through --ssh-option's check;
+    what is accepted is then passed to a real ssh that connects (so code-loading options would act), and a
+    canary directory must stay empty. A positive control runs plain ssh with PKCS11Provider=<canary .so>."""
+    import shutil
+    import subprocess
+    import threading
+
+    from edgetl.bench.remote import SshSettings
+    from edgetl.errors import EdgetlError
+
+    work = Path(args.workdir) / "ssh-options"
+    shutil.rmtree(work, ignore_errors=True)
+    canary = work / "canary"
+    canary.mkdir(parents=True)
+    so = _canary_library(work, canary / "evil-so-loaded")
+    script = work / "run.sh"
+    script.write_text(f"#!/bin/sh\ntouch {canary}/script-ran\n")
+    script.chmod(0o755)
+    (work / "evil_config").write_text(f"ProxyCommand {script}\n")
+    g = subprocess.run(["ssh", "-G", "127.0.0.1"], capture_output=True, text=True, timeout=30)
+    keys = sorted({ln.split()[0] for ln in g.stdout.splitlines() if ln.strip()} | {"Include", "Match"})
+    values = [str(script), str(work / "evil_config"), "yes", "no", "accept-new", "0", "22", "/dev/null",
+              "~/.ssh/id_ed25519", "%d/x", "${HOME}/x", "-oProxyCommand=x", "a;b"]  # fmt: skip
+    if so is not None:
+        values.append(str(so))
+    inputs = [f"{k}={v}" for k in keys for v in values] + [f"{k} yes" for k in keys]
+    port, close = _closing_listener()
+    counts = Counter()
+    accepted: list[str] = []
+    tracebacks: list[str] = []
+    try:
+        for opt in inputs:
+            try:
+                s = SshSettings(options=(opt,), config=Path(os.devnull), connect_timeout_s=2)
+            except EdgetlError as e:
+                counts["refused"] += 1
+                counts["refused_one_line"] += "\n" not in str(e) and "~/.ssh/config" in str(e) or "Key=Value" in str(e)
+                continue
+            except Exception as e:  # noqa: BLE001
+                tracebacks.append(f"{opt}: {type(e).__name__}: {e}")
+                continue
+            counts["accepted"] += 1
+            accepted.append(opt)
+            argv = ["ssh", *s.argv_options(), "-p", str(port), "--", "127.0.0.1", "true"]
+            try:
+                subprocess.run(argv, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                counts["hangs"] += 1
+        ran_inside = sorted(p.name for p in canary.iterdir())
+        control = None
+        if so is not None:  # positive control: plain ssh, the option the old deny-list let through
+            ctl = work / "control"
+            ctl.mkdir()
+            so_ctl = _canary_library(ctl, ctl / "evil-so-loaded")
+            cmd = ["ssh", "-F", os.devnull, "-o", "BatchMode=yes", "-o", f"PKCS11Provider={so_ctl}",
+                   "-o", "ConnectTimeout=2", "-p", str(port), "--", "127.0.0.1", "true"]  # fmt: skip
+            subprocess.run(cmd, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+            control = (ctl / "evil-so-loaded").exists()
+    finally:
+        close()
+    del threading
+    return {
+        "ssh_keywords": len(keys),
+        "inputs_tried": len(inputs),
+        "refused": counts["refused"],
+        "refused_in_one_line": counts["refused_one_line"],
+        "accepted": counts["accepted"],
+        "accepted_options": sorted(accepted),
+        "tracebacks": len(tracebacks),
+        "traceback_detail": tracebacks[:20],
+        "hangs": counts["hangs"],
+        "code_run_or_files_written_outside": len(ran_inside),
+        "canary": ran_inside,
+        "canary_library_built": so is not None,
+        "positive_control_plain_ssh_loaded_the_library": control,
+    }
+
+
+# ------------------------------------------------------------------------------ issue 23: signed bundles
+def _tamperings(bundle: Path, other_key) -> list[tuple[str, object]]:
+    """(name, function(bundle dir)) for every way to change a signed bundle that a key must catch."""
+    import base64
+
+    from edgetl.runtime.manifest import bundle_file_hashes
+    from edgetl.runtime.trust import SIGNATURE_NAME, sign_manifest
+
+    def edit(fn, rehash=False):
+        def run(d: Path):
+            data = json.loads((d / "manifest.json").read_text())
+            fn(data, d)
+            if rehash:
+                data["files"] = bundle_file_hashes(d)
+            (d / "manifest.json").write_text(json.dumps(data, indent=2))
+
+        return run
+
+    def set_path(path, value):
+        def fn(data, d):
+            cur = data
+            for k in path[:-1]:
+                cur = cur[k]
+            cur[path[-1]] = value
+
+        return fn
+
+    out: list[tuple[str, object]] = [
+        ("labels renamed in the manifest", edit(set_path(["tasks", 0, "labels", 0], "stop"))),
+        ("labels renamed, labels file and hashes made consistent", edit(
+            lambda data, d: ((d / "labels" / "color.txt").write_text("stop\ngreen\nblue\n"),
+                             set_path(["tasks", 0, "labels", 0], "stop")(data, d)), rehash=True)),
+        ("model bytes changed, hashes made consistent", edit(
+            lambda data, d: (d / "model.fp32.onnx").write_bytes((d / "model.fp32.onnx").read_bytes() + b"\0"),
+            rehash=True)),
+        ("mean edited", edit(set_path(["input", "mean"], [0.0, 0.0, 0.0]))),
+        ("std edited", edit(set_path(["input", "std"], [1.0, 1.0, 1.0]))),
+        ("image size edited", edit(set_path(["input", "image_size"], [16, 16]))),
+        ("resize edited", edit(set_path(["input", "resize"], "shorter_crop"))),
+        ("task kind edited", edit(set_path(["tasks", 0, "kind"], "multilabel"))),
+        ("producer version edited", edit(set_path(["producer", "version"], "9.9.9"))),
+        ("accuracy edited", edit(set_path(["artifacts", "fp32", "accuracy"], {"color": 0.99}))),
+        ("manifest re-serialised (same JSON, other whitespace)", lambda d: (d / "manifest.json").write_text(
+            json.dumps(json.loads((d / "manifest.json").read_text())))),
+        ("manifest with a trailing newline added", lambda d: (d / "manifest.json").write_bytes(
+            (d / "manifest.json").read_bytes() + b"\n")),
+        ("manifest with a UTF-8 BOM", lambda d: (d / "manifest.json").write_bytes(
+            b"\xef\xbb\xbf" + (d / "manifest.json").read_bytes())),
+        ("signature removed", lambda d: (d / SIGNATURE_NAME).unlink()),
+        ("signature empty", lambda d: (d / SIGNATURE_NAME).write_text("")),
+        ("signature not base64", lambda d: (d / SIGNATURE_NAME).write_text("!!!! not base64 ????\n")),
+        ("signature truncated", lambda d: (d / SIGNATURE_NAME).write_text((d / SIGNATURE_NAME).read_text()[:40])),
+        ("signature of zero bytes", lambda d: (d / SIGNATURE_NAME).write_text(
+            base64.b64encode(b"\0" * 64).decode())),
+        ("signature 2 MB long", lambda d: (d / SIGNATURE_NAME).write_text("A" * 2_000_000)),
+        ("signature is a directory", lambda d: ((d / SIGNATURE_NAME).unlink(), (d / SIGNATURE_NAME).mkdir())),
+        ("signature links to /dev/zero", lambda d: ((d / SIGNATURE_NAME).unlink(),
+                                                   (d / SIGNATURE_NAME).symlink_to("/dev/zero"))),
+        ("signature is a FIFO", lambda d: ((d / SIGNATURE_NAME).unlink(), os.mkfifo(d / SIGNATURE_NAME))),
+        ("manifest is a FIFO", lambda d: ((d / "manifest.json").unlink(), os.mkfifo(d / "manifest.json"))),
+        ("re-signed with another key", lambda d: sign_manifest(d, other_key)),
+        ("edited and re-signed with another key", lambda d: (edit(set_path(["tasks", 0, "labels", 0], "x"))(d),
+                                                            sign_manifest(d, other_key))),
+        ("unlisted file planted", lambda d: (d / "labels" / "planted.txt").write_text("x\n")),
+    ]  # fmt: skip
+    sig = (bundle / SIGNATURE_NAME).read_text().strip()
+    raw = bytearray(base64.b64decode(sig))
+    for i in range(0, 64, 4):  # one flipped bit at 16 positions
+        flipped = bytearray(raw)
+        flipped[i] ^= 1
+        text = base64.b64encode(bytes(flipped)).decode()
+        out.append((f"signature bit {i * 8} flipped", lambda d, t=text: (d / SIGNATURE_NAME).write_text(t + "\n")))
+    data = (bundle / "manifest.json").read_bytes()
+    for pos in range(0, len(data), max(1, len(data) // 24)):  # one changed byte at ~24 places in the manifest
+        changed = bytearray(data)
+        changed[pos] = ord("0") if changed[pos] != ord("0") else ord("1")
+        out.append((f"manifest byte {pos} changed", lambda d, c=bytes(changed): (d / "manifest.json").write_bytes(c)))
+    return out
+
+
+def signature_campaign(args) -> dict:
+    """A signed bundle changed in every way of `_tamperings`, each loaded with the public key through every entry
+    point (Predictor.load, verify_bundle, the local bench, the remote bench's staging): each must be refused in
+    one line, without a traceback or a hang; the untouched original must verify and stay byte-identical."""
+    import hashlib
+    import shutil
+    import threading
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from test_remote_sshd import make_bundle
+
+    from edgetl.bench.harness import bench
+    from edgetl.bench.remote import stage_bundle
+    from edgetl.errors import EdgetlError
+    from edgetl.runtime import Predictor
+    from edgetl.runtime.trust import sign_manifest
+    from edgetl.runtime.verify import verify_bundle
+
+    work = Path(args.workdir) / "signatures"
+    shutil.rmtree(work, ignore_errors=True)
+    key, other = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+    pub = key.public_key()
+    original = make_bundle(work / "original", second_artifact=False)
+    sign_manifest(original, key)
+
+    def digest(d: Path) -> dict:
+        return {p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(d.rglob("*")) if p.is_file()}  # fmt: skip
+
+    before = digest(original)
+    entry = {
+        "Predictor.load": lambda d: Predictor.load(d, public_key=pub),
+        "verify_bundle": lambda d: verify_bundle(d, public_key=pub),
+        "bench": lambda d: bench(d, "auto", artifacts=["fp32"], batch_sizes=(1,), budget_s=0.01,
+                                 out=d.parent / (d.name + "-bench"), public_key=pub),
+        "stage_bundle": lambda d: stage_bundle(d, None, ["fp32"], d.parent / (d.name + "-stage"), pub),
+    }  # fmt: skip
+
+    def attempt(fn, d) -> str:
+        box: dict = {}
+
+        def run():
+            try:
+                fn(d)
+                box["r"] = "accepted"
+            except EdgetlError as e:
+                box["r"] = "refused" if "\n" not in str(e) else "refused (several lines)"
+            except Exception as e:  # noqa: BLE001
+                box["r"] = f"traceback: {type(e).__name__}: {str(e)[:120]}"
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        t.join(30)
+        return box.get("r", "hang")
+
+    results = Counter()
+    detail = []
+    control = {name: attempt(fn, original) for name, fn in entry.items()}  # the signed original loads everywhere
+    for i, (name, tamper) in enumerate(_tamperings(original, other)):
+        for ep, fn in entry.items():
+            d = work / f"t{i:03d}-{ep.split('.')[0]}"
+            shutil.copytree(original, d, symlinks=True)
+            tamper(d)
+            outcome = attempt(fn, d)
+            results[outcome if not outcome.startswith("traceback") else "traceback"] += 1
+            if outcome != "refused":
+                detail.append(f"{name} via {ep}: {outcome}")
+            if os.path.lexists(d / "manifest.json") and Path(d / "manifest.json").is_fifo():
+                os.unlink(d / "manifest.json")  # a blocked reader (if any) must not keep the campaign alive
+    return {
+        "tamperings": len(_tamperings(original, other)),
+        "entry_points": list(entry),
+        "inputs_tried": sum(results.values()),
+        "refused_in_one_line": results["refused"],
+        "accepted": results["accepted"],
+        "tracebacks": results["traceback"],
+        "hangs": results["hang"],
+        "original_signed_bundle_loads": control,
+        "original_bundle_byte_identical": digest(original) == before,
+        "not_refused": detail,
+    }
+
+
+# ------------------------------------------------------------------------------ issue 23: randomised fuzz campaign
+def security_fuzz(args) -> dict:
+    """tests/test_security_hosts.py's hypothesis tests under the randomised "fuzz-campaign" profile (new examples
+    every run), their CI budgets multiplied by --security-fuzz-scale; counts every input each tried."""
+    os.environ["EDGETL_HYPOTHESIS_PROFILE"] = "fuzz-campaign"
+    os.environ["EDGETL_FUZZ_SCALE"] = str(args.security_fuzz_scale)
+    import conftest  # noqa: F401  (registers and loads the profile before the test module builds its settings)
+    import test_security_hosts as T
+
+    counters = Counter()
+
+    def counting(name, fn):
+        def wrapped(*a, **kw):
+            counters[name] += 1
+            return fn(*a, **kw)
+
+        return wrapped
+
+    for name in ("parse_host", "safe_remote_path", "check_ssh_option", "remote_command"):
+        setattr(T, name, counting(name, getattr(T, name)))
+    out = {}
+    for test in ("test_parse_host_fuzz_never_crashes_and_accepts_only_safe", "test_safe_remote_path_fuzz",
+                 "test_ssh_option_fuzz_accepts_only_the_allow_list",
+                 "test_remote_command_round_trips_through_a_posix_shell_split"):  # fmt: skip
+        before = sum(counters.values())
+        try:
+            getattr(T, test)()
+            status = "passed"
+        except Exception as e:  # noqa: BLE001  (a failure is the finding: hypothesis prints the example)
+            status = f"FAILED: {type(e).__name__}: {str(e)[:300]}"
+        out[test] = {"inputs": sum(counters.values()) - before, "status": status}
+        print(f"  {test}: {out[test]}", flush=True)
+    return {
+        "profile": "fuzz-campaign (derandomize=False)",
+        "scale": args.security_fuzz_scale,
+        "per_test": out,
+        "inputs_total": sum(v["inputs"] for v in out.values()),
+        "failed": sum(v["status"] != "passed" for v in out.values()),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", default="/tmp/edgetl-reliability")
@@ -536,6 +884,10 @@ def main() -> None:
         help="keep benchmarks/results/reliability.json figures of campaigns skipped this time",
     )
     ap.add_argument("--skip-disk-full", action="store_true")
+    ap.add_argument("--skip-ssh-options", action="store_true", help="skip the hostile --ssh-option class (issue 23)")
+    ap.add_argument("--skip-signatures", action="store_true", help="skip the signed-bundle tampering class")
+    ap.add_argument("--skip-security-fuzz", action="store_true", help="skip the randomised host/path/option fuzzing")
+    ap.add_argument("--security-fuzz-scale", type=int, default=10, help="multiplier on the CI example budgets")
     ap.add_argument("--export-points", default="", help="comma-separated subset of the export interruption points")
     ap.add_argument(
         "--disk-fractions",
@@ -561,12 +913,17 @@ def main() -> None:
         ("fuzz", "fuzzing", fuzz, args.skip_fuzz),
         ("export_kills", "export interruption campaign", export_kill_campaign, args.skip_export_kills),
         ("disk_full", "disk-full campaign", disk_full_campaign, args.skip_disk_full),
+        ("ssh_options", "hostile --ssh-option values", ssh_options_campaign, args.skip_ssh_options),
+        ("signatures", "signed-bundle tampering", signature_campaign, args.skip_signatures),
+        ("security_fuzz", "randomised host/path/option fuzzing", security_fuzz, args.skip_security_fuzz),
     ]
     from edgetl.runtime.atomic import atomic_write_text
 
+    ran = set()  # with --merge, figures kept from earlier runs are in the JSON, not printed again
     for key, title, fn, skip in campaigns:
         if skip:
             continue
+        ran.add(key)
         print(f"{title}:", flush=True)
         try:
             result[key] = fn(args)
@@ -581,7 +938,7 @@ def main() -> None:
     errors = {k: result.pop(k) for k in [k for k, v in result.items() if isinstance(v, dict) and "error" in v]}
     for key, v in errors.items():
         print(f"| {key} | FAILED: {v['error'][:300]} |")
-    if "kill_campaign" in result:
+    if "kill_campaign" in result and "kill_campaign" in ran:
         k = result["kill_campaign"]
         print(
             f"| SIGKILLs survived (inside checkpoint writes / at random times) | {k['kills']} "
@@ -595,7 +952,7 @@ def main() -> None:
             f"{k['max_weight_diff']:.3g} |"
         )
         print(f"| campaign wall time | {k['seconds']} s |")
-    if "fuzz" in result:
+    if "fuzz" in result and "fuzz" in ran:
         f = result["fuzz"]
         for name, v in f["per_loader"].items():
             print(
@@ -609,7 +966,7 @@ def main() -> None:
         )
         for c in f["crashes"]:
             print(f"  crash: {c}")
-    if "export_kills" in result:
+    if "export_kills" in result and "export_kills" in ran:
         e = result["export_kills"]
         print(
             f"| export interruptions (SIGINT + SIGKILL) at points / phases | {e['interruptions']} at {e['points']} "
@@ -627,7 +984,7 @@ def main() -> None:
         print(f"| SIGINT: one-line message, exit 130 | {e['sigint_one_line']} of {e['sigint_trials']} |")
         print(f"| re-runs after SIGKILL (failed) | {e['reruns']} ({e['reruns_failed']}) |")
         print(f"| campaign wall time | {e['seconds']} s |")
-    if "disk_full" in result:
+    if "disk_full" in result and "disk_full" in ran:
         d = result["disk_full"]
         if "skipped" in d:
             print(f"| disk-full campaign | skipped: {d['skipped']} |")
@@ -641,6 +998,31 @@ def main() -> None:
             )
             print(f"| re-runs with space that failed | {d['reruns_failed']} |")
             print(f"| campaign wall time | {d['seconds']} s |")
+    if "ssh_options" in result and "ssh_options" in ran:
+        o = result["ssh_options"]
+        print(
+            f"| --ssh-option: inputs tried ({o['ssh_keywords']} ssh keywords) / refused in one line / accepted | "
+            f"{o['inputs_tried']} / {o['refused_in_one_line']} / {o['accepted']} |"
+        )
+        print(
+            f"| --ssh-option: tracebacks / hangs / code run or files written outside | {o['tracebacks']} / "
+            f"{o['hangs']} / {o['code_run_or_files_written_outside']} (positive control, plain ssh loading the "
+            f"canary library: {o['positive_control_plain_ssh_loaded_the_library']}) |"
+        )
+    if "signatures" in result and "signatures" in ran:
+        g = result["signatures"]
+        print(
+            f"| signed bundle: tamperings x entry points / refused in one line / accepted | {g['tamperings']} x "
+            f"{len(g['entry_points'])} = {g['inputs_tried']} / {g['refused_in_one_line']} / {g['accepted']} |"
+        )
+        print(
+            f"| signed bundle: tracebacks / hangs / original byte-identical and loading | {g['tracebacks']} / "
+            f"{g['hangs']} / {g['original_bundle_byte_identical']}, {set(g['original_signed_bundle_loads'].values())} |"
+        )
+    if "security_fuzz" in result and "security_fuzz" in ran:
+        z = result["security_fuzz"]
+        for name, v in z["per_test"].items():
+            print(f"| randomised fuzz {name} | {v['inputs']} inputs, {v['status']} |")
     result.update(errors)
     atomic_write_text(out, json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nwrote {out.relative_to(REPO)}")
@@ -653,6 +1035,13 @@ def main() -> None:
             for f in ("damaged_bundles", "tracebacks", "debris_files", "reruns_failed")
         )
         + result.get("fuzz", {}).get("total", {}).get("crash", 0)
+        + sum(
+            result.get("ssh_options", {}).get(f, 0)
+            for f in ("tracebacks", "hangs", "code_run_or_files_written_outside")
+        )
+        + sum(result.get("signatures", {}).get(f, 0) for f in ("accepted", "tracebacks", "hangs"))
+        + (result.get("signatures", {}).get("original_bundle_byte_identical") is False)
+        + result.get("security_fuzz", {}).get("failed", 0)
         + len(errors)
     )
     sys.exit(1 if bad else 0)

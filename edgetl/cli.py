@@ -31,6 +31,13 @@ _STATE: dict = {"debug": False, "run_dir": None}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for programs) instead of a table.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+PublicKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Ed25519 public key (PEM or OpenSSH): refuse a bundle whose manifest signature "
+        "(manifest.json.sig, from `edgetl export --sign`) does not verify with it."
+    ),
+]
 SkipVerifyOpt = Annotated[
     bool,
     typer.Option(
@@ -225,12 +232,21 @@ def export(
     deepstream: Annotated[
         bool, typer.Option("--deepstream", help="Also write a DeepStream nvinfer config (deepstream/config_infer.txt).")
     ] = False,
+    sign: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ed25519 private key (PEM or OpenSSH, unencrypted): write manifest.json.sig, a detached "
+            "signature of the manifest that `predict --public-key` / Predictor.load(public_key=...) check."
+        ),
+    ] = None,
     quiet: QuietOpt = False,
 ):
     """Export to ONNX (verified against PyTorch), quantize (INT8 / FP16) and write the deploy bundle."""
     from edgetl.bundle.pipeline import ExportOptions, export_run
+    from edgetl.runtime.trust import load_private_key, sign_manifest
 
     _in_run(run)
+    key = load_private_key(sign) if sign is not None else None  # a bad key fails before the export
     bundle = export_run(
         run,
         ExportOptions(
@@ -257,6 +273,8 @@ def export(
         from edgetl.bundle.deepstream import write_deepstream
 
         typer.echo(f"DeepStream config: {write_deepstream(bundle)}")
+    if key is not None:  # last: engines rewrite the manifest
+        typer.echo(f"signed: {sign_manifest(bundle, key)}")
     _print_manifest_summary(bundle)
 
 
@@ -400,6 +418,7 @@ def bench(
         Path | None,
         typer.Option(help="Where bench.json/md/png go (default: the run dir; <run>/bench-remote with --host)."),
     ] = None,
+    public_key: PublicKeyOpt = None,
     skip_verify: SkipVerifyOpt = False,
     as_json: JsonOpt = False,
 ):
@@ -444,6 +463,7 @@ def bench(
             data_path=data,
             remote_bundle=remote_bundle,
             progress=say,
+            public_key=public_key,
         )
     else:
         report = bench_fn(
@@ -458,6 +478,7 @@ def bench(
             data_path=data,
             providers=provider,
             progress=say,
+            public_key=public_key,
             verify=not skip_verify,
         )
     if report.get("schema") == "edgetl-bench-compare/1":  # several hosts: the merged comparison
@@ -607,6 +628,7 @@ def predict(
         list[str], typer.Argument(help="Image files, or texts for a text bundle (use - to read lines from stdin).")
     ],
     artifact: Annotated[str | None, typer.Option(help="Artifact to run (default: the bundle's default).")] = None,
+    public_key: PublicKeyOpt = None,
     skip_verify: SkipVerifyOpt = False,
     as_json: JsonOpt = False,
     mask_dir: Annotated[
@@ -615,19 +637,19 @@ def predict(
 ):
     """Run a deploy bundle on inputs with the device runtime (no torch needed)."""
     from edgetl.runtime import Predictor
+    from edgetl.runtime.limits import regular_file
     from edgetl.runtime.manifest import resolve_bundle_dir
     from edgetl.runtime.outputs import prediction_rows, text_line
     from edgetl.runtime.verify import verify_bundle
 
     bundle = resolve_bundle_dir(bundle)  # a run dir means its export/, as in `edgetl bench`
     if not skip_verify:
-        verify_bundle(bundle)  # every file the manifest lists, not only the artifact that runs
-    pred = Predictor.load(bundle, artifact=artifact, verify=not skip_verify)
+        verify_bundle(bundle, public_key=public_key)  # every file the manifest lists, not only the artifact
+    pred = Predictor.load(bundle, artifact=artifact, verify=not skip_verify, public_key=public_key)
     items = [line.rstrip("\n") for line in sys.stdin] if inputs == ["-"] else list(inputs)
     if pred.input_kind == "image":
-        for p in items:
-            if not Path(p).is_file():
-                raise EdgetlError(f"input image not found: {p}")
+        for p in items:  # a FIFO among the inputs would block: refused before anything runs
+            regular_file(p, "input image")
     out = prediction_rows(items, pred.predict(items), mask_dir)
     if as_json:
         typer.echo(json.dumps(out, indent=2))

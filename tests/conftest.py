@@ -9,9 +9,18 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# Hypothesis profiles. "ci" (the default) derandomizes: the same examples on every run, so the suite passes or
+# fails the same way on the same code; examples it once found are pinned with @example. "fuzz-campaign"
+# draws new random examples each run, for benchmarks/reliability.py (EDGETL_HYPOTHESIS_PROFILE=fuzz-campaign).
+# Loaded here, before any test module builds its @settings, which inherit from the loaded profile.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("fuzz-campaign", derandomize=False, database=None, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("EDGETL_HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -32,6 +32,8 @@ def two_sshd(tmp_path_factory):
         a.stop()
         raise
     (b.root / "authorized_keys").write_text((a.root / "client_key.pub").read_text())  # one client key for the fleet
+    with open(a.root / "known_hosts", "a") as f:  # and one known_hosts pinning both servers' keys
+        f.write((b.root / "known_hosts").read_text())
     yield a, b
     a.stop()
     b.stop()

@@ -94,8 +94,8 @@ def test_remote_command_refuses_shell_syntax(kw, needle):
     "kw,needle",
     [
         ({"options": ("ProxyCommand=nc evil 22",)}, "Key=Value"),
-        ({"options": ("ProxyCommand=/bin/true",)}, "run local commands"),
-        ({"options": ("LocalCommand=id",)}, "run local commands"),
+        ({"options": ("ProxyCommand=/bin/true",)}, "not one a bench needs"),
+        ({"options": ("LocalCommand=id",)}, "not one a bench needs"),
         ({"identity": Path("/nonexistent/key")}, "no such key file"),
         ({"connect_timeout_s": 0}, "must be > 0"),
     ],

@@ -82,6 +82,9 @@ class SshServer:
                 timeout=30,
             )
         shutil.copy(self.root / "client_key.pub", self.root / "authorized_keys")
+        # the client pins this server's key (StrictHostKeyChecking=yes), as a real bench would
+        host_pub = (self.root / "host_key.pub").read_text().split()
+        (self.root / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}\n")
         (self.root / "sshd_config").write_text(
             "\n".join(
                 [
@@ -139,7 +142,7 @@ class SshServer:
         return {
             "identity": self.key,
             "ssh_config": os.devnull,
-            "ssh_options": ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"],
+            "ssh_options": ["StrictHostKeyChecking=yes", f"UserKnownHostsFile={self.root / 'known_hosts'}"],
         }
 
     def cli_args(self) -> list[str]:
@@ -149,9 +152,9 @@ class SshServer:
             "--ssh-config",
             os.devnull,
             "--ssh-option",
-            "StrictHostKeyChecking=no",
+            "StrictHostKeyChecking=yes",
             "--ssh-option",
-            "UserKnownHostsFile=/dev/null",
+            f"UserKnownHostsFile={self.root / 'known_hosts'}",
         ]
 
 

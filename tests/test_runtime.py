@@ -466,6 +466,11 @@ def test_tensorrt_artifact_without_tensorrt(bundle_copy, monkeypatch):
 def test_label_count_mismatch_is_reported(bundle_copy):
     data = _image_manifest(bundle_copy)
     data["tasks"][0]["labels"] = ["a", "b"]
+    write_manifest(bundle_copy, data)  # the labels file still says otherwise: refused at load
+    with pytest.raises(EdgetlError, match="tasks.category.labels differ from labels/category.txt"):
+        Predictor.load(bundle_copy)
+    (bundle_copy / "labels" / "category.txt").write_text("a\nb\n")  # a consistent bundle, a wrong model
+    data["files"]["labels/category.txt"] = sha256_file(bundle_copy / "labels" / "category.txt")
     write_manifest(bundle_copy, data)
     with pytest.raises(EdgetlError, match="gives 3 scores but manifest.json lists 2 labels"):
         Predictor.load(bundle_copy).predict(_images()[0])

@@ -24,8 +24,10 @@ from edgetl.evaluate.metrics import all_task_metrics, task_drops
 from edgetl.runtime.artifacts import ARTIFACT_KINDS
 from edgetl.runtime.batching import predict_in_batches
 from edgetl.runtime.cpuload import BUSY_SHARE, WARMUP_S, CpuLoad, default_threads
-from edgetl.runtime.manifest import files_for_artifacts, read_manifest, verify_files
+from edgetl.runtime.limits import regular_file
+from edgetl.runtime.manifest import files_for_artifacts, read_manifest
 from edgetl.runtime.ratio import disagreement, unpaired_ratio
+from edgetl.runtime.trust import check_bundle, read_trusted_manifest
 
 BENCH_DATA = "bench_data.npz"
 
@@ -60,6 +62,7 @@ def write_bench_data(loaded, path: Path, split: str = "test") -> Path:
 
 class BenchData:
     def __init__(self, path: Path):
+        regular_file(path, "--data")  # a FIFO would block np.load
         try:
             z = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as e:
@@ -404,11 +407,13 @@ def bench(
     providers=None,
     progress=None,
     verify: bool = True,
+    public_key=None,
 ) -> dict:
     """Benchmark a run or bundle; writes bench.json (+ bench.md, bench.png) and returns the report dict.
 
     With `verify` (the default) a bundle whose files do not match their manifest sha256 is refused before
-    anything is measured or written, so a broken bundle never replaces an earlier report."""
+    anything is measured or written, so a broken bundle never replaces an earlier report (the check every
+    entry point shares: `edgetl.runtime.trust`); with `public_key`, so is one whose manifest signature fails."""
     from edgetl.bench.devices import get_device_profile
     from edgetl.bench.sysinfo import collect_system_info, detect_local_device
 
@@ -429,9 +434,9 @@ def bench(
     if estimate and profile is None:
         raise EdgetlError(f"--estimate: no device profile for this machine ({local}); set EDGETL_DEVICES_DIR")
     bundle, run_dir, data_file = locate(target)
-    manifest = read_manifest(bundle)
+    manifest = read_trusted_manifest(bundle, public_key)
     if verify:  # the files the asked-for artifacts read (a remote bench gets only those)
-        verify_files(bundle, manifest, files_for_artifacts(manifest, artifacts))
+        check_bundle(bundle, manifest, files_for_artifacts(manifest, artifacts))
     kinds = {t.name: t.kind for t in manifest.tasks}
     names = artifacts or list(manifest.artifacts)
     unknown = [a for a in names if a not in manifest.artifacts and a != "pytorch"]

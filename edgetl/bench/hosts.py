@@ -161,7 +161,8 @@ def parse_host(spec: str) -> Host:
 
 
 def safe_remote_path(path: str) -> str:
-    """Check a path on the remote machine and return it normalised (duplicate and trailing `/` removed).
+    """Check a path on the remote machine and return it normalised (duplicate and trailing `/` removed); what
+    it returns never starts with `-` (a relative path that would is kept as `./-...`).
 
     Allowed: letters, digits and `_ . / + = , @ % -`; a leading `~/` (the remote home). Refused: empty paths,
     `..` components, a leading `-` (it would be an option), anything a shell would interpret (space, quotes,
@@ -176,7 +177,7 @@ def safe_remote_path(path: str) -> str:
         raise EdgetlError(f"remote path: {shown} is longer than {_MAX_PATH} characters")
     home = path == "~" or path.startswith("~/")
     body = path[1:] if home else path
-    if body.startswith("-"):
+    if body.startswith("-"):  # said early for the plain case; the result is checked again below
         raise EdgetlError(f"remote path: {shown} starts with '-' (would be read as an option)")
     if body and not _PATH_CHARS_RE.fullmatch(body):
         bad = sorted({c for c in body if not _PATH_CHARS_RE.fullmatch(c)})
@@ -193,7 +194,8 @@ def safe_remote_path(path: str) -> str:
     norm = posixpath.normpath(body)  # no '..' left, so this only drops '.', '//' and trailing '/'
     if body.startswith("//"):
         norm = "/" + norm.lstrip("/")
-    return norm
+    # validate what is returned, not only what was given: "./-x" normalises to "-x", an option
+    return f"./{norm}" if norm.startswith("-") else norm
 
 
 def quote_remote_word(word: str) -> str:

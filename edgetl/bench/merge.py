@@ -20,6 +20,7 @@ from pathlib import Path
 from edgetl.bench.report import machine_name
 from edgetl.errors import EdgetlError
 from edgetl.runtime.artifacts import headline_value, in_points, infer_kind
+from edgetl.runtime.limits import regular_file
 from edgetl.runtime.tasks import get_kind
 
 __all__ = [
@@ -42,6 +43,8 @@ BENCH_SCHEMA = "edgetl-bench/1"
 def load_report(path: str | Path) -> dict:
     """Read one `bench.json`; anything that is not one is a one-line error naming the file."""
     p = Path(path)
+    if p.exists():
+        regular_file(p, "bench report")  # a FIFO would block the read
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -39,7 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgetl.bench.hosts import Host, parse_host, safe_remote_path
+from edgetl.bench.ssh_options import check_ssh_option
 from edgetl.errors import EdgetlError
+from edgetl.runtime.limits import regular_file
 
 __all__ = [
     "DEFAULT_REMOTE_DIR",
@@ -55,18 +57,6 @@ __all__ = [
 DEFAULT_REMOTE_DIR = "~/.cache/edgetl/bench"
 LOCAL_DEVICE_NAMES = ("cpu", "auto", "local")
 LIGHT_INSTALL = "pip install numpy onnxruntime typer rich pydantic pyyaml && pip install --no-deps edgetl"
-# ssh options that run local commands: refused in --ssh-option (put them in ~/.ssh/config if you must)
-_DENIED_OPTIONS = {
-    "proxycommand",
-    "localcommand",
-    "permitlocalcommand",
-    "knownhostscommand",
-    "remotecommand",
-    "controlmaster",
-    "controlpath",
-    "controlpersist",
-}
-_OPTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*=[^\s\x00]+")
 _RENDER_LOCK = threading.Lock()
 _BENCH_DATA = "bench_data.npz"  # == edgetl.bench.harness.BENCH_DATA (kept import-free here)
 _SSH_NOISE = ("Warning: Permanently added", "** ", "Pseudo-terminal")
@@ -74,7 +64,7 @@ _SSH_NOISE = ("Warning: Permanently added", "** ", "Pseudo-terminal")
 
 @dataclass(frozen=True)
 class SshSettings:
-    """How to reach the hosts. `options` are extra `Key=Value` ssh options (validated, passed as `-o`)."""
+    """How to reach the hosts. `options` are extra `Key=Value` ssh options (allow-listed, passed as `-o`)."""
 
     identity: Path | None = None
     config: Path | None = None  # ssh -F (default: ~/.ssh/config)
@@ -84,14 +74,8 @@ class SshSettings:
     scp: str = "scp"
 
     def __post_init__(self) -> None:
-        for opt in self.options:
-            if not isinstance(opt, str) or not _OPTION_RE.fullmatch(opt):
-                raise EdgetlError(f"--ssh-option {opt!r}: expected Key=Value (no spaces), e.g. Port=2222")
-            if opt.split("=", 1)[0].lower() in _DENIED_OPTIONS:
-                raise EdgetlError(
-                    f"--ssh-option {opt!r}: options that run local commands or share connections "
-                    f"are refused here; set them in ~/.ssh/config"
-                )
+        # an allow-list (edgetl.bench.ssh_options); what is kept is what was checked
+        object.__setattr__(self, "options", tuple(check_ssh_option(opt) for opt in self.options))
         if self.identity is not None and not Path(self.identity).is_file():
             raise EdgetlError(f"--identity {self.identity}: no such key file")
         if self.config is not None and not Path(self.config).is_file() and str(self.config) != os.devnull:
@@ -144,6 +128,8 @@ class HostResult:
 def read_hosts_file(path: str | os.PathLike) -> list[str]:
     """Hosts from a file: one `user@addr[:port]` per line; blank lines and `#` comments are skipped."""
     p = Path(path)
+    if p.exists():
+        regular_file(p, "--hosts-file")  # a FIFO would block the read
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -186,22 +172,28 @@ def _remote_path(path: str) -> str:
     p = safe_remote_path(path)
     if p == "~":
         return "."
-    return p[2:] if p.startswith("~/") else p
+    rest = p[2:] if p.startswith("~/") else p
+    return f"./{rest}" if rest.startswith("-") else rest  # "~/-x" must not become the option "-x"
 
 
 # -------------------------------------------------------------------------------------------------- staging
-def stage_bundle(bundle: Path, data_file: Path | None, artifacts: Sequence[str] | None, dest: Path) -> tuple[Path, int]:
+def stage_bundle(
+    bundle: Path, data_file: Path | None, artifacts: Sequence[str] | None, dest: Path, public_key=None
+) -> tuple[Path, int]:
     """Copy (hard-link where possible) what the remote bench needs into `dest`; returns (dest, bytes).
 
     The manifest, every file it lists except the model files of artifacts that were not asked for, and
-    the bench data (as `bench_data.npz`, where the remote `edgetl bench` finds it).
+    the bench data (as `bench_data.npz`, where the remote `edgetl bench` finds it). The bundle is verified
+    here first (`edgetl.runtime.trust`, with the manifest's signature when `public_key` is given).
     """
     from edgetl.bench.harness import BENCH_DATA
-    from edgetl.runtime.manifest import MANIFEST_NAME, files_for_artifacts, read_manifest, resolve_in_bundle
+    from edgetl.runtime.manifest import MANIFEST_NAME, files_for_artifacts, resolve_in_bundle
+    from edgetl.runtime.trust import SIGNATURE_NAME, check_bundle, read_trusted_manifest
 
-    manifest = read_manifest(bundle)
+    manifest = read_trusted_manifest(bundle, public_key)
     wanted = [a for a in artifacts if a != "pytorch"] if artifacts else None
     names = [MANIFEST_NAME] + files_for_artifacts(manifest, wanted)
+    check_bundle(bundle, manifest, names[1:])
     total = 0
     dest.mkdir(parents=True)
     for rel in names:
@@ -210,6 +202,8 @@ def stage_bundle(bundle: Path, data_file: Path | None, artifacts: Sequence[str] 
             raise EdgetlError(f"{src}: listed in {bundle / MANIFEST_NAME} but missing from the bundle")
         _link_or_copy(src, dest / rel)
         total += src.stat().st_size
+    if (bundle / SIGNATURE_NAME).is_file() and SIGNATURE_NAME not in names:  # the device can check it too
+        _link_or_copy(bundle / SIGNATURE_NAME, dest / SIGNATURE_NAME)
     if data_file is not None:
         _link_or_copy(Path(data_file), dest / BENCH_DATA)
         total += Path(data_file).stat().st_size
@@ -507,6 +501,7 @@ def bench_remote(
     keep_remote: bool = False,
     data_path: str | os.PathLike | None = None,
     progress: Callable[[str], None] | None = None,
+    public_key=None,
 ) -> dict:
     """Bench a run or bundle on one or more remote devices over SSH.
 
@@ -587,7 +582,7 @@ def bench_remote(
 
     with tempfile.TemporaryDirectory(prefix="edgetl-stage-") as tmp:
         if remote_bundle is None:
-            stage, nbytes = stage_bundle(bundle, data_file, artifacts, Path(tmp) / "bundle")
+            stage, nbytes = stage_bundle(bundle, data_file, artifacts, Path(tmp) / "bundle", public_key)
         else:  # only the bench data travels
             stage, nbytes = Path(tmp) / "bundle", 0
             stage.mkdir()

@@ -24,9 +24,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from edgetl.bundle.export_lock import export_lock
 from edgetl.errors import EdgetlError, StorageError
 from edgetl.runtime.atomic import fsync_dir
 from edgetl.runtime.manifest import MANIFEST_NAME, read_manifest
+from edgetl.runtime.trust import SIGNATURE_NAME
 from edgetl.runtime.verify import verify_bundle
 
 __all__ = ["ExportInterrupted", "bundle_transaction", "os_error_line", "staging_dirs"]
@@ -78,29 +80,40 @@ def _kept(out: Path) -> str:
     return f"no bundle was written to {out}"
 
 
-def os_error_line(exc: BaseException, doing: str, kept: str, where: str | os.PathLike[str] = "a file") -> str | None:
+def os_error_line(
+    exc: BaseException, doing: str, kept: str, where: str | os.PathLike[str] = "a file", need: str = ""
+) -> str | None:
     """One line for an OS error anywhere in `exc`'s chain (libraries wrap them), or None if there is none;
-    `where` names the place when the error does not (a write deep inside a library)."""
+    `where` names the file when the error does not (a write deep inside a library), `need` says how much
+    space the write needed (docs/bundle.md: the file, the bytes needed and free)."""
     cur: BaseException | None = exc
     while cur is not None:
         if isinstance(cur, OSError) and cur.errno is not None:
             if cur.filename is None:
                 cur = OSError(cur.errno, cur.strerror or os.strerror(cur.errno), str(where))
-            return f"{doing}: {cur.filename}: {cur.strerror}{_free(cur)}; {kept}"
+            return f"{doing}: {cur.filename}: {cur.strerror}{_free(cur, need)}; {kept}"
         if "No space left on device" in str(cur):  # C++ writers (torch, protobuf) raise RuntimeError
-            return f"{doing}: {os.strerror(errno.ENOSPC)} ({str(cur).strip().splitlines()[0][:120]}); {kept}"
+            full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
+            detail = str(cur).strip().splitlines()[0][:120]
+            return f"{doing}: {where}: {full.strerror}{_free(full, need)} ({detail}); {kept}"
         cur = cur.__cause__ or cur.__context__
     return None
 
 
-def _free(e: OSError) -> str:
+def _free(e: OSError, need: str = "") -> str:
     if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or not e.filename:
         return ""
-    path = Path(str(e.filename))
+    if need:
+        return f" ({need})"
+    free = _free_at(Path(str(e.filename)))
+    return f" ({free})" if free else ""
+
+
+def _free_at(path: Path) -> str:
     while not path.exists() and path != path.parent:
         path = path.parent
     try:
-        return f" ({shutil.disk_usage(path).free / 1e6:.1f} MB free there)"
+        return f"{shutil.disk_usage(path).free / 1e6:.1f} MB free there"
     except OSError:
         return ""
 
@@ -108,10 +121,10 @@ def _free(e: OSError) -> str:
 def _carry_over(out: Path, staging: Path) -> None:
     """Files the user or `bench` put in the old bundle (bench.json, bench_data.npz...) move to the new one;
     files the old manifest lists are the old export's and are replaced, temp files are dropped."""
-    try:
-        listed = set(read_manifest(out).files) | {MANIFEST_NAME}
+    try:  # the old signature signs the old manifest: never carried over
+        listed = set(read_manifest(out).files) | {MANIFEST_NAME, SIGNATURE_NAME}
     except EdgetlError:
-        listed = {MANIFEST_NAME}
+        listed = {MANIFEST_NAME, SIGNATURE_NAME}
     for p in sorted(out.iterdir()):
         if p.name in listed or _DEBRIS.search(p.name) or (staging / p.name).exists():
             continue
@@ -193,6 +206,8 @@ def bundle_transaction(out: str | os.PathLike[str]) -> Iterator[Path]:
         )
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     swapped: list = []
+    lock = export_lock(out)  # a second export of the same bundle refuses here, before any work
+    lock.__enter__()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         recover(out)
@@ -228,11 +243,33 @@ def bundle_transaction(out: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise StorageError(_named(f"export failed: {exc.message}; {_kept(out)}", staging, out), path=exc.path) from None
     except BaseException as exc:
+        where, need = _disk_full_context(staging, out)  # before the staging directory is removed
         shutil.rmtree(staging, ignore_errors=True)
-        line = os_error_line(exc, "export failed", _kept(out) + ", the partial new bundle was removed", staging)
+        line = os_error_line(exc, "export failed", _kept(out) + ", the partial new bundle was removed", where, need)
         if line and not isinstance(exc, EdgetlError):
             raise StorageError(_named(line, staging, out)) from None
         raise
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _disk_full_context(staging: Path, out: Path) -> tuple[Path, str]:
+    """What a disk-full line names when the library that failed did not: the file being written (the newest
+    in staging) and the space needed (what was written, or the previous bundle's size when larger)."""
+    files = [p for p in staging.rglob("*") if p.is_file()] if staging.is_dir() else []
+    written = sum(p.stat().st_size for p in files)
+    newest = max(files, key=lambda p: p.stat().st_mtime_ns, default=staging)
+    old = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.is_dir() else 0
+    if old > written:
+        need = f"needs about {_mb(old)} like the previous bundle, {_mb(written)} written"
+    else:
+        need = f"needs more than the {_mb(written)} written"
+    free = _free_at(newest)  # measured before the partial bundle is removed: what was free when it failed
+    return newest, f"{need}, {free}" if free else need
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n} bytes"
 
 
 def _named(line: str, staging: Path, out: Path) -> str:

@@ -22,7 +22,7 @@ def decode_image(path: Path, size: int | None = None, resize: str = "bilinear", 
     `size`: bring it to size x size (see `edgetl.data.lazy`), decoding a JPEG at a reduced scale first.
     `path` may also be (shard, offset, size, name): a member of a WebDataset tar shard (`edgetl.data.shards`).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     source = path
     if isinstance(path, tuple):
@@ -44,11 +44,32 @@ def decode_image(path: Path, size: int | None = None, resize: str = "bilinear", 
                 raise EdgetlError(f"{path}: unsupported image mode {im.mode!r}")
     except EdgetlError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except decode_errors() as e:
         raise EdgetlError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
     if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise EdgetlError(f"{path}: image has shape {arr.shape}")
     return fit_to_size(np.ascontiguousarray(arr, dtype=np.uint8), size, resize, crop_pct)
+
+
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What Pillow raises for a file that is not a usable image. DecompressionBombError (an image whose header
+    claims more pixels than Pillow's limit) is not an OSError, so it is named here rather than left to escape."""
+    from PIL import Image, UnidentifiedImageError
+
+    return (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the header only, for inspecting a folder; the same checks as `decode_image`: a FIFO
+    or device is refused before it is opened, an unusable image is an EdgetlError naming the file."""
+    from PIL import Image
+
+    regular_file(path, "image")
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except decode_errors() as e:
+        raise EdgetlError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
 
 
 def fit_to_size(arr: np.ndarray, size: int | None, resize: str = "bilinear", crop_pct: float = 0.875) -> np.ndarray:

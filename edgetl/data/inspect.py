@@ -9,16 +9,23 @@ and saved like any other; anything can be overridden with key=value.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
+from edgetl.data.decode import image_size
 from edgetl.data.files import IMAGE_SUFFIXES, _read_rows
 from edgetl.errors import EdgetlError
+from edgetl.runtime.limits import regular_file
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BACKBONE = {"image": "mobilenet_v2", "text": "minilm"}
 SPLIT_VALUES = {"train", "val", "test"}
 _SPLIT_NAMES = ("split", "subset", "fold", "partition")
 _TEXT_NAMES = ("text", "sentence", "sentences", "review", "comment", "title", "body", "content", "message")
+_FILE_NAME = re.compile(r"[^\s]+\.[A-Za-z0-9]{1,5}")  # one word with a file suffix: "a/b.dat", not a sentence
+_PATH_NAMES = re.compile(r"^(path|file|filename|filepath|file_path|image|img|image_path|photo|picture)s?$", re.I)
 _ID_NAMES = re.compile(r"^(id|idx|index|uid|key|row|filename|file|name)$", re.I)
 
 
@@ -50,15 +57,21 @@ def _image_size(sides: list[int]) -> int:
 
 
 def _sample_sides(files: list[Path]) -> list[int]:
-    from PIL import Image
-
-    sides = []
+    """Largest side of the first 50 images. A FIFO or device among them is refused in one line (as the loaders
+    do); an unreadable image (truncated, a decompression bomb) is skipped and named, as training does."""
+    sides, skipped = [], []
     for f in files[:50]:
+        if not f.exists() and not f.is_symlink():
+            continue  # a manifest row pointing nowhere: loading the data names it
+        regular_file(f, "image")
         try:
-            with Image.open(f) as im:
-                sides.append(max(im.size))
-        except OSError:
-            continue
+            sides.append(max(image_size(f)))
+        except EdgetlError as e:
+            skipped.append(e.message)
+    for why in skipped:
+        log.warning("skipped unreadable image while inspecting: %s", why)
+    if skipped:
+        log.warning("%d of the first %d image(s) could not be read (skipped)", len(skipped), min(len(files), 50))
     return sides
 
 
@@ -102,11 +115,27 @@ def _inspect_manifest(path: Path, fmt: str) -> dict:
     columns = list(rows[0])
     values = {c: [r.get(c) for r in rows] for c in columns}
 
+    def present(c: str) -> list[str]:
+        return [str(v) for v in values[c] if not _blank(v)]
+
     def looks_like_images(c: str) -> bool:
-        vals = [str(v) for v in values[c] if not _blank(v)]
+        vals = present(c)
         return bool(vals) and all(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in vals)
 
+    def file_names(c: str) -> bool:  # every value a single word ending in a file suffix: names, not sentences
+        vals = present(c)
+        return bool(vals) and all(isinstance(v, str) and _FILE_NAME.fullmatch(v) for v in values[c] if not _blank(v))
+
     path_col = next((c for c in columns if looks_like_images(c)), None)
+    if path_col is None:  # a column of file names that are not all images: say so, never read them as text
+        for c in columns:
+            others = sorted({Path(v).suffix.lower() or "(none)" for v in present(c)} - IMAGE_SUFFIXES)
+            if file_names(c) and any(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in present(c)):
+                bad = next(v for v in present(c) if Path(v).suffix.lower() not in IMAGE_SUFFIXES)
+                raise EdgetlError(
+                    f"--data {path}: column {c!r} holds image files but also {bad!r} ({', '.join(others)}): "
+                    f"every value of the image column must be an image ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                )
     split_col = next(
         (
             c
@@ -117,9 +146,11 @@ def _inspect_manifest(path: Path, fmt: str) -> dict:
     )
     data: dict = {"source": fmt, "path": str(path)}
     used = {path_col, split_col}
+    why: list[str] = []
     if path_col is not None:
         kind = "image"
         data["path_column"] = path_col
+        why.append(f"column {path_col!r}: the image paths (every value ends in an image suffix)")
         files = [(path.parent / str(v)) if not Path(str(v)).is_absolute() else Path(str(v)) for v in values[path_col]]
         inp: dict = {"kind": "image", "image_size": _image_size(_sample_sides(files))}
     else:
@@ -131,6 +162,15 @@ def _inspect_manifest(path: Path, fmt: str) -> dict:
         text_cols = [c for c in columns if c not in used and all(isinstance(v, str) for v in values[c])]
         named = [c for c in text_cols if c.lower() in _TEXT_NAMES]
         text_col = named[0] if named else max(text_cols, key=mean_len, default=None)
+        # a column of file names is a path column whose files are not images: never read it as text
+        paths = [c for c in columns if file_names(c) and (c == text_col or (not named and _PATH_NAMES.match(c)))]
+        if paths:
+            found = sorted({Path(v).suffix.lower() for v in present(paths[0])})
+            raise EdgetlError(
+                f"--data {path}: column {paths[0]!r} holds file names ({', '.join(found)}) but not images "
+                f"({', '.join(sorted(IMAGE_SUFFIXES))}), so it is neither an image column nor text; "
+                "see docs/your-data.md"
+            )
         if text_col is None or mean_len(text_col) < 8:
             raise EdgetlError(
                 f"--data {path}: found neither a column of image paths ({', '.join(sorted(IMAGE_SUFFIXES))})"
@@ -138,28 +178,48 @@ def _inspect_manifest(path: Path, fmt: str) -> dict:
             )
         kind = "text"
         data["text_column"] = text_col
+        why.append(
+            f"column {text_col!r}: the text ("
+            + (
+                "named like text"
+                if named
+                else f"the longest text column, {mean_len(text_col):.0f} characters on average"
+            )
+            + "; no column of image paths)"
+        )
         used.add(text_col)
         inp = {"kind": "text", "max_length": 128}
     if split_col is not None:
         data["split_column"] = split_col
+        why.append(f"column {split_col!r}: the split (values only train/val/test)")
     tasks = []
     for c in columns:
         if c in used or _ID_NAMES.match(c):
+            if c not in used:
+                why.append(f"column {c!r}: ignored (named like an identifier)")
             continue
         k = _column_kind(values[c])
         if k is not None:
             name = re.sub(r"[^A-Za-z0-9_]", "_", c)
             name = name if re.match(r"^[A-Za-z_]", name) else f"t_{name}"
             tasks.append({"name": name[:64], "kind": k, "column": c})
+            why.append(f"column {c!r}: a {k} task")
+        else:
+            why.append(f"column {c!r}: ignored (a different value on every row: an identifier)")
     if not tasks:
         raise EdgetlError(
             f"--data {path}: no label column found (columns: {', '.join(columns)}); see docs/your-data.md"
         )
-    return {"input": inp, "tasks": tasks, "data": data, "_kind": kind}
+    return {"input": inp, "tasks": tasks, "data": data, "_kind": kind, "_why": why}
 
 
 def starter_recipe(path: str | Path, backbone: str | None = None) -> dict:
     """The recipe dict `edgetl train --data PATH` trains: inspected data + a small, CPU-friendly setup."""
+    return _starter(path, backbone)[0]
+
+
+def _starter(path: str | Path, backbone: str | None) -> tuple[dict, list[str]]:
+    """(starter recipe, why each manifest column was taken for what: shown above the printed recipe)."""
     p = Path(path)
     if p.is_dir():
         found = _inspect_folder(p)
@@ -170,6 +230,7 @@ def starter_recipe(path: str | Path, backbone: str | None = None) -> dict:
     else:
         raise EdgetlError(f"--data {p}: not found")
     kind = found.pop("_kind", found["input"]["kind"])
+    why = found.pop("_why", [])
     recipe = {
         "name": _name_from(p),
         "description": f"starter recipe for {p} (edgetl train --data)",
@@ -181,7 +242,7 @@ def starter_recipe(path: str | Path, backbone: str | None = None) -> dict:
         recipe["train"] = {"epochs": 20, "batch_size": 32, "lr": 0.003, "freeze": {"policy": "linear_probe"}}
     else:
         recipe["train"] = {"epochs": 5, "batch_size": 32, "lr": 0.001}
-    return recipe
+    return recipe, why
 
 
 def load_starter(path: str | Path, backbone: str | None = None, overrides: list[str] | None = None):
@@ -190,6 +251,8 @@ def load_starter(path: str | Path, backbone: str | None = None, overrides: list[
 
     from edgetl.recipe import apply_overrides, recipe_from_dict
 
-    data = apply_overrides(starter_recipe(path, backbone), list(overrides or []))
+    found, why = _starter(path, backbone)
+    data = apply_overrides(found, list(overrides or []))
     rec = recipe_from_dict(data, f"--data {path}", list(overrides or []))
-    return rec, yaml.safe_dump(data, sort_keys=False)  # what was chosen, not every default
+    head = "".join(f"# {line}\n" for line in why)  # which column was taken for what, and why
+    return rec, head + yaml.safe_dump(data, sort_keys=False)  # what was chosen, not every default

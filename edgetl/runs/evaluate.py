@@ -24,13 +24,19 @@ def evaluate_run(run_path, artifact: str = "pytorch", split: str = "test") -> di
         metrics = all_task_metrics(outputs, ex.targets, loaded.kinds, loaded.splits.labels, full=True)
         source = str(loaded.run.checkpoint("best"))
     else:
+        from edgetl.runtime.manifest import files_for_artifacts
+        from edgetl.runtime.trust import check_bundle, read_trusted_manifest
+
         manifest_path = loaded.run.export_dir / "manifest.json"
         if not manifest_path.is_file():
             raise EdgetlError(f"{loaded.run.dir}: not exported yet (edgetl export {loaded.run.dir})")
-        arts = json.loads(manifest_path.read_text())["artifacts"]
+        manifest = read_trusted_manifest(loaded.run.export_dir)
+        arts = manifest.artifacts
         if artifact not in arts:
             raise EdgetlError(f"--artifact {artifact!r}: available pytorch, {', '.join(arts)}")
-        path = loaded.run.export_dir / arts[artifact]["file"]
+        # the check every entry point shares: the artifact's files, the labels, nothing unlisted
+        check_bundle(loaded.run.export_dir, manifest, files_for_artifacts(manifest, [artifact]))
+        path = loaded.run.export_dir / arts[artifact].file
         metrics = evaluate_onnx(path, loaded, split, full=True)
         source = str(path)
     result = {

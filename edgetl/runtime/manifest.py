@@ -13,7 +13,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,6 +26,7 @@ from edgetl.runtime.tasks import get_kind, kind_names
 __all__ = [
     "SCHEMA_VERSION",
     "MANIFEST_NAME",
+    "SIGNATURE_NAME",
     "Artifact",
     "ImageInput",
     "Manifest",
@@ -44,6 +45,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.json.sig"  # detached signature of manifest.json (edgetl.runtime.trust): never listed
 
 TEXT_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -133,12 +135,12 @@ def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
 
 
 def bundle_file_hashes(bundle_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """`files` for a manifest: every file under the bundle but manifest.json and hidden temp files."""
+    """`files` for a manifest: every file under the bundle but manifest.json, its signature and hidden temp files."""
     root = Path(bundle_dir)
     out: dict[str, str] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
-        if rel == MANIFEST_NAME or any(part.startswith(".") for part in PurePosixPath(rel).parts):
+        if rel in (MANIFEST_NAME, SIGNATURE_NAME) or any(part.startswith(".") for part in PurePosixPath(rel).parts):
             continue
         out[rel] = sha256_file(path)
     return out
@@ -325,16 +327,22 @@ def resolve_bundle_dir(target: str | os.PathLike[str]) -> Path:
     raise EdgetlError(f"{p} is a run without a deploy bundle yet; run `edgetl export {p} --int8` first")
 
 
-def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
-    """Read and validate `<bundle_dir>/manifest.json`."""
+def read_manifest(
+    bundle_dir: str | os.PathLike[str], check_bytes: Callable[[Path, bytes], None] | None = None
+) -> Manifest:
+    """Read and validate `<bundle_dir>/manifest.json`. `check_bytes(path, data)` sees the exact bytes that are
+    then parsed (a signature check, `edgetl.runtime.trust`), so nothing can swap the file in between."""
     path = Path(bundle_dir) / MANIFEST_NAME
     if not Path(bundle_dir).is_dir():
         what = "is a file" if Path(bundle_dir).exists() else "not found"
         raise EdgetlError(f"{bundle_dir}: {what}; pass the bundle directory that holds {MANIFEST_NAME}")
     if not os.path.lexists(path):
         raise EdgetlError(f"{path}: not found; is {bundle_dir} a deploy bundle?")
+    raw = read_limited(path, "manifest", MAX_MANIFEST_BYTES)
+    if check_bytes is not None:
+        check_bytes(path, raw)
     try:
-        text = read_limited(path, "manifest", MAX_MANIFEST_BYTES).decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise EdgetlError(f"{path}: cannot read: {exc}") from None
     try:

@@ -11,6 +11,7 @@ import os
 import posixpath
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,13 +25,13 @@ from edgetl.runtime.manifest import (
     Manifest,
     Task,
     onnx_external_data,
-    read_manifest,
     resolve_bundle_dir,
     resolve_in_bundle,
     verify_files,
 )
 from edgetl.runtime.preprocess import ImagePreprocessor, TextEncoder
 from edgetl.runtime.tasks import TaskPrediction, get_kind
+from edgetl.runtime.trust import check_bundle, read_trusted_manifest, refuse_unlisted
 
 __all__ = ["Predictor", "TaskPrediction", "default_artifact_name", "external_data_names"]
 
@@ -111,15 +112,19 @@ class Predictor:
         providers: Sequence[ProviderSpec] | None = None,
         verify: bool = True,
         intra_op_threads: int | None = None,
+        public_key: Any = None,
     ) -> Predictor:
         """Load a bundle's artifact (default: manifest's default_artifact, else int8-ort, else fp32).
 
         With `verify`, the sha256 of every file it loads (model, its ONNX external data, engine manifest,
         tokenizer) is checked against manifest.json first, and external data the manifest does not list is
-        refused. `providers` are ONNX Runtime execution providers (default CPU).
+        refused; so are labels files that differ from the manifest's labels and files it does not list
+        (`edgetl.runtime.trust`, the check every entry point shares). With `public_key` (a path, PEM/OpenSSH
+        bytes or an Ed25519PublicKey), the manifest must carry a valid signature (`edgetl export --sign`), even
+        with `verify=False`. `providers` are ONNX Runtime execution providers (default CPU).
         """
         bundle_dir = resolve_bundle_dir(bundle_dir)  # a run dir means its export/, as in `edgetl bench`
-        manifest = read_manifest(bundle_dir)
+        manifest = read_trusted_manifest(bundle_dir, public_key)
         name = artifact if artifact is not None else default_artifact_name(manifest)
         if name not in manifest.artifacts:
             raise EdgetlError(
@@ -133,9 +138,10 @@ class Predictor:
                 names.append(sidecar)
             if manifest.input.kind == "text":
                 names.append(manifest.input.tokenizer)  # type: ignore[union-attr]
-            digests = verify_files(bundle_dir, manifest, names)
+            digests = check_bundle(bundle_dir, manifest, names, unlisted=False)
             if entry.format == "onnx":
                 verify_files(bundle_dir, manifest, external_data_names(bundle_dir, manifest, entry))
+            refuse_unlisted(bundle_dir, manifest)  # after the external-data check, which says more
             if entry.sha256 is not None and digests[entry.file] != entry.sha256:
                 raise EdgetlError(
                     f"{bundle_dir / entry.file}: sha256 differs from artifacts.{name}.sha256 in {MANIFEST_NAME}"

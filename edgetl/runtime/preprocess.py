@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgetl.errors import EdgetlError
+from edgetl.runtime.limits import regular_file
 from edgetl.runtime.manifest import TEXT_INPUT_NAMES, ImageInput, TextInput
 
 __all__ = ["ImagePreprocessor", "TextEncoder", "bilinear_resize", "load_image"]
@@ -175,13 +176,14 @@ def load_image(path: str | os.PathLike[str]) -> Any:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise EdgetlError(f"reading image file {path} needs Pillow: pip install pillow") from None
+    regular_file(path, "input image")  # a FIFO or device would block the open; a directory is named as one
     try:
         with Image.open(path) as im:
             im.load()
             return im
     except FileNotFoundError:
         raise EdgetlError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:  # a bomb is no OSError
         raise EdgetlError(f"{path}: cannot read image: {exc}") from None
 
 
