@@ -9,6 +9,8 @@ crop_pct: the recipe's, else the backbone's pretrained config (timm `crop_pct`; 
 
 from __future__ import annotations
 
+from edgetl.recipe import DATA_SOURCES
+
 DEFAULT_CROP_PCT = 0.875
 _TIMM_ARCH = {"efficientnet_lite0": "tf_efficientnet_lite0"}
 
@@ -31,6 +33,6 @@ def resize_of(recipe) -> tuple[str, float]:
     inp = recipe.input
     mode = inp.resize
     if mode == "auto":
-        mode = "shorter_crop" if recipe.data.source in ("imagefolder", "csv", "jsonl", "webdataset") else "squash"
+        mode = "shorter_crop" if DATA_SOURCES[recipe.data.source].files else "squash"
     pct = inp.crop_pct if inp.crop_pct is not None else default_crop_pct(recipe.backbone.name)
     return ("bilinear" if mode == "squash" else "shorter_crop"), float(pct)
