@@ -38,6 +38,13 @@ PublicKeyOpt = Annotated[
         "(manifest.json.sig, from `edgetl export --sign`) does not verify with it."
     ),
 ]
+SignOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Ed25519 private key (PEM or OpenSSH, unencrypted): write manifest.json.sig, a detached "
+        "signature of the manifest that `predict --public-key` / Predictor.load(public_key=...) check."
+    ),
+]
 SkipVerifyOpt = Annotated[
     bool,
     typer.Option(
@@ -59,68 +66,54 @@ def _console():
 
 
 # --------------------------------------------------------------------------------------------------- train
+RecipeArg = Annotated[
+    str | None, typer.Argument(help="Recipe YAML file (or leave it out and give --data).", show_default=False)
+]
+OverridesArg = Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. train.epochs=3")]
+DataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Train on this folder of images or CSV/JSONL file without a recipe: edgetl picks one (printed, saved in the run dir). See docs/your-data.md."
+    ),
+]
+TrainBackboneOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="With --data: the backbone (see `edgetl backbones`; default mobilenet_v2 for images, minilm for text)."
+    ),
+]
+NameOpt = Annotated[str | None, typer.Option(help="Run name (default: the recipe's name); runs/<name>[-N].")]
+RunsDirOpt = Annotated[Path, typer.Option(help="Where run directories go.")]
+ExistOkOpt = Annotated[
+    bool,
+    typer.Option("--exist-ok", help="Reuse runs/<name> (an earlier run there is replaced) instead of runs/<name>-N."),
+]
+ResumeOpt = Annotated[
+    str | None, typer.Option(help="Continue a run: its directory, or 'last' for the newest run of this recipe.")
+]
+LoggerOpt = Annotated[str, typer.Option(help="Also log to: tensorboard | none | auto (tensorboard when installed).")]
+
+
 @app.command(
     epilog="Examples: edgetl train recipes/quickstart.yaml train.epochs=3 --name qs | edgetl train --data photos/ train.epochs=3 | edgetl train --resume runs/qs"
 )
 def train(
-    recipe: Annotated[
-        str | None, typer.Argument(help="Recipe YAML file (or leave it out and give --data).", show_default=False)
-    ] = None,
-    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. train.epochs=3")] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            help="Train on this folder of images or CSV/JSONL file without a recipe: edgetl picks one (printed, saved in the run dir). See docs/your-data.md."
-        ),
-    ] = None,
-    backbone: Annotated[
-        str | None,
-        typer.Option(
-            help="With --data: the backbone (see `edgetl backbones`; default mobilenet_v2 for images, minilm for text)."
-        ),
-    ] = None,
-    name: Annotated[str | None, typer.Option(help="Run name (default: the recipe's name); runs/<name>[-N].")] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where run directories go.")] = Path("runs"),
-    exist_ok: Annotated[
-        bool,
-        typer.Option(
-            "--exist-ok", help="Reuse runs/<name> (an earlier run there is replaced) instead of runs/<name>-N."
-        ),
-    ] = False,
-    resume: Annotated[
-        str | None, typer.Option(help="Continue a run: its directory, or 'last' for the newest run of this recipe.")
-    ] = None,
-    logger: Annotated[
-        str, typer.Option(help="Also log to: tensorboard | none | auto (tensorboard when installed).")
-    ] = "auto",
+    recipe: RecipeArg = None,
+    overrides: OverridesArg = None,
+    data: DataOpt = None,
+    backbone: TrainBackboneOpt = None,
+    name: NameOpt = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+    exist_ok: ExistOkOpt = False,
+    resume: ResumeOpt = None,
+    logger: LoggerOpt = "auto",
     quiet: QuietOpt = False,
 ):
     """Fine-tune a pretrained backbone into a multi-task model (writes runs/<name>/)."""
-    from edgetl.train.start import resolve_train_target
+    flags = dict(locals())  # the library call takes the flags under their own names
+    from edgetl.train.start import train_command
 
-    if logger not in ("tensorboard", "none", "auto"):
-        raise EdgetlError(f"--logger {logger!r}: allowed tensorboard, none, auto")
-    target = resolve_train_target(
-        recipe, overrides or [], data=data, backbone=backbone, name=name, runs_dir=runs_dir, resume=resume
-    )  # before importing torch: bad input fails fast
-    from edgetl.train.loop import train as train_fn
-
-    if target.starter_yaml:
-        typer.echo(
-            f"# recipe chosen for --data {data} (change any key with key=value; saved as <run>/recipe.yaml)\n"
-            + target.starter_yaml.rstrip(),
-            err=True,
-        )
-    result = train_fn(
-        target.recipe,
-        name=name,
-        runs_dir=runs_dir,
-        resume=target.resume,
-        progress=not quiet,
-        logger=logger,
-        exist_ok=exist_ok,
-        summary=True,
-    )
+    result = train_command(**flags, say=lambda msg: typer.echo(msg, err=True))
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return
     from edgetl.train.summary import final_line
@@ -186,96 +179,73 @@ def runs(
 
 
 # -------------------------------------------------------------------------------------------------- export
+Int8Opt = Annotated[
+    bool, typer.Option("--int8", help="Also build an INT8 Q/DQ model (calibrated on the training split).")
+]
+Fp16Opt = Annotated[bool, typer.Option("--fp16", help="Also build an FP16 model (GPU / TensorRT).")]
+EngineOpt = Annotated[bool, typer.Option("--engine", help="Also build TensorRT engines (needs TensorRT + NVIDIA GPU).")]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="INT8 target: auto | cpu (ONNX Runtime) | tensorrt (modelopt) | all (default: recipe's export.target)."
+    ),
+]
+MaxDropOpt = Annotated[
+    float | None, typer.Option(help="Accuracy budget per task, in points (default: recipe's export.max_drop).")
+]
+CalibrationOpt = Annotated[str | None, typer.Option(help="Calibration method: minmax | entropy | percentile.")]
+CalibrationSizeOpt = Annotated[
+    int | None, typer.Option(help="Calibration images (stratified sample of the training split).")
+]
+NoGateOpt = Annotated[bool, typer.Option("--no-gate", help="Skip the accuracy-gate search (report the drop only).")]
+QatOpt = Annotated[
+    bool,
+    typer.Option(
+        "--qat",
+        help="Also run quantization-aware training (modelopt torch) -> int8-qat (CPU), whatever export.qat.mode says.",
+    ),
+]
+Fp16IoOpt = Annotated[
+    bool, typer.Option("--fp16-io", help="FP16 model with FP16 inputs/outputs (default: FP32 inputs/outputs).")
+]
+GateThreadsOpt = Annotated[
+    int | None, typer.Option(help="CPU threads for the gate's FP32 vs INT8 timing (default: min(cores, 4)).")
+]
+AllowMismatchOpt = Annotated[
+    bool, typer.Option("--allow-mismatch", help="Ship even if ONNX vs PyTorch verification fails.")
+]
+BundleOutOpt = Annotated[Path | None, typer.Option(help="Bundle directory (default: <run>/export).")]
+DeepstreamOpt = Annotated[
+    bool, typer.Option("--deepstream", help="Also write a DeepStream nvinfer config (deepstream/config_infer.txt).")
+]
+
+
 @app.command(epilog="Example: edgetl export runs/quickstart --int8 --max-drop 0.5")
 def export(
     run: Annotated[str, typer.Argument(help="Run directory (runs/<name>).")],
-    int8: Annotated[
-        bool, typer.Option("--int8", help="Also build an INT8 Q/DQ model (calibrated on the training split).")
-    ] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="Also build an FP16 model (GPU / TensorRT).")] = False,
-    engine: Annotated[
-        bool, typer.Option("--engine", help="Also build TensorRT engines (needs TensorRT + NVIDIA GPU).")
-    ] = False,
-    target: Annotated[
-        str | None,
-        typer.Option(
-            help="INT8 target: auto | cpu (ONNX Runtime) | tensorrt (modelopt) | all (default: recipe's export.target)."
-        ),
-    ] = None,
-    max_drop: Annotated[
-        float | None, typer.Option(help="Accuracy budget per task, in points (default: recipe's export.max_drop).")
-    ] = None,
-    calibration: Annotated[str | None, typer.Option(help="Calibration method: minmax | entropy | percentile.")] = None,
-    calibration_size: Annotated[
-        int | None, typer.Option(help="Calibration images (stratified sample of the training split).")
-    ] = None,
-    no_gate: Annotated[
-        bool, typer.Option("--no-gate", help="Skip the accuracy-gate search (report the drop only).")
-    ] = False,
-    qat: Annotated[
-        bool,
-        typer.Option(
-            "--qat",
-            help="Also run quantization-aware training (modelopt torch) -> int8-qat (CPU), whatever export.qat.mode says.",
-        ),
-    ] = False,
-    fp16_io: Annotated[
-        bool, typer.Option("--fp16-io", help="FP16 model with FP16 inputs/outputs (default: FP32 inputs/outputs).")
-    ] = False,
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads for the gate's FP32 vs INT8 timing (default: min(cores, 4)).")
-    ] = None,
-    allow_mismatch: Annotated[
-        bool, typer.Option("--allow-mismatch", help="Ship even if ONNX vs PyTorch verification fails.")
-    ] = False,
-    out: Annotated[Path | None, typer.Option(help="Bundle directory (default: <run>/export).")] = None,
-    deepstream: Annotated[
-        bool, typer.Option("--deepstream", help="Also write a DeepStream nvinfer config (deepstream/config_infer.txt).")
-    ] = False,
-    sign: Annotated[
-        Path | None,
-        typer.Option(
-            help="Ed25519 private key (PEM or OpenSSH, unencrypted): write manifest.json.sig, a detached "
-            "signature of the manifest that `predict --public-key` / Predictor.load(public_key=...) check."
-        ),
-    ] = None,
+    int8: Int8Opt = False,
+    fp16: Fp16Opt = False,
+    engine: EngineOpt = False,
+    target: TargetOpt = None,
+    max_drop: MaxDropOpt = None,
+    calibration: CalibrationOpt = None,
+    calibration_size: CalibrationSizeOpt = None,
+    no_gate: NoGateOpt = False,
+    qat: QatOpt = False,
+    fp16_io: Fp16IoOpt = False,
+    threads: GateThreadsOpt = None,
+    allow_mismatch: AllowMismatchOpt = False,
+    out: BundleOutOpt = None,
+    deepstream: DeepstreamOpt = False,
+    sign: SignOpt = None,
     quiet: QuietOpt = False,
 ):
     """Export to ONNX (verified against PyTorch), quantize (INT8 / FP16) and write the deploy bundle."""
+    flags = dict(locals())  # ExportOptions.from_flags takes them under their own names
     from edgetl.bundle.pipeline import ExportOptions, export_run
-    from edgetl.runtime.trust import load_private_key, sign_manifest
 
     _in_run(run)
-    key = load_private_key(sign) if sign is not None else None  # a bad key fails before the export
-    bundle = export_run(
-        run,
-        ExportOptions(
-            int8=int8,
-            fp16=fp16,
-            target=target,
-            out_dir=out,
-            max_drop=max_drop,
-            calibration_method=calibration,
-            calibration_size=calibration_size,
-            gate=not no_gate,
-            allow_mismatch=allow_mismatch,
-            progress=not quiet,
-            keep_io_fp32=not fp16_io,
-            threads=threads,
-            qat=True if qat else None,
-        ),
-    )
-    if engine:
-        from edgetl.compile.bundle import build_bundle_engines
-
-        build_bundle_engines(bundle, fp16=fp16, int8=int8)
-    if deepstream:
-        from edgetl.bundle.deepstream import write_deepstream
-
-        typer.echo(f"DeepStream config: {write_deepstream(bundle)}")
-    if key is not None:  # last: engines rewrite the manifest
-        typer.echo(f"signed: {sign_manifest(bundle, key)}")
-    _print_manifest_summary(bundle)
+    _print_manifest_summary(export_run(flags.pop("run"), ExportOptions.from_flags(**flags)))
 
 
 def _print_manifest_summary(bundle: Path) -> None:
@@ -322,192 +292,119 @@ def _print_manifest_summary(bundle: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- bench
+SSH = "Remote devices (SSH)"  # the help panel of the remote options
+DeviceOpt = Annotated[
+    str, typer.Option(help="Device profile name (see `edgetl devices`), or cpu/auto for this machine.")
+]
+EstimateOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--estimate/--measure",
+        help="Roofline estimate from the device profile instead of measuring (default: estimate when not on the device).",
+    ),
+]
+HostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Run on a remote device over SSH: user@addr[:port] (repeatable: several hosts run concurrently).",
+        rich_help_panel=SSH,
+    ),
+]
+HostsFileOpt = Annotated[
+    Path | None, typer.Option(help="File with one user@addr[:port] per line (# comments).", rich_help_panel=SSH)
+]
+RemotePythonOpt = Annotated[
+    str, typer.Option(help="Python on the device that has edgetl (light install).", rich_help_panel=SSH)
+]
+RemoteDirOpt = Annotated[
+    str,
+    typer.Option(
+        help="Where the bundle is copied on the device (a job directory inside it, removed afterwards).",
+        rich_help_panel=SSH,
+    ),
+]
+IdentityOpt = Annotated[Path | None, typer.Option(help="ssh private key (ssh -i).", rich_help_panel=SSH)]
+SshConfigOpt = Annotated[
+    Path | None, typer.Option(help="ssh client config file (ssh -F; default ~/.ssh/config).", rich_help_panel=SSH)
+]
+SshOptionOpt = Annotated[
+    list[str] | None, typer.Option(help="Extra ssh option Key=Value (ssh -o; repeatable).", rich_help_panel=SSH)
+]
+ConnectTimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for an ssh connection.", rich_help_panel=SSH)]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Seconds the remote bench may take per host (default: from artifacts, batches and budget).",
+        rich_help_panel=SSH,
+    ),
+]
+RemoteBundleOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Bench a bundle already on the device (e.g. with engines `edgetl build` made there) instead of copying TARGET's; TARGET still supplies the bench data.",
+        rich_help_panel=SSH,
+    ),
+]
+KeepRemoteOpt = Annotated[
+    bool, typer.Option("--keep-remote", help="Leave the job directory on the device.", rich_help_panel=SSH)
+]
+ArtifactsOpt = Annotated[
+    list[str] | None, typer.Option(help="Only these artifacts (repeatable), e.g. fp32, int8-ort, trt-fp16.")
+]
+ProviderOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="ONNX Runtime execution providers for ONNX artifacts, in order (repeatable), e.g. TensorrtExecutionProvider, CUDAExecutionProvider."
+    ),
+]
+BatchOpt = Annotated[str, typer.Option(help="Batch sizes for the throughput sweep, comma-separated.")]
+BudgetOpt = Annotated[float, typer.Option(help="Timed seconds per measurement.")]
+BenchThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for inference (default: all).")]
+BenchDataOpt = Annotated[Path | None, typer.Option(help="bench_data.npz with held-out inputs + labels (bundles only).")]
+BenchOutOpt = Annotated[
+    Path | None,
+    typer.Option(help="Where bench.json/md/png go (default: the run dir; <run>/bench-remote with --host)."),
+]
+
+
 @app.command(
     epilog="Examples: edgetl bench runs/quickstart --device cpu | edgetl bench runs/quickstart --device jetson-orin-nano --estimate | edgetl bench runs/quickstart --host nvidia@orin-nano --host nvidia@orin-nx"
 )
 def bench(
     target: Annotated[str, typer.Argument(help="Run directory or bundle directory.")],
-    device: Annotated[
-        str, typer.Option(help="Device profile name (see `edgetl devices`), or cpu/auto for this machine.")
-    ] = "cpu",
-    estimate: Annotated[
-        bool | None,
-        typer.Option(
-            "--estimate/--measure",
-            help="Roofline estimate from the device profile instead of measuring (default: estimate when not on the device).",
-        ),
-    ] = None,
-    host: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Run on a remote device over SSH: user@addr[:port] (repeatable: several hosts run concurrently).",
-            rich_help_panel="Remote devices (SSH)",
-        ),
-    ] = None,
-    hosts_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="File with one user@addr[:port] per line (# comments).", rich_help_panel="Remote devices (SSH)"
-        ),
-    ] = None,
-    remote_python: Annotated[
-        str,
-        typer.Option(
-            help="Python on the device that has edgetl (light install).", rich_help_panel="Remote devices (SSH)"
-        ),
-    ] = "python3",
-    remote_dir: Annotated[
-        str,
-        typer.Option(
-            help="Where the bundle is copied on the device (a job directory inside it, removed afterwards).",
-            rich_help_panel="Remote devices (SSH)",
-        ),
-    ] = "~/.cache/edgetl/bench",
-    identity: Annotated[
-        Path | None, typer.Option(help="ssh private key (ssh -i).", rich_help_panel="Remote devices (SSH)")
-    ] = None,
-    ssh_config: Annotated[
-        Path | None,
-        typer.Option(
-            help="ssh client config file (ssh -F; default ~/.ssh/config).", rich_help_panel="Remote devices (SSH)"
-        ),
-    ] = None,
-    ssh_option: Annotated[
-        list[str] | None,
-        typer.Option(help="Extra ssh option Key=Value (ssh -o; repeatable).", rich_help_panel="Remote devices (SSH)"),
-    ] = None,
-    connect_timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for an ssh connection.", rich_help_panel="Remote devices (SSH)")
-    ] = 10.0,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            help="Seconds the remote bench may take per host (default: from artifacts, batches and budget).",
-            rich_help_panel="Remote devices (SSH)",
-        ),
-    ] = None,
-    remote_bundle: Annotated[
-        str | None,
-        typer.Option(
-            help="Bench a bundle already on the device (e.g. with engines `edgetl build` made there) instead of copying TARGET's; TARGET still supplies the bench data.",
-            rich_help_panel="Remote devices (SSH)",
-        ),
-    ] = None,
-    keep_remote: Annotated[
-        bool,
-        typer.Option(
-            "--keep-remote", help="Leave the job directory on the device.", rich_help_panel="Remote devices (SSH)"
-        ),
-    ] = False,
-    artifact: Annotated[
-        list[str] | None, typer.Option(help="Only these artifacts (repeatable), e.g. fp32, int8-ort, trt-fp16.")
-    ] = None,
-    provider: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="ONNX Runtime execution providers for ONNX artifacts, in order (repeatable), e.g. TensorrtExecutionProvider, CUDAExecutionProvider."
-        ),
-    ] = None,
-    batch: Annotated[str, typer.Option(help="Batch sizes for the throughput sweep, comma-separated.")] = "1,8,32",
-    budget: Annotated[float, typer.Option(help="Timed seconds per measurement.")] = 3.0,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for inference (default: all).")] = None,
-    data: Annotated[
-        Path | None, typer.Option(help="bench_data.npz with held-out inputs + labels (bundles only).")
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Where bench.json/md/png go (default: the run dir; <run>/bench-remote with --host)."),
-    ] = None,
-    public_key: PublicKeyOpt = None,
+    device: DeviceOpt = "cpu",
+    estimate: EstimateOpt = None,
+    host: HostOpt = None,
+    hosts_file: HostsFileOpt = None,
+    remote_python: RemotePythonOpt = "python3",
+    remote_dir: RemoteDirOpt = "~/.cache/edgetl/bench",
+    identity: IdentityOpt = None,
+    ssh_config: SshConfigOpt = None,
+    ssh_option: SshOptionOpt = None,
+    connect_timeout: ConnectTimeoutOpt = 10.0,
+    timeout: TimeoutOpt = None,
+    remote_bundle: RemoteBundleOpt = None,
+    keep_remote: KeepRemoteOpt = False,
+    artifact: ArtifactsOpt = None,
+    provider: ProviderOpt = None,
+    batch: BatchOpt = "1,8,32",
+    budget: BudgetOpt = 3.0,
+    threads: BenchThreadsOpt = None,
+    data: BenchDataOpt = None,
+    out: BenchOutOpt = None,
     skip_verify: SkipVerifyOpt = False,
+    public_key: PublicKeyOpt = None,
     as_json: JsonOpt = False,
 ):
     """Latency (p50/p90/p99, throughput) and per-task accuracy of every artifact, measured or estimated."""
-    from edgetl.bench.harness import bench as bench_fn
-    from edgetl.bench.report import load_failures, print_table
+    flags = dict(locals())  # bench_command takes them under their own names
+    from edgetl.bench.command import bench_command, show_bench
 
     _in_run(target)
-    try:
-        sizes = [int(b) for b in batch.split(",") if b.strip()]
-    except ValueError:
-        raise EdgetlError(f"--batch {batch!r}: expected comma-separated integers, e.g. 1,8,32") from None
-    say = lambda m: _console().print(f"[cyan]bench[/] {m}")  # noqa: E731
-    hosts = list(host or [])
-    if hosts_file:
-        from edgetl.bench.remote import read_hosts_file
-
-        hosts += read_hosts_file(hosts_file)
-    if hosts:
-        from edgetl.bench.remote import bench_remote
-
-        if estimate:
-            raise EdgetlError("--estimate is computed here from the device profile; drop --host (or --estimate)")
-        report = bench_remote(
-            target,
-            hosts,
-            device=device,
-            artifacts=artifact,
-            batch_sizes=sizes,
-            budget_s=budget,
-            out=out,
-            threads=threads,
-            providers=provider,
-            python=remote_python,
-            remote_dir=remote_dir,
-            identity=identity,
-            ssh_config=ssh_config,
-            ssh_options=ssh_option or (),
-            connect_timeout_s=connect_timeout,
-            timeout_s=timeout,
-            keep_remote=keep_remote,
-            data_path=data,
-            remote_bundle=remote_bundle,
-            progress=say,
-            public_key=public_key,
-        )
-    else:
-        report = bench_fn(
-            target,
-            device,
-            estimate=estimate,
-            artifacts=artifact,
-            batch_sizes=sizes,
-            budget_s=budget,
-            threads=threads,
-            out=out,
-            data_path=data,
-            providers=provider,
-            progress=say,
-            public_key=public_key,
-            verify=not skip_verify,
-        )
-    if report.get("schema") == "edgetl-bench-compare/1":  # several hosts: the merged comparison
-        from edgetl.bench.merge import print_comparison
-
-        if as_json:
-            typer.echo(json.dumps(report, indent=2, default=float))
-        else:
-            print_comparison(report)
-            typer.echo(f"wrote {', '.join(report.get('files', {}).values())}")
-        failed = [d for d in report["devices"] if d["status"] != "ok"]
-        if failed:
-            print(
-                f"warning: {len(failed)} of {len(report['devices'])} hosts failed: "
-                + "; ".join(str(d.get("error")) for d in failed),
-                file=sys.stderr,
-            )
-            raise typer.Exit(1)
-        return
-    if as_json:
-        typer.echo(json.dumps(report, indent=2, default=float))
-    else:
-        print_table(report)
-        typer.echo(f"wrote {', '.join(report.get('files', {}).values())}")
-    failures, ok = load_failures(report)
-    for msg in failures:
-        print(f"warning: {msg}", file=sys.stderr)
-    if failures and not ok:
-        raise EdgetlError(failures[0])
+    as_json = flags.pop("as_json")
+    code = show_bench(bench_command(**flags, progress=lambda m: _console().print(f"[cyan]bench[/] {m}")), as_json)
+    if code:
+        raise typer.Exit(code)
 
 
 # ------------------------------------------------------------------------------------------------- compare
@@ -532,6 +429,15 @@ def bench_merge(
 
 
 # --------------------------------------------------------------------------------------------------- build
+EngineEvaluateOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--evaluate/--no-evaluate",
+        help="Score each engine on the source run's test split (default: when the run is on this machine).",
+    ),
+]
+
+
 @app.command(epilog="Example: edgetl build runs/quickstart/export --fp16 --int8")
 def build(
     bundle: Annotated[str, typer.Argument(help="Bundle directory (or run directory) to add TensorRT engines to.")],
@@ -540,13 +446,7 @@ def build(
         bool, typer.Option("--int8", help="Also build an INT8 engine from the modelopt Q/DQ ONNX (trt-int8).")
     ] = False,
     max_batch: Annotated[int, typer.Option(help="Largest batch the engines accept (profile 1..max, opt 1).")] = 32,
-    evaluate: Annotated[
-        bool | None,
-        typer.Option(
-            "--evaluate/--no-evaluate",
-            help="Score each engine on the source run's test split (default: when the run is on this machine).",
-        ),
-    ] = None,
+    evaluate: EngineEvaluateOpt = None,
     quiet: QuietOpt = False,
 ):
     """Build TensorRT engines (fp32, + fp16 / int8) for this machine's GPU into a bundle (needs TensorRT)."""

@@ -8,7 +8,7 @@ recipe can never construct Python objects or run code.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -120,7 +120,26 @@ class TaskSpec(_Strict):
 
 
 # ------------------------------------------------------------------------------------------------------- data
-BUILTIN_DATASETS = ("fashion-mnist", "digits", "bbc-news", "fashion-scenes")
+class DataSource(NamedTuple):
+    """One `data.source` value: the input kind its examples are (None: either, by the manifest's columns) and
+    whether it reads files under `data.path` (image files get the photo resize, `input.resize: auto`)."""
+
+    input_kind: Literal["image", "text"] | None
+    files: bool
+
+
+# Every data source, once: the recipe's checks, train/checks.py and data/eval_resize.py read this table.
+DATA_SOURCES: dict[str, DataSource] = {
+    "fashion-mnist": DataSource("image", files=False),
+    "digits": DataSource("image", files=False),
+    "bbc-news": DataSource("text", files=False),
+    "fashion-scenes": DataSource("image", files=False),  # segmentation demo generated from fashion-mnist
+    "imagefolder": DataSource("image", files=True),
+    "csv": DataSource(None, files=True),
+    "jsonl": DataSource(None, files=True),
+    "webdataset": DataSource("image", files=True),
+}
+BUILTIN_DATASETS = tuple(name for name, src in DATA_SOURCES.items() if not src.files)
 
 
 class SplitSpec(_Strict):
@@ -228,14 +247,13 @@ class DataSpec(_Strict):
     @field_validator("source")
     @classmethod
     def _known_source(cls, v: str) -> str:
-        allowed = (*BUILTIN_DATASETS, "imagefolder", "csv", "jsonl", "webdataset")
-        if v not in allowed:
-            raise ValueError(f"unknown data source {v!r}; allowed: {', '.join(allowed)}")
+        if v not in DATA_SOURCES:
+            raise ValueError(f"unknown data source {v!r}; allowed: {', '.join(DATA_SOURCES)}")
         return v
 
     @model_validator(mode="after")
     def _needs_path(self):
-        if self.source in ("imagefolder", "csv", "jsonl", "webdataset") and not self.path:
+        if DATA_SOURCES[self.source].files and not self.path:
             raise ValueError(f"data.path is required for source {self.source!r}")
         return self
 
@@ -385,10 +403,10 @@ class Recipe(_Strict):
         for t in self.tasks:
             if t.dataset is not None and t.dataset not in self.extra_data:
                 raise ValueError(f"task {t.name!r} uses dataset {t.dataset!r}, not declared in extra_data")
-        text_sources = {"bbc-news"}
-        if self.input.kind == "image" and self.data.source in text_sources:
+        held = DATA_SOURCES[self.data.source].input_kind
+        if self.input.kind == "image" and held == "text":
             raise ValueError(f"data.source {self.data.source!r} is text but input.kind is 'image'")
-        if self.input.kind == "text" and self.data.source in ("fashion-mnist", "digits", "imagefolder", "webdataset"):
+        if self.input.kind == "text" and held == "image":
             raise ValueError(f"input.kind is 'text' but data.source {self.data.source!r} holds images")
         dense = [t for t in self.tasks if get_kind(t.kind).dense]
         if dense and self.input.kind != "image":

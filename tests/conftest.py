@@ -92,6 +92,52 @@ def exported_run(trained_run):
     return trained_run
 
 
+# ------------------------------------------------------------------------------------- SSH bench (test_remote*)
+@pytest.fixture(scope="module")
+def ssh_bundle(tmp_path_factory):
+    """test_remote_sshd's tiny torch-free image bundle (its bench data 75 % right), for the SSH bench tests."""
+    from test_remote_sshd import make_bundle
+
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "export")
+
+
+@pytest.fixture(scope="module")
+def light_install(tmp_path_factory):
+    """(python wrapper that blocks torch and the other heavy packages, its folder): a device's light install."""
+    from test_remote_sshd import light_python
+
+    return light_python(tmp_path_factory.mktemp("light"))
+
+
+@pytest.fixture
+def silent_port():
+    """A local port that accepts TCP and then says nothing (a hung device)."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    stop, held = threading.Event(), []
+
+    def accept():
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    t.join(5)
+    for c in held:
+        c.close()
+    srv.close()
+
+
 # ---------------------------------------------------------------------------------------------------- test tiers
 # unit:        no training, no model export, no child process (`pytest -m unit`: about a minute)
 # integration: trains, builds or exports a small model, or runs the CLI in a process, directly or through a

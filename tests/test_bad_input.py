@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import tiny_recipe_dict
+from helpers import fake_engine, image_input, onnx_artifact, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -244,21 +244,6 @@ def test_jsonl_lone_surrogate_and_huge_numbers(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- runs and bundles
-def _cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run the real console entry point in-process; returns (exit code, stdout, stderr)."""
-    from edgetl import cli
-
-    monkeypatch.setattr(sys, "argv", ["edgetl", *args])
-    monkeypatch.setitem(cli._STATE, "debug", False)
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _assert_one_line_cli_error(code, err, *needles):
     assert code != 0, err
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
@@ -312,7 +297,7 @@ def test_export_of_a_run_whose_recipe_was_edited(small_run, tmp_path, monkeypatc
     else:
         d["tasks"][0]["labels"] = ["0", "1", "2"]
     (run / "recipe.yaml").write_text(yaml.safe_dump(d))
-    code, _, err = _cli(monkeypatch, capsys, "export", str(run), "--quiet")
+    code, _, err = run_cli(monkeypatch, capsys, "export", str(run), "--quiet")
     _assert_one_line_cli_error(code, err, *needles)
     assert not (run / "export" / "manifest.json").exists()
 
@@ -322,7 +307,7 @@ def test_export_of_a_run_with_a_corrupt_checkpoint(small_run, tmp_path, monkeypa
     shutil.copytree(small_run.dir, run)
     ck = run / "checkpoints" / "best.safetensors"
     ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
-    code, _, err = _cli(monkeypatch, capsys, "export", str(run), "--quiet")
+    code, _, err = run_cli(monkeypatch, capsys, "export", str(run), "--quiet")
     _assert_one_line_cli_error(code, err, "best.safetensors: corrupt or not a safetensors checkpoint")
 
 
@@ -332,7 +317,7 @@ def tiny_bundle(tmp_path_factory) -> Path:
     import torch
 
     import edgetl
-    from edgetl.runtime.manifest import bundle_file_hashes, sha256_file, write_manifest
+    from edgetl.runtime.manifest import bundle_file_hashes, write_manifest
 
     bundle = tmp_path_factory.mktemp("bundle")
     torch.manual_seed(0)
@@ -359,29 +344,9 @@ def tiny_bundle(tmp_path_factory) -> Path:
         {
             "producer": {"name": "edgetl", "version": edgetl.__version__},
             "backbone": "tiny",
-            "input": {
-                "kind": "image",
-                "name": "input",
-                "layout": "NCHW",
-                "dtype": "float32",
-                "image_size": [8, 8],
-                "channels": 3,
-                "resize": "bilinear",
-                "scale": 1 / 255,
-                "mean": [0.5] * 3,
-                "std": [0.25] * 3,
-            },
+            "input": image_input(),
             "tasks": [{"name": "kind", "kind": "classification", "labels": ["cat", "dog"], "output": "kind"}],
-            "artifacts": {
-                "fp32": {
-                    "file": "model.fp32.onnx",
-                    "format": "onnx",
-                    "precision": "fp32",
-                    "target": "any",
-                    "sha256": sha256_file(model),
-                    "size_bytes": model.stat().st_size,
-                }
-            },
+            "artifacts": {"fp32": onnx_artifact(model)},
             "files": bundle_file_hashes(bundle),
         },
     )
@@ -416,13 +381,13 @@ def test_predict_refuses_tampered_bundles(tiny_bundle, tmp_path, monkeypatch, ca
         m = json.loads((bundle / "manifest.json").read_text())
         m["schema_version"] = 99
         (bundle / "manifest.json").write_text(json.dumps(m))
-    code, out, err = _cli(monkeypatch, capsys, "predict", str(bundle), str(tiny_bundle.parent / "img.png"))
+    code, out, err = run_cli(monkeypatch, capsys, "predict", str(bundle), str(tiny_bundle.parent / "img.png"))
     if tamper is None:
         assert code == 0 and ("cat" in out or "dog" in out), (code, out, err)
         return
     _assert_one_line_cli_error(code, err, *needles)
     if tamper == "labels":  # not a file the model run reads: `predict` refuses it all the same (issue 16),
-        code, out, err = _cli(
+        code, out, err = run_cli(
             monkeypatch, capsys, "predict", str(bundle), str(tiny_bundle.parent / "img.png"), "--skip-verify"
         )  # unless told to use the bundle anyway
         assert code == 0 and ("cat" in out or "dog" in out), (code, out, err)
@@ -433,26 +398,8 @@ ORIN = {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": 
 
 
 def _engine(tmp_path, **over):
-    from edgetl.runtime.engine_manifest import EngineManifest
-
-    eng = tmp_path / "model.int8.engine"
-    eng.write_bytes(b"serialized-plan")
-    from edgetl.runtime.manifest import sha256_file
-
-    fields = dict(
-        engine_file=eng.name,
-        engine_sha256=sha256_file(eng),
-        onnx_file="model.int8-modelopt.onnx",
-        onnx_sha256="ab" * 32,
-        tensorrt_version="10.3.0",
-        gpu_name="Orin",
-        compute_capability="8.7",
-        precision="int8",
-        strongly_typed=False,
-    )
-    fields.update(over)
-    EngineManifest(**fields).write(eng)
-    return eng
+    fields = {"onnx_file": "model.int8-modelopt.onnx", "onnx_sha256": "ab" * 32, "precision": "int8", **over}
+    return fake_engine(tmp_path / "model.int8.engine", b"serialized-plan", **fields)
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,11 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import export_text_onnx, text_input
 from PIL import Image
 
 from edgetl.runtime import SCHEMA_VERSION
@@ -170,30 +170,11 @@ def text_bundle(tmp_path_factory) -> Path:
     b = tmp_path_factory.mktemp("text")
     (b / "tokenizer").mkdir()
     shutil.copy(Path(gt.get_model_path()) / "tokenizer.json", b / "tokenizer" / "tokenizer.json")
-    ids = torch.ones(2, 5, dtype=torch.int64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Tiny().eval(),
-            (ids, torch.ones_like(ids)),
-            str(b / "model.fp32.onnx"),
-            dynamo=False,
-            opset_version=17,
-            input_names=["input_ids", "attention_mask"],
-            output_names=["topic"],
-            dynamic_axes={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}, "topic": {0: "b"}},
-        )
+    export_text_onnx(Tiny().eval(), b / "model.fp32.onnx")
     write_manifest(
         b,
         {
-            "input": {
-                "kind": "text",
-                "names": ["input_ids", "attention_mask"],
-                "dtype": "int64",
-                "tokenizer": "tokenizer/tokenizer.json",
-                "max_length": 32,
-                "padding": "longest",
-            },
+            "input": text_input(32),
             "tasks": [{"name": "topic", "kind": "classification", "labels": ["sport", "tech"], "output": "topic"}],
             "artifacts": {"fp32": {"file": "model.fp32.onnx", "format": "onnx", "precision": "fp32"}},
             "files": bundle_file_hashes(b),

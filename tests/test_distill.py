@@ -1,15 +1,13 @@
 """Distillation: KD loss maths, teacher checks (one-line errors), the loss mix in the loop, feature
 distillation through a training-only projection (saved for resume, never in the model), backbone teachers."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import REPO, tiny_recipe_dict
+from conftest import tiny_recipe_dict
+from helpers import edgetl_cli, one_error_line
 
 from edgetl.errors import EdgetlError
 from edgetl.recipe import recipe_from_dict
@@ -54,16 +52,8 @@ def test_teacher_with_other_tasks_is_one_line_error(teacher_run, tmp_path):
     path = tmp_path / "student.yaml"
     path.write_text(yaml.safe_dump(d))
     runs = tmp_path / "runs"
-    p = subprocess.run(
-        [sys.executable, "-m", "edgetl", "train", str(path), "--runs-dir", str(runs), "-q"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert p.returncode != 0
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and "has no task 'parity'" in lines[0] and "teacher tasks: digit" in lines[0], p.stderr
+    line = one_error_line(edgetl_cli("train", path, "--runs-dir", runs, "-q"))
+    assert "has no task 'parity'" in line and "teacher tasks: digit" in line, line
     assert not runs.exists() or not any(runs.iterdir()), "a run dir was created for a recipe that cannot train"
 
 

@@ -3,14 +3,13 @@ and only it, the teacher's per-view output cache, exact resume (stop and SIGKILL
 
 import copy
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, tiny_recipe_dict
+from conftest import tiny_recipe_dict
+from helpers import edgetl_cli, one_error_line
 
 from edgetl.errors import EdgetlError
 from edgetl.recipe import AugmentStep, recipe_from_dict
@@ -246,17 +245,8 @@ def test_teacher_with_other_labels_is_one_line_naming_both(teacher_run, tmp_path
     path = tmp_path / "student.yaml"
     path.write_text(yaml.safe_dump(d))
     runs = tmp_path / "runs"
-    p = subprocess.run(
-        [sys.executable, "-m", "edgetl", "train", str(path), "--runs-dir", str(runs), "-q"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert p.returncode != 0
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1, p.stderr
-    assert "task 'digit' has labels [0, 1, 2, 3, ...] (10), the student [9, 8, 7, 6, ...] (10)" in lines[0]
+    line = one_error_line(edgetl_cli("train", path, "--runs-dir", runs, "-q"))
+    assert "task 'digit' has labels [0, 1, 2, 3, ...] (10), the student [9, 8, 7, 6, ...] (10)" in line
     assert not runs.exists() or not any(runs.iterdir())
 
 

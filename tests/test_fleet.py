@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import threading
 
 import pytest
-from test_remote_sshd import N_EXAMPLES, N_WRONG, free_port, light_python, make_bundle, start_sshd
+from helpers import edgetl_cli
+from test_remote_sshd import FAST_CLI, N_EXAMPLES, N_WRONG, free_port, start_sshd
 
 from edgetl.bench.remote import bench_remote
 from edgetl.errors import EdgetlError
@@ -39,48 +36,18 @@ def two_sshd(tmp_path_factory):
     b.stop()
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "export")
-
-
-@pytest.fixture(scope="module")
-def light(tmp_path_factory):
-    return light_python(tmp_path_factory.mktemp("light"))[0]
-
-
-@pytest.fixture
-def silent_port():
-    """A listener that accepts and then says nothing."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    srv.settimeout(0.2)
-    stop, held = threading.Event(), []
-
-    def accept():
-        while not stop.is_set():
-            try:
-                held.append(srv.accept()[0])
-            except OSError:
-                pass
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    t.join(5)
-    for c in held:
-        c.close()
-    srv.close()
-
-
-def test_fleet_merges_two_devices_and_reports_the_failures(two_sshd, bundle, light, silent_port, tmp_path):
+def test_fleet_merges_two_devices_and_reports_the_failures(two_sshd, ssh_bundle, light_install, silent_port, tmp_path):
     a, b = two_sshd
     dead = free_port()
     hosts = [a.host, f"root@127.0.0.1:{dead}", b.host, f"root@127.0.0.1:{silent_port}"]
     merged = bench_remote(
-        bundle, hosts, out=tmp_path / "fleet", python=str(light), connect_timeout_s=3, **FAST, **a.client_kwargs()
+        ssh_bundle,
+        hosts,
+        out=tmp_path / "fleet",
+        python=str(light_install[0]),
+        connect_timeout_s=3,
+        **FAST,
+        **a.client_kwargs(),
     )
     status = {d["label"]: d for d in merged["devices"]}
     assert status[a.host]["status"] == status[b.host]["status"] == "ok", "; ".join(
@@ -122,34 +89,22 @@ def test_fleet_merges_two_devices_and_reports_the_failures(two_sshd, bundle, lig
     assert (out / "compare.png").stat().st_size > 5000
 
 
-def test_fleet_cli_with_hosts_file(two_sshd, bundle, light, tmp_path):
+def test_fleet_cli_with_hosts_file(two_sshd, ssh_bundle, light_install, tmp_path):
     a, b = two_sshd
     dead = free_port()
     hosts = tmp_path / "hosts.txt"
     hosts.write_text(f"# the lab\n{a.host}\n{b.host}   # second board\nroot@127.0.0.1:{dead}\n")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgetl",
-            "bench",
-            str(bundle),
-            "--hosts-file",
-            str(hosts),
-            *a.cli_args(),
-            "--remote-python",
-            str(light),
-            "--artifact",
-            "fp32",
-            "--batch",
-            "1",
-            "--budget",
-            "0.05",
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
+    r = edgetl_cli(
+        "bench",
+        ssh_bundle,
+        "--hosts-file",
+        hosts,
+        *a.cli_args(),
+        "--remote-python",
+        light_install[0],
+        *FAST_CLI,
+        "--out",
+        tmp_path / "o",
         timeout=240,
     )
     assert r.returncode == 1, r.stderr  # some hosts failed: results written, exit status says so
@@ -161,11 +116,11 @@ def test_fleet_cli_with_hosts_file(two_sshd, bundle, light, tmp_path):
     assert [d["status"] for d in merged["devices"]] == ["ok", "ok", "failed"]
 
 
-def test_all_hosts_failing_is_one_error(bundle, tmp_path):
+def test_all_hosts_failing_is_one_error(ssh_bundle, tmp_path):
     d1, d2 = free_port(), free_port()
     with pytest.raises(EdgetlError) as e:
         bench_remote(
-            bundle,
+            ssh_bundle,
             [f"root@127.0.0.1:{d1}", f"root@127.0.0.1:{d2}"],
             out=tmp_path / "o",
             ssh_config=os.devnull,

@@ -1,12 +1,10 @@
 """Freeze policies: frozen parameters never move, the optimizer holds nothing for them, BatchNorm statistics
 of frozen stages stay put, gradual unfreezing follows its schedule, layer-wise LR decays from the top."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
-from conftest import REPO, tiny_recipe_dict
+from conftest import tiny_recipe_dict
+from helpers import edgetl_cli, one_error_line
 
 from edgetl.errors import EdgetlError
 from edgetl.recipe import FreezeSpec, TrainSpec, recipe_from_dict
@@ -155,17 +153,8 @@ def test_freeze_depth_beyond_backbone_is_one_line_error(tmp_path):
     rec["train"]["freeze"] = {"policy": "first_k", "stages": 9}
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(rec))
-    p = subprocess.run(
-        [sys.executable, "-m", "edgetl", "train", str(path), "--runs-dir", str(tmp_path / "runs"), "-q"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert p.returncode != 0
-    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: train.freeze.stages=9"), p.stderr
-    assert "only 5 stages" in lines[0] and "Traceback" not in p.stderr
+    line = one_error_line(edgetl_cli("train", path, "--runs-dir", tmp_path / "runs", "-q"))
+    assert line.startswith("error: train.freeze.stages=9") and "only 5 stages" in line, line
 
 
 def test_text_backbone_stages_freeze_embeddings_and_first_layers():

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import tiny_recipe_dict  # noqa: E402
+from helpers import image_input  # noqa: E402
 
 from edgetl.errors import EdgetlError  # noqa: E402
 
@@ -362,18 +363,7 @@ def valid_manifest() -> dict:
         "schema_version": 1,
         "producer": {"name": "edgetl", "version": "0.1.0"},
         "backbone": "mobilenet_v2",
-        "input": {
-            "kind": "image",
-            "name": "input",
-            "layout": "NCHW",
-            "dtype": "float32",
-            "image_size": [32, 32],
-            "channels": 3,
-            "resize": "bilinear",
-            "scale": 1 / 255,
-            "mean": [0.485, 0.456, 0.406],
-            "std": [0.229, 0.224, 0.225],
-        },
+        "input": image_input((32, 32), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
         "tasks": [
             {"name": "digit", "kind": "classification", "labels": [str(i) for i in range(10)], "output": "digit"},
             {"name": "size", "kind": "regression", "labels": [], "output": "size"},

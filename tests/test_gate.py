@@ -204,12 +204,19 @@ def test_exported_bundle_records_the_gate(exported_run):
     ],
 )
 def test_export_gate_options_are_checked(tmp_path, args, needle):
-    """Checked before anything is loaded (main() prints EdgetlError as one `error:` line, see test_cli)."""
+    """Checked once, over the run's recipe, before the model loads (the checkpoint here is no model at all);
+    main() prints EdgetlError as one `error:` line, see test_cli."""
+    import yaml
+    from conftest import tiny_recipe_dict
     from typer.testing import CliRunner
 
     from edgetl.cli import app
     from edgetl.errors import EdgetlError
 
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe_dict()))
+    (tmp_path / "splits.json").write_text("{}")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "best.safetensors").write_bytes(b"")
     result = CliRunner().invoke(app, ["export", str(tmp_path), "--int8", *args])
     assert isinstance(result.exception, EdgetlError) and needle in str(result.exception)
     assert "\n" not in str(result.exception)

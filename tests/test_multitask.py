@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 from conftest import set_dotted, tiny_recipe_dict
+from helpers import edgetl_cli, one_error_line
 
 from edgetl.data import load_splits
 from edgetl.data.builtin import FASHION_CLASSES, FASHION_GROUP_OF
@@ -145,11 +146,8 @@ def test_bad_multi_dataset_recipes_are_one_line_errors():
 
 
 def test_task_without_labels_is_one_line_error(tmp_path):
-    import subprocess
-    import sys
 
     import yaml
-    from conftest import REPO
 
     (tmp_path / "a.csv").write_text("text,topic,mood\n" + "".join(f"row {i},t{i % 2},\n" for i in range(20)))
     d = {
@@ -162,16 +160,8 @@ def test_task_without_labels_is_one_line_error(tmp_path):
     with pytest.raises(EdgetlError, match="task 'mood': no labels found in column 'mood'"):
         load_splits(recipe_from_dict(d))
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(d))
-    p = subprocess.run(
-        [sys.executable, "-m", "edgetl", "train", str(tmp_path / "r.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    lines = p.stderr.strip().splitlines()
-    assert p.returncode != 0 and len(lines) == 1, p.stderr
-    assert lines[0] == "error: task 'mood': no labels found in column 'mood'"
+    line = one_error_line(edgetl_cli("train", tmp_path / "r.yaml", "--runs-dir", tmp_path / "runs", "-q"))
+    assert line == "error: task 'mood': no labels found in column 'mood'"
 
 
 def test_select_metric_picks_the_declared_metric(tmp_path):

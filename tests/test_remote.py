@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from test_remote_sshd import HEAVY, N_EXAMPLES, N_WRONG, free_port, light_python, make_bundle, start_sshd
+from helpers import edgetl_cli
+from test_remote_sshd import FAST_CLI, HEAVY, N_EXAMPLES, N_WRONG, free_port, make_bundle, start_sshd
 
 from edgetl.bench.remote import SshSettings, bench_remote, read_hosts_file, remote_bench_args, stage_bundle
 from edgetl.errors import EdgetlError
@@ -30,16 +28,6 @@ def sshd(tmp_path_factory):
     server = start_sshd(tmp_path_factory.mktemp("sshd"))
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "export")
-
-
-@pytest.fixture(scope="module")
-def light(tmp_path_factory):
-    return light_python(tmp_path_factory.mktemp("light"))
 
 
 def _one_line(msg: str) -> str:
@@ -125,35 +113,35 @@ def test_hosts_file(tmp_path):
         read_hosts_file(tmp_path / "missing")
 
 
-def test_stage_copies_only_the_requested_artifacts(bundle, tmp_path):
-    stage, nbytes = stage_bundle(bundle, bundle / "bench_data.npz", ["fp32"], tmp_path / "stage")
+def test_stage_copies_only_the_requested_artifacts(ssh_bundle, tmp_path):
+    stage, nbytes = stage_bundle(ssh_bundle, ssh_bundle / "bench_data.npz", ["fp32"], tmp_path / "stage")
     names = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
     assert names == ["bench_data.npz", "labels/color.txt", "manifest.json", "model.fp32.onnx"]
     assert nbytes == sum((stage / n).stat().st_size for n in names)
-    everything, _ = stage_bundle(bundle, None, None, tmp_path / "all")
+    everything, _ = stage_bundle(ssh_bundle, None, None, tmp_path / "all")
     assert (everything / "model.fp32-copy.onnx").is_file() and not (everything / "bench_data.npz").exists()
 
 
-def test_bad_arguments_fail_before_connecting(bundle, tmp_path):
+def test_bad_arguments_fail_before_connecting(ssh_bundle, tmp_path):
     port = free_port()  # nothing listens: reaching it would say "unreachable", not these messages
     host = f"root@127.0.0.1:{port}"
     with pytest.raises(EdgetlError, match=r"unknown device 'jetson-nope'; known devices: .*jetson-orin-nano"):
-        bench_remote(bundle, [host], device="jetson-nope")
+        bench_remote(ssh_bundle, [host], device="jetson-nope")
     with pytest.raises(EdgetlError, match=r"has no TensorRT int8 engine .*edgetl build .*--int8"):
-        bench_remote(bundle, [host], artifacts=["trt-int8"])
+        bench_remote(ssh_bundle, [host], artifacts=["trt-int8"])
     with pytest.raises(EdgetlError, match="given twice"):
-        bench_remote(bundle, [host, host])
+        bench_remote(ssh_bundle, [host, host])
     with pytest.raises(EdgetlError, match="starts with '-'"):
-        bench_remote(bundle, ["-oProxyCommand=id"])
+        bench_remote(ssh_bundle, ["-oProxyCommand=id"])
 
 
 # ------------------------------------------------------------------------------------------- against sshd
-def test_remote_bench_runs_torch_free_and_fetches_the_report(sshd, bundle, light, tmp_path):
-    wrapper, blocked = light
+def test_remote_bench_runs_torch_free_and_fetches_the_report(sshd, ssh_bundle, light_install, tmp_path):
+    wrapper, blocked = light_install
     blocked.write_text("")
     lines: list[str] = []
     report = bench_remote(
-        bundle,
+        ssh_bundle,
         [sshd.host],
         out=tmp_path / "out",
         python=str(wrapper),
@@ -163,7 +151,7 @@ def test_remote_bench_runs_torch_free_and_fetches_the_report(sshd, bundle, light
     )
     # measured on the "device" and fetched back, re-rendered here
     assert report["host"] == sshd.host and report["mode"] == "measured"
-    assert report["remote"]["python"] == str(wrapper) and report["bundle"] == str(bundle)
+    assert report["remote"]["python"] == str(wrapper) and report["bundle"] == str(ssh_bundle)
     assert report["n_eval"] == N_EXAMPLES
     rows = {r["artifact"]: r for r in report["rows"]}
     assert set(rows) == {"fp32", "fp32-copy"}
@@ -190,9 +178,9 @@ def test_remote_bench_runs_torch_free_and_fetches_the_report(sshd, bundle, light
     assert any("copying the bundle" in m for m in lines) and any("done in" in m for m in lines)
 
 
-def test_bundle_already_on_the_device(sshd, bundle, light, tmp_path):
+def test_bundle_already_on_the_device(sshd, ssh_bundle, light_install, tmp_path):
     """--remote-bundle: bench what is on the device (e.g. engines built there); only bench_data.npz travels."""
-    wrapper, _ = light
+    wrapper, _ = light_install
     on_device = make_bundle(tmp_path / "device" / "export")  # has fp32-copy, and its own data is removed
     (on_device / "bench_data.npz").unlink()
     here = make_bundle(tmp_path / "here" / "export", second_artifact=False)
@@ -215,88 +203,65 @@ def test_bundle_already_on_the_device(sshd, bundle, light, tmp_path):
     assert not (on_device / "bench_data.npz").exists() and not (on_device / "bench.json").exists()  # untouched
 
 
-def test_device_without_profiles_still_measures(bundle, tmp_path, monkeypatch):
+def test_device_without_profiles_still_measures(ssh_bundle, tmp_path, monkeypatch):
     """A light install has no devices/ directory: the device measures under its detected name; the host that
     fetches the report (with profiles) names it properly."""
     import edgetl.bench.devices as devices
     from edgetl.bench.harness import bench
 
     monkeypatch.setattr(devices, "default_profile_dirs", lambda: [tmp_path / "no-profiles"])
-    rep = bench(bundle, "auto", artifacts=["fp32"], batch_sizes=(1,), budget_s=0.05, out=tmp_path)
+    rep = bench(ssh_bundle, "auto", artifacts=["fp32"], batch_sizes=(1,), budget_s=0.05, out=tmp_path)
     assert rep["mode"] == "measured" and rep["rows"][0]["status"] == "passed"
     assert rep["device"] == rep["device_display"] in ("cpu-x86-64", "cpu-arm64")
     with pytest.raises(EdgetlError, match="no device profile for this machine"):
-        bench(bundle, "cpu", estimate=True, out=tmp_path)
+        bench(ssh_bundle, "cpu", estimate=True, out=tmp_path)
 
 
-def test_unreachable_host_is_one_line(bundle):
+def test_unreachable_host_is_one_line(ssh_bundle):
     port = free_port()  # closed: connection refused
     t0 = time.monotonic()
     with pytest.raises(EdgetlError) as e:
-        bench_remote(bundle, [f"root@127.0.0.1:{port}"], connect_timeout_s=5, ssh_config=os.devnull, **FAST)
+        bench_remote(ssh_bundle, [f"root@127.0.0.1:{port}"], connect_timeout_s=5, ssh_config=os.devnull, **FAST)
     msg = _one_line(e.value.message)
     assert msg.startswith(f"root@127.0.0.1:{port}: unreachable over ssh") and "Connection refused" in msg
     assert time.monotonic() - t0 < 30
 
 
-def test_silent_port_is_bounded_by_the_connect_timeout(bundle):
+def test_silent_port_is_bounded_by_the_connect_timeout(ssh_bundle, silent_port):
     """A port that accepts TCP but never speaks SSH (a hung device): ConnectTimeout ends it."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    port = srv.getsockname()[1]
-    stop = threading.Event()
-    held: list[socket.socket] = []
-
-    def accept():
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(srv.accept()[0])
-            except OSError:
-                pass
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        t0 = time.monotonic()
-        with pytest.raises(EdgetlError) as e:
-            bench_remote(bundle, [f"root@127.0.0.1:{port}"], connect_timeout_s=2, ssh_config=os.devnull, **FAST)
-        elapsed = time.monotonic() - t0
-    finally:
-        stop.set()
-        t.join(5)
-        for c in held:
-            c.close()
-        srv.close()
+    port = silent_port
+    t0 = time.monotonic()
+    with pytest.raises(EdgetlError) as e:
+        bench_remote(ssh_bundle, [f"root@127.0.0.1:{port}"], connect_timeout_s=2, ssh_config=os.devnull, **FAST)
+    elapsed = time.monotonic() - t0
     msg = _one_line(e.value.message)
     assert f"127.0.0.1:{port}" in msg and ("timed out" in msg or "unreachable" in msg)
     assert elapsed < 20
 
 
-def test_missing_remote_python_is_one_line(sshd, bundle):
+def test_missing_remote_python_is_one_line(sshd, ssh_bundle):
     with pytest.raises(EdgetlError) as e:
-        bench_remote(bundle, [sshd.host], python="/nonexistent/bin/python3", **FAST, **sshd.client_kwargs())
+        bench_remote(ssh_bundle, [sshd.host], python="/nonexistent/bin/python3", **FAST, **sshd.client_kwargs())
     msg = _one_line(e.value.message)
     assert "remote python '/nonexistent/bin/python3' not found" in msg and "--remote-python" in msg
 
 
-def test_device_without_edgetl_says_what_to_install(sshd, bundle, tmp_path):
+def test_device_without_edgetl_says_what_to_install(sshd, ssh_bundle, tmp_path):
     bare = tmp_path / "bare-python"  # a python that cannot see edgetl (isolated mode, no site-packages)
     bare.write_text(f'#!/bin/sh\nexec {sys.base_prefix}/bin/python3 -I -S "$@"\n')
     bare.chmod(0o755)
     with pytest.raises(EdgetlError) as e:
-        bench_remote(bundle, [sshd.host], python=str(bare), **FAST, **sshd.client_kwargs())
+        bench_remote(ssh_bundle, [sshd.host], python=str(bare), **FAST, **sshd.client_kwargs())
     msg = _one_line(e.value.message)
     assert "edgetl is not installed" in msg and "pip install --no-deps edgetl" in msg
 
 
-def test_remote_error_comes_back_as_one_line(sshd, bundle, light):
+def test_remote_error_comes_back_as_one_line(sshd, ssh_bundle, light_install):
     """The device's own one-line error (a GPU provider ONNX Runtime cannot start there) reaches the user."""
-    wrapper, _ = light
+    wrapper, _ = light_install
     with pytest.raises(EdgetlError) as e:
         bench_remote(
-            bundle,
+            ssh_bundle,
             [sshd.host],
             python=str(wrapper),
             artifacts=["fp32"],
@@ -309,66 +274,39 @@ def test_remote_error_comes_back_as_one_line(sshd, bundle, light):
     assert "'NopeExecutionProvider' is not available" in msg
 
 
-def test_remote_bench_timeout_is_bounded(sshd, bundle, tmp_path):
+def test_remote_bench_timeout_is_bounded(sshd, ssh_bundle, tmp_path):
     slow = tmp_path / "slow-python"
     slow.write_text("#!/bin/sh\nsleep 8\n")
     slow.chmod(0o755)
     t0 = time.monotonic()
     with pytest.raises(EdgetlError) as e:
-        bench_remote(bundle, [sshd.host], python=str(slow), timeout_s=1.5, **FAST, **sshd.client_kwargs())
+        bench_remote(ssh_bundle, [sshd.host], python=str(slow), timeout_s=1.5, **FAST, **sshd.client_kwargs())
     msg = _one_line(e.value.message)
     assert "the remote bench" in msg and "timed out after 2 s" in msg
     assert time.monotonic() - t0 < 8
 
 
-def test_cli_single_host(sshd, bundle, light, tmp_path):
-    wrapper, _ = light
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgetl",
-            "bench",
-            str(bundle),
-            "--host",
-            sshd.host,
-            *sshd.cli_args(),
-            "--remote-python",
-            str(wrapper),
-            "--artifact",
-            "fp32",
-            "--batch",
-            "1",
-            "--budget",
-            "0.05",
-            "--out",
-            str(tmp_path / "o"),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
+def test_cli_single_host(sshd, ssh_bundle, light_install, tmp_path):
+    wrapper, _ = light_install
+    r = edgetl_cli(
+        "bench",
+        ssh_bundle,
+        "--host",
+        sshd.host,
+        *sshd.cli_args(),
+        "--remote-python",
+        wrapper,
+        *FAST_CLI,
+        "--out",
+        tmp_path / "o",
+        "--json",
         timeout=180,
     )
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["host"] == sshd.host and [x["artifact"] for x in rep["rows"]] == ["fp32"]
     dead = free_port()
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgetl",
-            "bench",
-            str(bundle),
-            "--host",
-            f"root@127.0.0.1:{dead}",
-            "--ssh-config",
-            os.devnull,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = edgetl_cli("bench", ssh_bundle, "--host", f"root@127.0.0.1:{dead}", "--ssh-config", os.devnull, timeout=120)
     assert r.returncode == 2
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and "unreachable over ssh" in err[0] and "Traceback" not in r.stderr

@@ -25,6 +25,7 @@ SSHD = "/usr/sbin/sshd"
 LABELS = ["red", "green", "blue"]
 N_EXAMPLES = 40
 N_WRONG = 10  # labels deliberately wrong in the bench data: every artifact scores exactly 75 %
+FAST_CLI = ("--artifact", "fp32", "--batch", "1", "--budget", "0.05")  # `edgetl bench` flags: one quick row
 HEAVY = (
     "torch",
     "torchvision",
@@ -176,10 +177,11 @@ def make_bundle(root: Path, *, second_artifact: bool = True) -> Path:
     bench_data.npz holds 40 images whose labels are right for 30 of them, so accuracy is exactly 0.75.
     """
     import onnx
+    from helpers import image_input, onnx_artifact
     from onnx import TensorProto, helper
 
     from edgetl.runtime.atomic import atomic_write_bytes
-    from edgetl.runtime.manifest import SCHEMA_VERSION, bundle_file_hashes, sha256_file, write_manifest
+    from edgetl.runtime.manifest import SCHEMA_VERSION, bundle_file_hashes, write_manifest
 
     bundle = Path(root)
     bundle.mkdir(parents=True, exist_ok=True)
@@ -207,31 +209,10 @@ def make_bundle(root: Path, *, second_artifact: bool = True) -> Path:
         "producer": {"name": "edgetl", "version": "0.1.0", "libraries": {}},
         "created_utc": "2026-01-01T00:00:00Z",
         "backbone": "tiny",
-        "input": {
-            "kind": "image",
-            "name": "input",
-            "layout": "NCHW",
-            "dtype": "float32",
-            "image_size": [8, 8],
-            "channels": 3,
-            "resize": "bilinear",
-            "scale": 1 / 255,
-            "mean": [0.5, 0.5, 0.5],
-            "std": [0.25, 0.25, 0.25],
-        },
+        "input": image_input(),
         "tasks": [{"name": "color", "kind": "classification", "labels": LABELS, "output": "color"}],
         "artifacts": {
-            name: {
-                "file": f,
-                "format": "onnx",
-                "precision": "fp32",
-                "target": "any",
-                "sha256": sha256_file(bundle / f),
-                "size_bytes": (bundle / f).stat().st_size,
-                "accuracy": {"color": 0.75},
-                "quantization": None,
-            }
-            for name, f in files.items()
+            name: onnx_artifact(bundle / f, accuracy={"color": 0.75}, quantization=None) for name, f in files.items()
         },
         "files": bundle_file_hashes(bundle),
     }

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_recipe_dict
+from helpers import run_cli
 from safetensors.numpy import load_file
 
 from edgetl.errors import EdgetlError
@@ -230,22 +231,6 @@ def test_damaged_state_file_is_one_line_error(finished_run, tmp_path, damage):
 
 
 # --------------------------------------------------------------------------------------------- the CLI
-def _cli(monkeypatch, capsys, *args):
-    import sys
-
-    from edgetl import cli
-
-    monkeypatch.setattr(sys, "argv", ["edgetl", *args])
-    monkeypatch.setitem(cli._STATE, "debug", False)
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_cli_resume_last_continues_the_newest_run(reference, tmp_path, monkeypatch, capsys):
     import yaml
 
@@ -253,19 +238,19 @@ def test_cli_resume_last_continues_the_newest_run(reference, tmp_path, monkeypat
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe_dict(**SMALL)))
     runs = tmp_path / "runs"
-    code, _, err = _cli(monkeypatch, capsys, "train", str(recipe), "--runs-dir", str(runs), "--resume", "last")
+    code, _, err = run_cli(monkeypatch, capsys, "train", str(recipe), "--runs-dir", str(runs), "--resume", "last")
     assert code == 2 and err.strip() == f"error: --resume last: no earlier run of 'tiny' in {runs}", err
     stopped = train(_recipe(), runs_dir=runs, progress=False, stop_after_steps=6)
     assert stopped.dir == runs / "tiny"
-    code, _, err = _cli(
+    code, _, err = run_cli(
         monkeypatch, capsys, "train", str(recipe), "train.epochs=5", "--runs-dir", str(runs), "--resume", "last"
     )
     assert code == 2 and "overrides are not allowed" in err and len(err.strip().splitlines()) == 1, err
-    code, _, err = _cli(
+    code, _, err = run_cli(
         monkeypatch, capsys, "train", str(recipe), "--runs-dir", str(runs), "--resume", str(tmp_path / "nope")
     )
     assert code == 2 and "run directory not found" in err, err
-    code, out, err = _cli(
+    code, out, err = run_cli(
         monkeypatch, capsys, "train", str(recipe), "--runs-dir", str(runs), "--resume", "last", "--quiet"
     )
     assert code == 0, err

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import export_text_onnx, image_input, onnx_artifact, text_input
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
@@ -79,34 +80,13 @@ def _image_manifest(bundle: Path, **extra) -> dict:
         "producer": {"name": "edgetl", "version": edgetl.__version__, "libraries": {"torch": torch.__version__}},
         "created_utc": "2026-01-01T00:00:00Z",
         "backbone": "tiny",
-        "input": {
-            "kind": "image",
-            "name": "input",
-            "layout": "NCHW",
-            "dtype": "float32",
-            "image_size": list(IMAGE_SIZE),
-            "channels": 3,
-            "resize": "bilinear",
-            "scale": SCALE,
-            "mean": MEAN,
-            "std": STD,
-        },
+        "input": image_input(IMAGE_SIZE, MEAN, STD, SCALE),
         "tasks": [
             {"name": "category", "kind": "classification", "labels": CATEGORIES, "output": "category"},
             {"name": "attributes", "kind": "multilabel", "labels": ATTRIBUTES, "output": "attributes"},
             {"name": "size", "kind": "regression", "labels": [], "output": "size"},
         ],
-        "artifacts": {
-            "fp32": {
-                "file": "model.fp32.onnx",
-                "format": "onnx",
-                "precision": "fp32",
-                "target": "any",
-                "sha256": sha256_file(bundle / "model.fp32.onnx"),
-                "size_bytes": (bundle / "model.fp32.onnx").stat().st_size,
-                "quantization": None,
-            }
-        },
+        "artifacts": {"fp32": onnx_artifact(bundle / "model.fp32.onnx", quantization=None)},
         "files": bundle_file_hashes(bundle),
         **extra,
     }
@@ -165,33 +145,11 @@ def text_bundle(tmp_path_factory, minilm_dir, text_model) -> Path:
     bundle = tmp_path_factory.mktemp("text_bundle")
     (bundle / "tokenizer").mkdir()
     shutil.copy(minilm_dir / "tokenizer.json", bundle / "tokenizer" / "tokenizer.json")
-    model = text_model
-    ids = torch.ones(2, 5, dtype=torch.int64)
-    _export(
-        model,
-        (ids, torch.ones_like(ids)),
-        str(bundle / "model.fp32.onnx"),
-        dynamo=False,
-        opset_version=17,
-        input_names=["input_ids", "attention_mask"],
-        output_names=["topic"],
-        dynamic_axes={
-            "input_ids": {0: "batch", 1: "seq"},
-            "attention_mask": {0: "batch", 1: "seq"},
-            "topic": {0: "batch"},
-        },
-    )
+    export_text_onnx(text_model, bundle / "model.fp32.onnx")
     write_manifest(
         bundle,
         {
-            "input": {
-                "kind": "text",
-                "names": ["input_ids", "attention_mask"],
-                "dtype": "int64",
-                "tokenizer": "tokenizer/tokenizer.json",
-                "max_length": 16,
-                "padding": "longest",
-            },
+            "input": text_input(16),
             "tasks": [{"name": "topic", "kind": "classification", "labels": ["sport", "tech"], "output": "topic"}],
             "artifacts": {"fp32": {"file": "model.fp32.onnx", "format": "onnx", "precision": "fp32"}},
             "files": bundle_file_hashes(bundle),
@@ -504,51 +462,28 @@ print(json.dumps({{"heavy": heavy, "other": other, "labels": [x["category"].labe
 # ------------------------------------------------------------------------------- pre-processing
 
 
+def _torch_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """torch's bilinear resize (no antialiasing) of an HWC array, in float32: the reference."""
+    t = torch.from_numpy(x).permute(2, 0, 1)[None].float()
+    out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=False)
+    return out[0].permute(1, 2, 0).numpy()
+
+
 def test_bilinear_resize_matches_torch():
     rng = np.random.default_rng(0)
     for _ in range(60):
         h, w, oh, ow = (int(v) for v in rng.integers(1, 70, 4))
         c = int(rng.choice([1, 3]))
         x = rng.random((h, w, c), dtype=np.float32)
-        ref = (
-            F.interpolate(
-                torch.from_numpy(x).permute(2, 0, 1)[None],
-                size=(oh, ow),
-                mode="bilinear",
-                align_corners=False,
-                antialias=False,
-            )[0]
-            .permute(1, 2, 0)
-            .numpy()
-        )
+        ref = _torch_bilinear(x, (oh, ow))
         got = bilinear_resize(x, (oh, ow))
         assert got.shape == (oh, ow, c) and got.dtype == np.float32
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
         u8 = (x * 255).astype(np.uint8)  # uint8 path: 0..255 values, so float32 rounding is ~1e-5
-        ref8 = (
-            F.interpolate(
-                torch.from_numpy(u8).permute(2, 0, 1)[None].float(),
-                size=(oh, ow),
-                mode="bilinear",
-                align_corners=False,
-                antialias=False,
-            )[0]
-            .permute(1, 2, 0)
-            .numpy()
-        )
+        ref8 = _torch_bilinear(u8, (oh, ow))
         np.testing.assert_allclose(bilinear_resize(u8, (oh, ow)), ref8, rtol=1e-6, atol=1e-5)
     big = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)  # strong down-sampling skips rows
-    ref = (
-        F.interpolate(
-            torch.from_numpy(big).permute(2, 0, 1)[None].float(),
-            size=(31, 47),
-            mode="bilinear",
-            align_corners=False,
-            antialias=False,
-        )[0]
-        .permute(1, 2, 0)
-        .numpy()
-    )
+    ref = _torch_bilinear(big, (31, 47))
     np.testing.assert_allclose(bilinear_resize(big, (31, 47)), ref, rtol=1e-6, atol=1e-5)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers import fake_engine
 from onnx import TensorProto, helper, numpy_helper
 
 from edgetl.compile.tensorrt import (
@@ -34,7 +35,6 @@ from edgetl.compile.tensorrt import (
 )
 from edgetl.errors import EdgetlError, UnverifiedError
 from edgetl.runtime.engine_manifest import (
-    EngineManifest,
     check_compatible,
     check_engine_file,
     parse_version,
@@ -254,22 +254,7 @@ def test_parse_version():
 
 
 def _fake_engine(tmp_path: Path, **manifest_fields) -> Path:
-    engine = tmp_path / "model.fp16.engine"
-    engine.write_bytes(b"not really an engine")
-    fields = dict(
-        engine_file=engine.name,
-        engine_sha256=sha256_file(engine),
-        onnx_file="model.fp16.onnx",
-        onnx_sha256="0" * 64,
-        tensorrt_version="10.3.0",
-        gpu_name="Orin",
-        compute_capability="8.7",
-        precision="fp16",
-        strongly_typed=False,
-    )
-    fields.update(manifest_fields)
-    EngineManifest(**fields).write(engine)
-    return engine
+    return fake_engine(tmp_path / "model.fp16.engine", **manifest_fields)
 
 
 def test_engine_file_checks_sidecar_presence_hash_and_fit(tmp_path):

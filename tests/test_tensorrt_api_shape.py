@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers import image_input, onnx_artifact
 from onnx import TensorProto, helper, numpy_helper
 
 import edgetl.compile.tensorrt as ct
@@ -666,7 +667,6 @@ def test_backend_time_compute_returns_per_iteration_ms(backend):
 
 def _bundle(tmp_path: Path, with_fp16: bool = False) -> Path:
     from edgetl.runtime.manifest import bundle_file_hashes, write_manifest
-    from edgetl.runtime.manifest import sha256_file as sha
 
     b = tmp_path / "deploy"
     b.mkdir(parents=True)
@@ -677,29 +677,12 @@ def _bundle(tmp_path: Path, with_fp16: bool = False) -> Path:
     write_manifest(
         b,
         {
-            "input": {
-                "kind": "image",
-                "name": "input",
-                "layout": "NCHW",
-                "dtype": "float32",
-                "image_size": [8, 8],
-                "channels": 3,
-                "resize": "bilinear",
-                "scale": 1 / 255,
-                "mean": [0.5] * 3,
-                "std": [0.5] * 3,
-            },
+            "input": image_input(std=(0.5, 0.5, 0.5)),
             "tasks": [{"name": "logits", "kind": "classification", "labels": ["a", "b", "c", "d"], "output": "logits"}],
             "artifacts": {
-                n: {
-                    "file": p.name,
-                    "format": "onnx",
-                    "precision": precision[n],
-                    "target": "any",
-                    "sha256": sha(p),
-                    "size_bytes": p.stat().st_size,
-                    "quantization": {"backend": "modelopt"} if n == "int8-modelopt" else None,
-                }
+                n: onnx_artifact(
+                    p, precision[n], quantization={"backend": "modelopt"} if n == "int8-modelopt" else None
+                )
                 for n, p in files.items()
             },
             "files": bundle_file_hashes(b),

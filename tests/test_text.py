@@ -2,13 +2,12 @@
 input_ids/attention_mask (dynamic batch and sequence, verified vs PyTorch), INT8, and the runtime Predictor."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, set_dotted
+from conftest import set_dotted
+from helpers import edgetl_cli, one_error_line
 
 from edgetl.errors import EdgetlError
 from edgetl.recipe import recipe_from_dict
@@ -167,16 +166,8 @@ def test_text_recipe_on_image_data_is_one_line_error(tmp_path):
     d = text_recipe_dict(**{"data.source": "fashion-mnist"})
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(d))
-    p = subprocess.run(
-        [sys.executable, "-m", "edgetl", "train", str(path), "--runs-dir", str(tmp_path / "runs"), "-q"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert p.returncode != 0
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and "input.kind is 'text' but data.source 'fashion-mnist' holds images" in lines[0], p.stderr
+    line = one_error_line(edgetl_cli("train", path, "--runs-dir", tmp_path / "runs", "-q"))
+    assert "input.kind is 'text' but data.source 'fashion-mnist' holds images" in line, line
 
 
 def test_text_backbone_with_image_input_is_error():

@@ -65,15 +65,61 @@ class ExportOptions:
     threads: int | None = None  # ORT intra-op threads for those timings (None: min(cores, 4))
     progress: bool = True
     keep_io_fp32: bool = True
+    engine: bool = False  # also TensorRT engines (fp32, + fp16 / int8 as asked), into the swapped-in bundle
+    deepstream: bool = False  # also a DeepStream nvinfer config (deepstream/config_infer.txt)
+    sign: Path | None = None  # Ed25519 private key: manifest.json.sig written last (edgetl.runtime.trust)
     log: list = field(default_factory=list)
+    int8_targets: list[str] = field(default_factory=list)  # set by `resolved`: what `target` means here
 
-    def resolved(self, recipe: Recipe | None) -> ExportOptions:
+    @classmethod
+    def from_flags(
+        cls,
+        *,
+        int8: bool = False,
+        fp16: bool = False,
+        engine: bool = False,
+        target: str | None = None,
+        max_drop: float | None = None,
+        calibration: str | None = None,
+        calibration_size: int | None = None,
+        no_gate: bool = False,
+        qat: bool = False,
+        fp16_io: bool = False,
+        threads: int | None = None,
+        allow_mismatch: bool = False,
+        out: Path | None = None,
+        deepstream: bool = False,
+        sign: Path | None = None,
+        quiet: bool = False,
+    ) -> ExportOptions:
+        """The options of `edgetl export`'s flags, under the flags' names (the command passes them through)."""
+        return cls(
+            int8=int8,
+            fp16=fp16,
+            engine=engine,
+            target=target,
+            out_dir=out,
+            max_drop=max_drop,
+            calibration_method=calibration,
+            calibration_size=calibration_size,
+            gate=not no_gate,
+            allow_mismatch=allow_mismatch,
+            progress=not quiet,
+            keep_io_fp32=not fp16_io,
+            threads=threads,
+            qat=True if qat else None,
+            deepstream=deepstream,
+            sign=sign,
+        )
+
+    def resolved(self, recipe: Recipe) -> ExportOptions:
         """These options over the recipe's export section, validated by the recipe's own types (one place).
 
-        The copy has no `None` left in target, max_drop, calibration_* and qat_spec; `log` stays shared.
-        `recipe=None` resolves over the defaults (checks the options before any run is opened).
+        The copy has no `None` left in target, max_drop, calibration_* and qat_spec, and names the INT8
+        targets (`auto` resolved); `log` stays shared. A calibration method the INT8 backend of a target lacks
+        (the catalogue's `calibration`) is refused here, never replaced by another.
         """
-        spec = (recipe.export if recipe is not None else ExportSpec()).model_dump()
+        spec = recipe.export.model_dump()
         if self.target is not None:
             spec["target"] = self.target
         if self.max_drop is not None:
@@ -97,27 +143,35 @@ class ExportOptions:
             raise EdgetlError(
                 "--qat needs --int8 (QAT starts from the INT8 calibration and is scored by the same gate)"
             )
+        targets = resolve_targets(merged.target) if self.int8 else []
+        method = merged.calibration.method
+        for target in targets:
+            kind = int8_artifact_for(target)
+            if method not in kind.calibration:
+                where = "--calibration" if self.calibration_method is not None else "export.calibration.method"
+                raise EdgetlError(
+                    f"{where} {method!r}: INT8 for the {target} target ({kind.name}) calibrates with "
+                    f"{', '.join(kind.calibration)} only; choose one of those, or another --target"
+                )
         return dataclasses.replace(
             self,
             target=merged.target,
             max_drop=merged.max_drop,
-            calibration_method=merged.calibration.method,
+            calibration_method=method,
             calibration_size=merged.calibration.size,
             qat_spec=merged.qat,
+            int8_targets=targets,
         )
 
 
 def resolve_targets(target: str) -> list[str]:
-    if target == "all":
-        return ["cpu", "tensorrt"]
+    """The INT8 targets of a validated `export.target` (auto: TensorRT when usable here, else CPU)."""
     if target == "auto":
         from edgetl.runtime import trt_support as trt_mod
 
         ok, _ = trt_mod.trt_available()
         return ["tensorrt"] if ok else ["cpu"]
-    if target not in ("cpu", "tensorrt"):
-        raise EdgetlError(f"--target {target!r}: allowed auto, cpu, tensorrt, all")
-    return [target]
+    return ["cpu", "tensorrt"] if target == "all" else [target]
 
 
 def calibration_feeds(loaded: LoadedRun, size: int, batch: int = 16) -> tuple[list[dict], dict]:
@@ -144,15 +198,23 @@ def _stack_feeds(feeds: list[dict]) -> dict[str, np.ndarray]:
 
 
 def export_run(run_path, opts: ExportOptions | None = None) -> Path:
-    """Export a trained run to a deploy bundle and return its directory."""
+    """Export a trained run to a deploy bundle and return its directory.
+
+    What `edgetl export` does, step for step: the bundle (swapped in whole), then TensorRT engines
+    (`opts.engine`) and a DeepStream config (`opts.deepstream`) written into it.
+    """
     opts = opts or ExportOptions()
-    opts.resolved(None)  # bad options fail before anything is opened (the result is not kept: None = recipe's)
     t_start = time.perf_counter()
     run = run_path if isinstance(run_path, Run) else open_run(run_path)
     require_finished(run)
     opts = opts.resolved(run.recipe())  # bad options fail here, before the model loads
+    key = None
+    if opts.sign is not None:  # a bad key fails before the export, too
+        from edgetl.runtime.trust import load_private_key
+
+        key = load_private_key(opts.sign)
     try:
-        loaded = load_run(run)
+        loaded = load_run(run)  # the same Run: its recipe is not read again
     except KeyboardInterrupt:
         raise ExportInterrupted("export interrupted before anything was written") from None
     out = Path(opts.out_dir) if opts.out_dir else loaded.run.export_dir
@@ -161,6 +223,18 @@ def export_run(run_path, opts: ExportOptions | None = None) -> Path:
         default = _build_bundle(loaded, staging, opts, say, t_start)
         say("verifying the new bundle (every sha256, every artifact loads), then swapping it in")
     say(f"bundle: {out} (default artifact: {default})")
+    if opts.engine:
+        from edgetl.compile.bundle import build_bundle_engines
+
+        build_bundle_engines(out, fp16=opts.fp16, int8=opts.int8)
+    if opts.deepstream:
+        from edgetl.bundle.deepstream import write_deepstream
+
+        say(f"DeepStream config: {write_deepstream(out)}")
+    if key is not None:  # last: engines rewrite the manifest
+        from edgetl.runtime.trust import sign_manifest
+
+        say(f"signed: {sign_manifest(out, key)}")
     return out
 
 
@@ -203,7 +277,7 @@ def _build_bundle(loaded: LoadedRun, out: Path, opts: ExportOptions, say, t_star
     b = BundleBuild(loaded, out, opts, say, t_start)
     build_fp32(b)
     if opts.int8:
-        for target in resolve_targets(opts.target):
+        for target in opts.int8_targets:
             build_int8(b, target)
         maybe_qat(b)
     if opts.fp16:
@@ -275,14 +349,13 @@ def build_int8(b: BundleBuild, target: str) -> None:
     else:
         from edgetl.quantize.gate import quantize_tensorrt_with_gate
 
-        mo_method = "max" if method == "minmax" else "entropy"
-        say(f"INT8 for TensorRT (modelopt Q/DQ, {mo_method} calibration; gate scored on ONNX Runtime CPU)")
+        say(f"INT8 for TensorRT (modelopt Q/DQ, {method} calibration; gate scored on ONNX Runtime CPU)")
         result = quantize_tensorrt_with_gate(
             loaded,
             b.path("fp32"),
             b.path(name),
             _stack_feeds(feeds),
-            method=mo_method,
+            method=method,
             max_drop=opts.max_drop,
             gate=opts.gate,
             say=say,

@@ -9,6 +9,7 @@ crop_pct: the recipe's, else the backbone's pretrained config (timm `crop_pct`; 
 
 from __future__ import annotations
 
+from edgetl.recipe import DATA_SOURCES
 from edgetl.runtime.tasks import get_kind
 
 DEFAULT_CROP_PCT = 0.875
@@ -34,7 +35,6 @@ def resize_of(recipe) -> tuple[str, float]:
     mode = inp.resize
     dense = any(get_kind(t.kind).dense for t in recipe.tasks)
     if mode == "auto":  # dense predictions map back to the whole image: no crop
-        photos = recipe.data.source in ("imagefolder", "csv", "jsonl", "webdataset")
-        mode = "shorter_crop" if photos and not dense else "squash"
+        mode = "shorter_crop" if DATA_SOURCES[recipe.data.source].files and not dense else "squash"
     pct = inp.crop_pct if inp.crop_pct is not None else default_crop_pct(recipe.backbone.name)
     return ("bilinear" if mode == "squash" else "shorter_crop"), float(pct)

@@ -23,10 +23,11 @@ import numpy as np
 from edgetl.errors import EdgetlError
 from edgetl.quantize import ort_api
 from edgetl.quantize.cpu_features import has_vnni, needs_reduce_range
+from edgetl.runtime.artifacts import int8_artifact_for
 
 log = logging.getLogger("edgetl")
 
-METHODS = ("minmax", "entropy", "percentile")
+METHODS = int8_artifact_for("cpu").calibration  # the catalogue's: the one list of what ORT calibrates with
 
 # Static Q/DQ: ORT quantizes a tensor when any node next to it is quantized (a Conv quantizes its input and
 # output, not only its weight). "Passthrough" ops only carry their input's quantization along (or are removed,

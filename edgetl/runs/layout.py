@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgetl.errors import EdgetlError
@@ -29,6 +29,7 @@ DEFAULT_RUNS_DIR = Path("runs")
 @dataclass
 class Run:
     dir: Path
+    _recipe: Recipe | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -50,7 +51,11 @@ class Run:
         return self.checkpoints / f"{which}.safetensors"
 
     def recipe(self) -> Recipe:
-        return load_recipe(self.recipe_path)
+        """recipe.yaml, read and validated once per Run: every step handed this Run shares that one reading
+        (train writes the file once, before anything reads it; a resume or an export never rewrites it)."""
+        if self._recipe is None:
+            self._recipe = load_recipe(self.recipe_path)
+        return self._recipe
 
     def splits(self) -> dict:
         return read_json(self.dir / "splits.json")

@@ -41,6 +41,7 @@ class ArtifactKind:
     newest last; TensorRT 11 dropped implicit FP16 so its FP16 engine needs the FP16 ONNX model.
     `fallback_rank`: the Predictor's choice, lowest first, when a bundle names no `default_artifact`.
     `deepstream_rank`: the DeepStream config's choice, lowest first, when no --artifact is given.
+    `calibration` (INT8 steps only): the calibration methods its quantizer has; any other is refused, never swapped.
     """
 
     name: str
@@ -53,6 +54,7 @@ class ArtifactKind:
     fallback_rank: int | None = None
     deepstream_rank: int | None = None
     int8_target: str | None = None  # the `--target` whose INT8 step makes it (cpu | tensorrt)
+    calibration: tuple[str, ...] = ()
 
 
 ARTIFACT_KINDS: dict[str, ArtifactKind] = {
@@ -63,7 +65,15 @@ ARTIFACT_KINDS: dict[str, ArtifactKind] = {
         ),
         ArtifactKind("fp16", "model.fp16.onnx", "onnx", "fp16", "gpu", "build_fp16"),
         ArtifactKind(
-            "int8-ort", "model.int8-ort.onnx", "onnx", "int8", "cpu", "build_int8", fallback_rank=0, int8_target="cpu"
+            "int8-ort",
+            "model.int8-ort.onnx",
+            "onnx",
+            "int8",
+            "cpu",
+            "build_int8",
+            fallback_rank=0,
+            int8_target="cpu",
+            calibration=("minmax", "entropy", "percentile"),  # ONNX Runtime's MinMax, Entropy, Percentile
         ),
         ArtifactKind(
             "int8-modelopt",
@@ -73,6 +83,7 @@ ARTIFACT_KINDS: dict[str, ArtifactKind] = {
             "tensorrt",
             "build_int8",
             int8_target="tensorrt",
+            calibration=("minmax", "entropy"),  # modelopt's `max` and `entropy`
         ),
         ArtifactKind("int8-qat", "model.int8-qat.onnx", "onnx", "int8", "cpu", "maybe_qat"),
         ArtifactKind(

@@ -8,10 +8,13 @@ teacher, dataset mixing. Checks that need the built model (freeze depth vs the b
 from __future__ import annotations
 
 from edgetl.errors import EdgetlError
+from edgetl.recipe import DATA_SOURCES
 from edgetl.runtime.tasks import get_kind
 
 
-def check_recipe(recipe) -> None:
+def check_recipe(recipe):
+    """Raises on the first problem; returns the distillation teacher's Run when it is a run dir (opened and
+    checked here, for `Teacher.from_spec(..., run=)`), else None."""
     from edgetl.data.load import tasks_by_dataset
     from edgetl.data.mixing import ratios_of
     from edgetl.models.registry import get_backbone_entry
@@ -22,11 +25,9 @@ def check_recipe(recipe) -> None:
             f"backbone.name: {recipe.backbone.name!r} takes {entry.kind} input but input.kind is "
             f"{recipe.input.kind!r} (data.source {recipe.data.source!r})"
         )
-    text_sources, image_sources = {"bbc-news"}, {"fashion-mnist", "digits", "imagefolder"}
     for name, spec in recipe.extra_data.items():
-        if (recipe.input.kind == "image" and spec.source in text_sources) or (
-            recipe.input.kind == "text" and spec.source in image_sources
-        ):
+        held = DATA_SOURCES[spec.source].input_kind
+        if held is not None and held != recipe.input.kind:
             raise EdgetlError(
                 f"extra_data.{name}.source {spec.source!r} does not hold {recipe.input.kind} examples "
                 "(every dataset of a recipe has the recipe's input kind)"
@@ -35,8 +36,7 @@ def check_recipe(recipe) -> None:
         tasks_by_dataset(recipe)
     ratios_of(recipe)
     check_select_metric(recipe)
-    if recipe.distill is not None:
-        check_distill(recipe)
+    return check_distill(recipe) if recipe.distill is not None else None
 
 
 def check_select_metric(recipe) -> None:
@@ -57,12 +57,11 @@ def check_select_metric(recipe) -> None:
         )
 
 
-def check_distill(recipe) -> None:
+def check_distill(recipe):
     from edgetl.models.registry import get_backbone_entry
     from edgetl.recipe import BackboneSpec
-    from edgetl.runs.layout import open_run
     from edgetl.tasks import get_task_kind
-    from edgetl.train.distill import check_teacher_tasks
+    from edgetl.train.distill import open_teacher_run
 
     for t in recipe.tasks:  # each kind says whether (and why not) it can learn from a teacher
         why = get_task_kind(t.kind).distill_refusal
@@ -80,14 +79,8 @@ def check_distill(recipe) -> None:
                 f"distill.teacher: backbone {spec.name!r} has no task heads, so only feature "
                 "distillation applies; set distill.feature: mse or cosine, or use a trained run dir"
             )
-        return
-    try:
-        run = open_run(spec)
-    except EdgetlError as e:
-        raise EdgetlError(f"distill.teacher: {e}") from None
-    check_teacher_tasks(recipe, run.recipe(), spec)
-    if not run.checkpoint("best").is_file():
-        raise EdgetlError(f"distill.teacher {spec}: no checkpoint ({run.checkpoint('best')}); train the teacher first")
+        return None
+    return open_teacher_run(recipe, spec)
 
 
 def check_model(recipe, model) -> None:

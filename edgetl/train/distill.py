@@ -51,25 +51,23 @@ class Teacher:
         return self.model is not None
 
     @classmethod
-    def from_spec(cls, recipe, splits, device) -> Teacher:
+    def from_spec(cls, recipe, splits, device, run=None) -> Teacher:
+        """`run`: the teacher run `open_teacher_run` already opened and checked (None: open and check it here)."""
         from edgetl.recipe import BackboneSpec
 
         spec = recipe.distill.teacher
         if isinstance(spec, BackboneSpec):
             return cls._from_backbone(recipe, spec, device)
-        return cls._from_run(recipe, spec, splits, device)
+        return cls._from_run(recipe, spec, splits, device, run or open_teacher_run(recipe, spec))
 
     @classmethod
-    def _from_run(cls, recipe, spec: str, splits, device) -> Teacher:
+    def _from_run(cls, recipe, spec: str, splits, device, run) -> Teacher:
         from edgetl.models import build_model
         from edgetl.models.preprocess import make_preprocess
         from edgetl.runs.checkpoint import load_model
-        from edgetl.runs.layout import open_run
 
-        run = open_run(spec)
         t_recipe = run.recipe()
         t_labels = run.splits()["labels"]
-        check_teacher_tasks(recipe, t_recipe, spec)
         for task in recipe.tasks:
             if (
                 splits is not None
@@ -86,8 +84,6 @@ class Teacher:
             t_labels,
         )
         ck = run.checkpoint("best")
-        if not ck.is_file():
-            raise EdgetlError(f"distill.teacher {spec}: no checkpoint ({ck}); train the teacher first")
         load_model(model, ck)
         model.to(device)
         digest = hashlib.sha1(ck.read_bytes()).hexdigest()
@@ -160,6 +156,21 @@ class Teacher:
         return {k: torch.cat(v) for k, v in outs.items()}
 
     logits_for = outputs_for
+
+
+def open_teacher_run(recipe, spec: str):
+    """The teacher run of `distill.teacher: <run dir>`, opened, its recipe read and checked against the student's
+    once; the Teacher built later reuses this Run (and the recipe it holds)."""
+    from edgetl.runs.layout import open_run
+
+    try:
+        run = open_run(spec)
+    except EdgetlError as e:
+        raise EdgetlError(f"distill.teacher: {e}") from None
+    check_teacher_tasks(recipe, run.recipe(), spec)
+    if not run.checkpoint("best").is_file():
+        raise EdgetlError(f"distill.teacher {spec}: no checkpoint ({run.checkpoint('best')}); train the teacher first")
+    return run
 
 
 def check_teacher_tasks(recipe, t_recipe, spec: str) -> None:

@@ -738,18 +738,20 @@ def train(
     `progress_every_s`: with `progress` and stdout not a terminal, a plain progress line at least this often
     (and every 10% of an epoch).
     """
-    device = (resume.recipe() if resume is not None else recipe).train.device
+    if resume is not None:  # the run's own recipe, whatever was passed (the Run reads recipe.yaml once)
+        recipe = resume.recipe()
+    device = recipe.train.device
     wants_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     dd = init_from_env("cuda" if wants_cuda else "cpu")
+    teacher_run = None  # a distillation teacher run, opened and checked once (on a resume: when it is built)
     if resume is not None:
         run = resume
-        recipe = run.recipe()
         # killed before splits.json was written: the split is a pure function of the recipe, rebuild it
         split_def = run.splits() if (run.dir / "splits.json").is_file() else None
         if dd.is_main:
             _remove_stale_temp_files(run)
     else:
-        check_recipe(recipe)  # one-line errors before anything is written
+        teacher_run = check_recipe(recipe)  # one-line errors before anything is written
         split_def = None
     run = resume  # a new run's dir is made once its data loaded: a train that fails validation leaves none
     started = False  # training began: a failure from here on is recorded in run.json, not cleaned away
@@ -777,7 +779,7 @@ def train(
         if recipe.distill is not None:
             from edgetl.train.distill import Teacher
 
-            trainer.set_teacher(Teacher.from_spec(recipe, splits, trainer.device))
+            trainer.set_teacher(Teacher.from_spec(recipe, splits, trainer.device, run=teacher_run))
         state = None
         if resume is not None and trainer.state_path.is_file():
             state = trainer.restore()

@@ -5,6 +5,7 @@ Kept out of the CLI so the shell and Python resolve the same way, with the same 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +65,43 @@ def resolve_train_target(
             raise EdgetlError("--resume continues a run with its own recipe; overrides are not allowed")
         return TrainTarget(run.recipe(), run)
     return TrainTarget(rec, None, starter)
+
+
+def train_command(
+    recipe: str | None = None,
+    overrides: list[str] | None = None,
+    *,
+    data: Path | None = None,
+    backbone: str | None = None,
+    name: str | None = None,
+    runs_dir: Path = Path("runs"),
+    exist_ok: bool = False,
+    resume: str | None = None,
+    logger: str = "auto",
+    quiet: bool = False,
+    say: Callable[[str], None] = print,
+) -> Run:
+    """`edgetl train` under its flags' names: what to train is resolved before torch is imported (bad input
+    fails fast), the recipe `--data` chose is shown through `say`, then the run trains and is returned."""
+    if logger not in ("tensorboard", "none", "auto"):
+        raise EdgetlError(f"--logger {logger!r}: allowed tensorboard, none, auto")
+    target = resolve_train_target(
+        recipe, overrides or [], data=data, backbone=backbone, name=name, runs_dir=runs_dir, resume=resume
+    )
+    from edgetl.train.loop import train
+
+    if target.starter_yaml:
+        say(
+            f"# recipe chosen for --data {data} (change any key with key=value; saved as <run>/recipe.yaml)\n"
+            + target.starter_yaml.rstrip()
+        )
+    return train(
+        target.recipe,
+        name=name,
+        runs_dir=runs_dir,
+        resume=target.resume,
+        progress=not quiet,
+        logger=logger,
+        exist_ok=exist_ok,
+        summary=True,
+    )
