@@ -252,42 +252,14 @@ def _print_manifest_summary(bundle: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from edgetl.runtime.artifacts import format_headline
-    from edgetl.runtime.tasks import get_kind
+    from edgetl.bundle.summary import bundle_table
 
-    m = json.loads((bundle / "manifest.json").read_text())
+    header, rows = bundle_table(bundle)
     t = Table(title=f"bundle {bundle}")
-    for h in (
-        "artifact",
-        "precision",
-        "target",
-        "size MB",
-        *[f"{x['name']} {get_kind(x['kind']).table_label}" for x in m["tasks"]],
-        "notes",
-    ):
+    for h in header:
         t.add_column(h)
-    for name, a in m["artifacts"].items():
-        gate = (a.get("quantization") or {}).get("gate") or {}
-        note = ""
-        if gate:
-            note = ("gate passed" if gate.get("passed", True) else "gate FAILED") + (
-                f", {len(gate.get('excluded_nodes', []))} layers kept in float" if gate.get("excluded_nodes") else ""
-            )
-            lat = gate.get("latency")
-            if lat:
-                note += f", x{lat['speedup_vs_fp32']:.2f} vs FP32" + (
-                    " (SLOWER)" if gate.get("slower_than_fp32") else ""
-                )
-        if name == m.get("default_artifact"):
-            note = (note + ", " if note else "") + "default"
-        t.add_row(
-            name,
-            a["precision"],
-            a["target"],
-            f"{a['size_bytes'] / 1e6:.2f}",
-            *[format_headline(x["kind"], a["accuracy"][x["name"]]) for x in m["tasks"]],
-            note,
-        )
+    for row in rows:
+        t.add_row(*row)
     Console().print(t)
 
 
@@ -536,26 +508,17 @@ def predict(
     ] = None,
 ):
     """Run a deploy bundle on inputs with the device runtime (no torch needed)."""
-    from edgetl.runtime import Predictor
-    from edgetl.runtime.limits import regular_file
-    from edgetl.runtime.manifest import resolve_bundle_dir
-    from edgetl.runtime.outputs import prediction_rows, text_line
-    from edgetl.runtime.verify import verify_bundle
+    from edgetl.runtime.outputs import predict_inputs, text_line
 
-    bundle = resolve_bundle_dir(bundle)  # a run dir means its export/, as in `edgetl bench`
-    if not skip_verify:
-        verify_bundle(bundle, public_key=public_key)  # every file the manifest lists, not only the artifact
-    pred = Predictor.load(bundle, artifact=artifact, verify=not skip_verify, public_key=public_key)
     items = [line.rstrip("\n") for line in sys.stdin] if inputs == ["-"] else list(inputs)
-    if pred.input_kind == "image":
-        for p in items:  # a FIFO among the inputs would block: refused before anything runs
-            regular_file(p, "input image")
-    out = prediction_rows(items, pred.predict(items), mask_dir)
+    rows, kinds = predict_inputs(
+        bundle, items, artifact=artifact, public_key=public_key, verify=not skip_verify, mask_dir=mask_dir
+    )
     if as_json:
-        typer.echo(json.dumps(out, indent=2))
+        typer.echo(json.dumps(rows, indent=2))
         return
-    for row in out:
-        typer.echo(text_line(row, {t.name: t.kind for t in pred.tasks}))
+    for row in rows:
+        typer.echo(text_line(row, kinds))
 
 
 # ------------------------------------------------------------------------------------------------- devices

@@ -65,6 +65,27 @@ def prediction_rows(
     return rows
 
 
+def predict_inputs(
+    bundle, items: list[str], *, artifact=None, public_key=None, verify: bool = True, mask_dir: Path | None = None
+) -> tuple[list[dict], dict[str, str]]:
+    """What `edgetl predict` does: the bundle verified (every file, the signature with `public_key`), the
+    artifact loaded, image inputs checked to be regular files, then (JSON-ready rows, {task: kind})."""
+    from edgetl.runtime import Predictor
+    from edgetl.runtime.limits import regular_file
+    from edgetl.runtime.manifest import resolve_bundle_dir
+    from edgetl.runtime.verify import verify_bundle
+
+    bundle = resolve_bundle_dir(bundle)  # a run dir means its export/, as in `edgetl bench`
+    if verify:
+        verify_bundle(bundle, public_key=public_key)  # every file the manifest lists, not only the artifact
+    pred = Predictor.load(bundle, artifact=artifact, verify=verify, public_key=public_key)
+    if pred.input_kind == "image":
+        for p in items:  # a FIFO among the inputs would block: refused before anything runs
+            regular_file(p, "input image")
+    rows = prediction_rows(items, pred.predict(items), mask_dir)
+    return rows, {t.name: t.kind for t in pred.tasks}
+
+
 def text_line(row: dict, kinds: dict[str, str]) -> str:
     """`input: task=prediction ...` for people."""
     return f"{row['input']}: " + "  ".join(f"{t}={get_kind(k).describe_prediction(row[t])}" for t, k in kinds.items())
