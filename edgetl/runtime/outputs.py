@@ -82,7 +82,9 @@ def predict_inputs(
     if pred.input_kind == "image":
         for p in items:  # a FIFO among the inputs would block: refused before anything runs
             regular_file(p, "input image")
-    rows = prediction_rows(items, pred.predict(items), mask_dir)
+    results = pred.predict(items)  # a list in, a list out
+    assert isinstance(results, list)
+    rows = prediction_rows(items, results, mask_dir)
     return rows, {t.name: t.kind for t in pred.tasks}
 
 
