@@ -276,3 +276,61 @@ def test_fashion_scenes_are_seeded_and_masks_follow_the_items():
     assert set(a.split.tolist()) == {"train", "test"}
     share = (m > 0).mean()
     assert 0.05 < share < 0.6  # items cover part of each canvas
+
+
+def _seg_manifest(root) -> None:
+    """labels.csv beside the seg_folder: path, mask (relative), a weather column; classes.txt beside it."""
+    import csv
+
+    rows = sorted((root / "images").rglob("*.png"))
+    with (root / "labels.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "mask", "weather"])
+        for i, p in enumerate(rows):
+            rel = p.relative_to(root)
+            w.writerow([str(rel), str(Path("masks") / rel.relative_to("images")), "sun" if i % 2 else "rain"])
+    (root / "classes.txt").write_text("background\nsquare\nbar\n")
+
+
+def test_a_csv_manifest_names_masks_in_mask_column_beside_a_classifier(tmp_path):
+    root = seg_folder(tmp_path / "d", n=6, splits=False)
+    _seg_manifest(root)
+    splits = _load(
+        root,
+        **{
+            "data": {"source": "csv", "path": str(root / "labels.csv"), "mask_column": "mask"},
+            "tasks": [
+                {"name": "seg", "kind": "segmentation", "column": "mask"},
+                {"name": "weather", "kind": "classification"},
+            ],
+        },
+    )
+    assert splits.labels == {"seg": ["background", "square", "bar"], "weather": ["rain", "sun"]}
+    t = splits.train.targets["seg"]
+    assert t[np.arange(len(t))].shape == (len(t), 32, 32)
+    (root / "masks" / "1.png").unlink()
+    with pytest.raises(EdgetlError, match=r"labels\.csv: row \d+: mask .*1\.png \(column 'mask'\) does not exist"):
+        _load(root, **{"data": {"source": "csv", "path": str(root / "labels.csv"), "mask_column": "mask"}})
+
+
+def test_webdataset_shards_carry_masks_as_mask_png_members(tmp_path):
+    import io
+    import tarfile
+
+    root = seg_folder(tmp_path / "d", n=6, splits=False)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    with tarfile.open(shards / "shard-000000.tar", "w") as tf:
+        for p in sorted((root / "images").glob("*.png"), key=lambda p: int(p.stem)):
+            for name, data in (
+                (f"{p.stem}.png", p.read_bytes()),
+                (f"{p.stem}.mask.png", (root / "masks" / p.name).read_bytes()),
+                (f"{p.stem}.json", json.dumps({"split": "train" if int(p.stem) < 4 else "val"}).encode()),
+            ):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    (shards / "classes.txt").write_text("background\nsquare\nbar\n")
+    splits = _load(root, **{"data": {"source": "webdataset", "path": str(shards)}})
+    t = splits.train.targets["seg"]
+    assert len(t) == 4 and t[np.arange(4)].shape == (4, 32, 32) and t[0][0, 0] == IGNORE

@@ -24,13 +24,23 @@ from edgetl.runtime.tasks.segmentation import IGNORE, resize_nearest
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """A mask file -> HxW class indices (int64); RGB without a palette and unreadable files are one line each."""
+def mask_name(ref) -> str:
+    """What error messages call a mask: its path, or shard:member for a WebDataset shard member."""
+    return f"{ref[0]}:{ref[3]}" if isinstance(ref, tuple) else str(ref)
+
+
+def read_mask(ref) -> np.ndarray:
+    """A mask file (or a shard member (shard, offset, size, name)) -> HxW class indices (int64); RGB without a
+    palette and unreadable files are one line each."""
     from PIL import Image, UnidentifiedImageError
 
-    regular_file(path, "mask")
+    from edgetl.data.decode import open_member
+
+    path = mask_name(ref)
+    if not isinstance(ref, tuple):
+        regular_file(ref, "mask")
     try:
-        with Image.open(path) as im:
+        with Image.open(open_member(ref) if isinstance(ref, tuple) else ref) as im:
             im.load()
             if im.mode in ("L", "P", "1"):
                 return np.asarray(im, dtype=np.int64)
@@ -67,7 +77,7 @@ class MaskFiles:
 
     ndim = 3
 
-    def __init__(self, paths: list[str], size: int | None = None, n_classes: int = 255, ignore_index: int = 255):
+    def __init__(self, paths: list, size: int | None = None, n_classes: int = 255, ignore_index: int = 255):
         self.paths = list(paths)
         self.size, self.n_classes, self.ignore_index = size, n_classes, ignore_index
 
@@ -78,7 +88,8 @@ class MaskFiles:
         return MaskFiles([self.paths[int(i)] for i in rows], self.size, self.n_classes, self.ignore_index)
 
     def load(self, i: int) -> np.ndarray:
-        m = encode_mask(read_mask(self.paths[int(i)]), self.n_classes, self.ignore_index, self.paths[int(i)])
+        ref = self.paths[int(i)]
+        m = encode_mask(read_mask(ref), self.n_classes, self.ignore_index, mask_name(ref))
         return m if self.size is None else resize_nearest(m, (self.size, self.size))
 
     def __getitem__(self, rows) -> np.ndarray:
@@ -100,19 +111,23 @@ def take_rows(target, rows):
     return target.subset(rows) if isinstance(target, MaskFiles) else target[rows]
 
 
-def check_masks(images: list[str], masks: list[str], n_classes: int, ignore_index: int) -> None:
+def check_masks(images: list, masks: list, n_classes: int, ignore_index: int) -> None:
     """Every mask read once: it exists, has its image's size, holds known class indices (one line each)."""
     from PIL import Image
 
+    from edgetl.data.decode import open_member
+
     for img, msk in zip(images, masks):
-        m = encode_mask(read_mask(msk), n_classes, ignore_index, msk)
+        m = encode_mask(read_mask(msk), n_classes, ignore_index, mask_name(msk))
         try:
-            with Image.open(img) as im:
+            with Image.open(open_member(img) if isinstance(img, tuple) else img) as im:
                 w, h = im.size  # the header only: nothing decoded
         except OSError:  # an unreadable image is skipped and listed when training reads it
             continue
         if m.shape != (h, w):
-            raise EdgetlError(f"{msk}: mask is {m.shape[1]}x{m.shape[0]} but its image {img} is {w}x{h}")
+            raise EdgetlError(
+                f"{mask_name(msk)}: mask is {m.shape[1]}x{m.shape[0]} but its image {mask_name(img)} is {w}x{h}"
+            )
 
 
 def masks_beside(images: list[str], image_root: Path, mask_root: Path) -> list[str]:

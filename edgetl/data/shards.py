@@ -23,6 +23,7 @@ from edgetl.data.lazy import ImageFiles
 from edgetl.errors import EdgetlError
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
+MASK_EXT = "mask.png"  # <key>.mask.png beside <key>.jpg: the sample's segmentation mask
 
 
 def shard_files(path: str | Path) -> list[Path]:
@@ -46,7 +47,7 @@ def _split_key(name: str) -> tuple[str, str]:
 
 def load_webdataset(path: str | Path, split_column: str | None = None) -> RawDataset:
     """Index the shards: one row per sample with an image member and a .json member of label columns."""
-    items, rows, sources = [], [], []
+    items, rows, sources, masks = [], [], [], []
     for shard in shard_files(path):
         samples: dict[str, dict] = {}
         try:
@@ -58,6 +59,8 @@ def load_webdataset(path: str | Path, split_column: str | None = None) -> RawDat
                     s = samples.setdefault(key, {})
                     if ext in IMAGE_EXTS:
                         s["image"] = (str(shard), m.offset_data, m.size, m.name)
+                    elif ext == MASK_EXT:  # a segmentation mask: class indices, read like a mask file
+                        s["mask"] = (str(shard), m.offset_data, m.size, m.name)
                     elif ext == "json":
                         s["json"] = tf.extractfile(m).read()
         except (tarfile.TarError, OSError) as e:
@@ -73,6 +76,7 @@ def load_webdataset(path: str | Path, split_column: str | None = None) -> RawDat
             if not isinstance(row, dict):
                 raise EdgetlError(f"{shard}: {key}.json must be a JSON object of label columns")
             items.append(s["image"])
+            masks.append(s.get("mask"))
             rows.append(row)
             sources.append(f"{shard}:{s['image'][3]}")
     if not rows:
@@ -89,7 +93,19 @@ def load_webdataset(path: str | Path, split_column: str | None = None) -> RawDat
         bad = sorted(set(split.tolist()) - {"train", "val", "test"})
         if bad:
             raise EdgetlError(f"{path}: split column {col!r} has {bad[0]!r}; allowed: train, val, test")
-    return RawDataset("image", str(path), files=ImageFiles(items), columns=columns, sources=sources, split=split)
+    raw = RawDataset("image", str(path), files=ImageFiles(items), columns=columns, sources=sources, split=split)
+    if any(m is not None for m in masks):
+        from edgetl.data.masks import MaskFiles, read_classes_file
+
+        missing = next((i for i, m in enumerate(masks) if m is None), None)
+        if missing is not None:
+            raise EdgetlError(f"{sources[missing]}: no {MASK_EXT} member for this sample (other samples have masks)")
+        raw.dense["mask"] = MaskFiles(masks)
+        raw.columns["mask"] = [f"{m[0]}:{m[3]}" for m in masks]
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        if (folder / "classes.txt").is_file():
+            raw.class_names["mask"] = read_classes_file(folder / "classes.txt")
+    return raw
 
 
 def write_shards(
