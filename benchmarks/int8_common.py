@@ -34,9 +34,14 @@ def ensure_run(
     if (d / "run.json").is_file():
         run = open_run(d)
         done = json.loads((d / "run.json").read_text()).get("status") == "completed"
-        same = run.recipe().model_dump(exclude={"name", "description"}) == rec.model_dump(
-            exclude={"name", "description"}
-        )
+        # a run saves its resolved recipe (input.resize/crop_pct that ran, moot split fractions left out)
+        moot = {
+            "name": True,
+            "description": True,
+            "input": {"resize", "crop_pct"},
+            "data": {"split": {"val_fraction", "test_fraction"}},
+        }
+        same = run.recipe().model_dump(exclude=moot) == rec.model_dump(exclude=moot)
         if done and same:
             say(f"[{name}] reusing trained run {d}")
             return run, 0.0
