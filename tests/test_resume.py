@@ -132,9 +132,9 @@ def test_nan_loss_stops_with_step_and_last_good_checkpoint(tmp_path, monkeypatch
     calls = {"n": 0}
     real = loop.task_loss
 
-    def poisoned(kind, y, target, smoothing):
+    def poisoned(kind, y, target, smoothing, *spec):
         calls["n"] += 1
-        loss = real(kind, y, target, smoothing)
+        loss = real(kind, y, target, smoothing, *spec)
         return loss * float("nan") if calls["n"] == 3 else loss  # 3rd training batch
 
     monkeypatch.setattr(loop, "task_loss", poisoned)
@@ -152,7 +152,7 @@ def test_nan_loss_stops_with_step_and_last_good_checkpoint(tmp_path, monkeypatch
 def test_nan_before_any_checkpoint_says_none_yet(tmp_path, monkeypatch):
     import edgetl.train.loop as loop
 
-    monkeypatch.setattr(loop, "task_loss", lambda kind, y, target, smoothing: y.sum() * float("inf"))
+    monkeypatch.setattr(loop, "task_loss", lambda kind, y, target, smoothing, *spec: y.sum() * float("inf"))
     with pytest.raises(EdgetlError, match=r"loss is -?(nan|inf) at epoch 1 step 1: .*last good checkpoint: none yet"):
         train(_recipe(), name="inf", runs_dir=tmp_path, progress=False)
 
