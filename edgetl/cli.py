@@ -504,16 +504,28 @@ def predict(
     skip_verify: SkipVerifyOpt = False,
     as_json: JsonOpt = False,
     mask_dir: Annotated[
-        Path | None, typer.Option(help="Segmentation: write each mask as a coloured PNG here (<input>.<task>.png).")
+        Path | None,
+        typer.Option(
+            "--mask-dir",
+            "--draw-dir",
+            help="Write pictures here: segmentation masks as coloured PNGs (<input>.<task>.png), detections drawn "
+            "on their image (<input>.<task>.jpg).",
+        ),
     ] = None,
+    score_threshold: Annotated[
+        float | None, typer.Option(help="Detection: keep boxes above this score (default: the bundle's).")
+    ] = None,
+    top_k: Annotated[int | None, typer.Option(help="Detection: at most this many boxes per image.")] = None,
 ):
     """Run a deploy bundle on inputs with the device runtime (no torch needed)."""
     from edgetl.runtime.outputs import predict_inputs, text_line
 
     items = [line.rstrip("\n") for line in sys.stdin] if inputs == ["-"] else list(inputs)
+    settings = {k: v for k, v in (("score_threshold", score_threshold), ("top_k", top_k)) if v is not None}
     rows, kinds = predict_inputs(
-        bundle, items, artifact=artifact, public_key=public_key, verify=not skip_verify, mask_dir=mask_dir
-    )
+        bundle, items, artifact=artifact, public_key=public_key, verify=not skip_verify, mask_dir=mask_dir,
+        settings=settings,
+    )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

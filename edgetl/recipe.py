@@ -55,7 +55,7 @@ class ImageInput(_Strict):
     # How images reach image_size (training, evaluation, export, runtime alike): squash = bilinear to a square;
     # shorter_crop = shorter side to image_size / crop_pct, antialiased, then a centred crop (how pretrained
     # backbones are evaluated); auto = shorter_crop for image files, squash for the built-in datasets.
-    resize: Literal["auto", "squash", "shorter_crop"] = "auto"
+    resize: Literal["auto", "squash", "shorter_crop", "letterbox"] = "auto"
     crop_pct: Annotated[float, Field(gt=0.3, le=1.0)] | None = None  # None: the backbone's (0.875 = 256 -> 224)
 
     @field_validator("mean", "std")
@@ -94,8 +94,15 @@ class TaskSpec(_Strict):
     ignore_index: Annotated[int, Field(ge=0, le=65535)] | None = None  # mask value counted nowhere (default 255)
     dice_weight: Annotated[float, Field(ge=0)] | None = None  # add dice loss x this to cross-entropy (default 0)
     class_weights: list[Annotated[float, Field(ge=0)]] | None = None  # cross-entropy weight per class
-    output_format: Literal["classmap", "logits"] | None = None  # exported: uint8 argmax map (default) or logits
+    # segmentation: exported uint8 argmax map (classmap, default) or logits; detection: decoded boxes after NMS
+    # in the graph (nms, default; EfficientNMS_TRT's layout) or the raw head (raw)
+    output_format: Literal["classmap", "logits", "nms", "raw"] | None = None
     decoder: Literal["fpn", "lraspp"] | None = None  # dense head: edgetl's FPN (default) or torchvision's LR-ASPP
+    # detection only: NMS settings baked into the exported graph (defaults 0.05, 0.6, 100) and the focal loss alpha
+    score_threshold: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
+    iou_threshold: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    max_detections: Annotated[int, Field(ge=1, le=1000)] | None = None
+    focal_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
 
     @field_validator("kind")
     @classmethod
@@ -112,6 +119,11 @@ class TaskSpec(_Strict):
         for f in sorted(kind_recipe_fields() - kind.recipe_fields):
             if getattr(self, f) is not None:
                 raise ValueError(f"task {self.name!r}: {f} does not apply to a {self.kind} task")
+        if self.output_format is not None and self.output_format not in kind.output_formats:
+            allowed = ", ".join(kind.output_formats)
+            raise ValueError(
+                f"task {self.name!r}: output_format {self.output_format!r}; a {self.kind} task takes {allowed}"
+            )
         return self
 
     @property
@@ -134,6 +146,9 @@ DATA_SOURCES: dict[str, DataSource] = {
     "digits": DataSource("image", files=False),
     "bbc-news": DataSource("text", files=False),
     "fashion-scenes": DataSource("image", files=False),  # segmentation demo generated from fashion-mnist
+    "fashion-detect": DataSource("image", files=False),  # detection demo generated from fashion-mnist
+    "coco": DataSource("image", files=True),  # a COCO JSON file (data.path); images beside it or in images/
+    "yolo": DataSource("image", files=True),  # an Ultralytics folder: images/ + labels/ (data.path)
     "imagefolder": DataSource("image", files=True),
     "csv": DataSource(None, files=True),
     "jsonl": DataSource(None, files=True),
@@ -223,6 +238,9 @@ class DataSpec(_Strict):
     # column of mask paths (`mask_column`, relative to the manifest); the task's `column` then names it
     masks: str | None = None
     mask_column: str | None = None
+    # detection boxes in a csv/jsonl manifest: a column of [{"label": name, "box": [x1, y1, x2, y2]}, ...] in the
+    # image's pixels (JSON text in a CSV cell); the task's `column` then names it
+    boxes_column: str | None = None
     split: SplitSpec = SplitSpec()
     # A row without a label in a single-task recipe: `error` (name the file and rows) or `skip` (drop the rows
     # and report how many). Multi-task / multi-dataset recipes mask a missing label out of that task only.

@@ -67,10 +67,13 @@ def deepstream_config(
         "network-type": str(network_type(bundle, m["tasks"])),
         "process-mode": "2" if secondary else "1",
         "gie-unique-id": str(gie_id),
-        "output-blob-names": ";".join(t["output"] for t in m["tasks"]),
+        "output-blob-names": ";".join(
+            n for t in m["tasks"] for n in get_kind(t["kind"]).output_names(t["output"], t.get("output_format"))
+        ),
         "classifier-threshold": "0.0",
-        "maintain-aspect-ratio": "0",
-        "symmetric-padding": "0",
+        # letterbox: nvinfer scales with the aspect kept and pads both sides, as edgetl.runtime.crop.letterbox
+        "maintain-aspect-ratio": "1" if inp.get("resize") == "letterbox" else "0",
+        "symmetric-padding": "1" if inp.get("resize") == "letterbox" else "0",
     }
     if props["network-type"] != "1":
         del props["classifier-threshold"]

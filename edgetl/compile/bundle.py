@@ -132,4 +132,7 @@ def _evaluate_engine(engine: Path, source_run: str | None, batch: int) -> dict[s
     ex = loaded.splits.test
     with TensorRTBackend(engine) as backend:
         outputs = predict_in_batches(lambda idx: backend.run(feeds_for(loaded.prep, ex, idx)), len(ex), batch)
+    from edgetl.runtime.tasks import task_outputs
+
+    outputs = task_outputs(loaded.model.output_tasks(), outputs)
     return all_task_metrics(outputs, ex.targets, loaded.kinds, loaded.splits.labels)

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -335,6 +337,24 @@ def _io(tensors: Sequence[Any]) -> list[dict[str, Any]]:
     return [{"name": t.name, "dtype": dtype_name(t.dtype), "shape": [int(d) for d in t.shape]} for t in tensors]
 
 
+@contextmanager
+def _onnx_for_parser(trt: Any, logger: Any, onnx_path: Path) -> Iterator[Path]:
+    """The file TensorRT parses: `onnx_path`, or, when it holds ONNX NonMaxSuppression (slow in TensorRT), a copy
+    `<stem>.trt-nms.onnx` in a temp dir (removed after parsing) with EfficientNMS_TRT swapped in per detection
+    task (edgetl.compile.efficient_nms; same outputs). The plugin registry is initialized for the parser then."""
+    from edgetl.compile.efficient_nms import nms_tasks, swap_in_efficient_nms
+
+    tasks = nms_tasks(onnx_path)
+    if not tasks:
+        yield onnx_path
+        return
+    trt.init_libnvinfer_plugins(logger, "")
+    with tempfile.TemporaryDirectory(prefix="edgetl-trt-nms-") as tmp:
+        swapped = Path(tmp) / f"{onnx_path.stem}.trt-nms.onnx"
+        swap_in_efficient_nms(onnx_path, swapped, tasks)
+        yield swapped
+
+
 def build_engine(
     onnx_path: str | os.PathLike, out_path: str | os.PathLike, cfg: EngineBuildConfig | None = None
 ) -> EngineManifest:
@@ -358,7 +378,9 @@ def build_engine(
     builder = trt.Builder(logger)
     network = builder.create_network(_flag_bits(trt.NetworkDefinitionCreationFlag, plan.network_flags))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):  # from the file, so external weights resolve
+    with _onnx_for_parser(trt, logger, onnx_path) as parse_path:
+        parsed = parser.parse_from_file(str(parse_path))  # from the file, so external weights resolve
+    if not parsed:
         errors = [" ".join(str(parser.get_error(i).desc()).split()) for i in range(parser.num_errors)]
         raise EdgetlError(
             f"TensorRT {version} could not parse {onnx_path.name}: "

@@ -4,7 +4,8 @@ Pixel operations (random_resized_crop, color_jitter, trivial_augment, randaugmen
 before normalisation, each example with its own draw; mixup / cutmix then mix the normalised batch and its
 labels (single-label classification only: the recipe refuses them otherwise). Segmentation masks travel with
 their image through the same draw as `tv_tensors.Mask` (geometry with nearest neighbour, filled with the ignore
-value; colour steps leave them alone). `hflip` keeps its own draw
+value; colour steps leave them alone); detection boxes travel as `tv_tensors.BoundingBoxes`, then are clipped to the
+image and degenerate ones dropped (`ClampBoundingBoxes`, `SanitizeBoundingBoxes`). `hflip` keeps its own draw
 (`edgetl.data.transforms.flip_mask`, shared with a distillation teacher), so `augment: hflip` and
 `augment: [hflip]` train identically. Every draw comes from a seed derived from (seed, epoch, step, rank): a
 resumed run repeats them exactly, whatever the global RNG state.
@@ -39,6 +40,42 @@ def _fit_mask(m: torch.Tensor, size) -> torch.Tensor:
     if tuple(m.shape[-2:]) == tuple(size):
         return m
     return torch.nn.functional.interpolate(m[None, None].float(), size=tuple(size), mode="nearest")[0, 0].to(m.dtype)
+
+
+def flip_targets(t: torch.Tensor, geometry: str, width: int) -> torch.Tensor:
+    """A dense target under a horizontal flip of its image: a mask mirrored, boxes' x mirrored (padding kept)."""
+    if geometry != "boxes":
+        return t.flip(-1)
+    out = t.clone()
+    real = t[..., 0] >= 0
+    out[..., 1] = torch.where(real, width - t[..., 3], t[..., 1])
+    out[..., 3] = torch.where(real, width - t[..., 1], t[..., 3])
+    return out
+
+
+def _tv_target(t: torch.Tensor, geometry: str, size):
+    from torchvision import tv_tensors
+
+    if geometry == "boxes":
+        keep = t[:, 0] >= 0
+        boxes = tv_tensors.BoundingBoxes(t[keep, 1:5], format="XYXY", canvas_size=tuple(size))
+        return {"boxes": boxes, "labels": t[keep, 0]}
+    return tv_tensors.Mask(_fit_mask(t, size))
+
+
+def _padded_boxes(moved: dict, rows: int) -> torch.Tensor:
+    """Boxes after the pixel steps: clipped to the image, degenerate ones dropped, padded back to `rows`."""
+    from torchvision.transforms import v2
+
+    kept = v2.SanitizeBoundingBoxes(min_size=1.0)(
+        {"boxes": v2.ClampBoundingBoxes()(moved["boxes"]), "labels": moved["labels"]}
+    )
+    b, lab = kept["boxes"].as_subclass(torch.Tensor), kept["labels"]
+    out = torch.zeros((rows, 5), dtype=torch.float32, device=b.device)
+    out[:, 0] = -1
+    n = min(len(b), rows)
+    out[:n, 0], out[:n, 1:] = lab[:n].float(), b[:n].float()
+    return out
 
 
 def batch_seed(seed: int, epoch: int, step: int, rank: int = 0) -> int:
@@ -97,24 +134,29 @@ class BatchAugment:
         return out
 
     def images_and_masks(
-        self, batch: list[torch.Tensor], masks: dict[str, torch.Tensor]
+        self, batch: list[torch.Tensor], masks: dict[str, torch.Tensor], geometry: dict[str, str] | None = None
     ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-        """Like `images`, with each example's masks ([N, H, W] per dense task) moved by the same draw."""
+        """Like `images`, with each example's dense targets moved by the same draw: masks [N, H, W], or boxes
+        [N, M, 5] (class, x1, y1, x2, y2) where `geometry[task]` is "boxes"."""
         if self.pixel is None:
             return batch, masks
         from torchvision import tv_tensors
 
+        geometry = geometry or {}
         out_ims: list[torch.Tensor] = []
         out_masks: dict[str, list[torch.Tensor]] = {k: [] for k in masks}
         for i, im in enumerate(batch):
             chw = im.permute(2, 0, 1)
             if chw.shape[0] == 1:
                 chw = chw.expand(3, -1, -1)
-            ms = {k: tv_tensors.Mask(_fit_mask(v[i], chw.shape[-2:])) for k, v in masks.items()}
+            ms = {k: _tv_target(v[i], geometry.get(k, "mask"), chw.shape[-2:]) for k, v in masks.items()}
             img, ms = self.pixel(tv_tensors.Image(chw), ms)
             out_ims.append(img.as_subclass(torch.Tensor).permute(1, 2, 0))
             for k, m in ms.items():
-                out_masks[k].append(_fit_mask(m.as_subclass(torch.Tensor), masks[k].shape[-2:]))
+                if geometry.get(k) == "boxes":
+                    out_masks[k].append(_padded_boxes(m, masks[k].shape[1]))
+                else:
+                    out_masks[k].append(_fit_mask(m.as_subclass(torch.Tensor), masks[k].shape[-2:]))
         return out_ims, {k: torch.stack(v) for k, v in out_masks.items()}
 
     def mixed(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

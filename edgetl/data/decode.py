@@ -81,6 +81,10 @@ def fit_to_size(arr: np.ndarray, size: int | None, resize: str = "bilinear", cro
         from edgetl.runtime.crop import shorter_crop
 
         return shorter_crop(arr, size, crop_pct)
+    if resize == "letterbox":
+        from edgetl.runtime.crop import letterbox
+
+        return letterbox(arr, size)
     from edgetl.runtime.preprocess import bilinear_resize
 
     out = bilinear_resize(arr, (size, size))

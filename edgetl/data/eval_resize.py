@@ -30,11 +30,11 @@ def default_crop_pct(backbone_name: str) -> float:
 
 
 def resize_of(recipe) -> tuple[str, float]:
-    """("bilinear" | "shorter_crop", crop_pct) for an image recipe."""
+    """("bilinear" | "shorter_crop" | "letterbox", crop_pct) for an image recipe."""
     inp = recipe.input
     mode = inp.resize
     dense = any(get_kind(t.kind).dense for t in recipe.tasks)
     if mode == "auto":  # dense predictions map back to the whole image: no crop
         mode = "shorter_crop" if DATA_SOURCES[recipe.data.source].files and not dense else "squash"
     pct = inp.crop_pct if inp.crop_pct is not None else default_crop_pct(recipe.backbone.name)
-    return ("bilinear" if mode == "squash" else "shorter_crop"), float(pct)
+    return {"squash": "bilinear", "letterbox": "letterbox"}.get(mode, "shorter_crop"), float(pct)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -37,8 +38,18 @@ def load_raw(
         from edgetl.data.scenes import load_fashion_scenes
 
         raw = load_fashion_scenes()
+    elif spec.source == "fashion-detect":  # generated from fashion-mnist (edgetl.data.scenes)
+        from edgetl.data.scenes import load_fashion_detect
+
+        raw = load_fashion_detect()
     elif spec.source in BUILTIN_DATASETS:
         raw = load_builtin(spec.source, download=spec.download)
+    elif spec.source in ("coco", "yolo"):  # detection annotations (edgetl.data.box_formats)
+        from edgetl.data import box_formats
+
+        if not spec.path:
+            raise EdgetlError(f"{where}.source {spec.source}: set {where}.path (the COCO JSON file, the YOLO folder)")
+        raw = box_formats.load_coco(spec.path) if spec.source == "coco" else box_formats.load_yolo(spec.path)
     elif spec.source == "imagefolder" and spec.masks:
         raw = load_mask_folder(spec.path, spec.masks)
     elif spec.source == "imagefolder":
@@ -48,16 +59,29 @@ def load_raw(
 
         raw = load_webdataset(spec.path, spec.split_column)
     else:
+        boxes = [spec.boxes_column] if spec.boxes_column and spec.boxes_column not in label_columns else []
         raw = load_manifest_file(
             spec.path,
             spec.source,
             kind,
             spec.path_column,
             spec.text_column,
-            label_columns,
+            [*label_columns, *boxes],
             spec.split_column,
             spec.mask_column,
         )
+        if spec.boxes_column:  # each row's objects (edgetl.data.box_formats.parse_boxes_cell)
+            from edgetl.data.box_formats import boxes_from_manifest
+            from edgetl.data.masks import read_classes_file
+
+            names_file = Path(spec.path).parent / "classes.txt"
+            names = read_classes_file(names_file) if names_file.is_file() else None
+            paths = list(raw.files.items) if raw.files is not None else []
+            table, names = boxes_from_manifest(raw.columns[spec.boxes_column], paths, str(spec.path),
+                                               spec.boxes_column, names)  # fmt: skip
+            raw.columns[spec.boxes_column] = [None] * len(paths)
+            raw.dense[spec.boxes_column] = table
+            raw.class_names[spec.boxes_column] = names
     if raw.kind != kind:
         raise EdgetlError(f"{where}.source {spec.source!r} holds {raw.kind} examples but input.kind is {kind!r}")
     if raw.files is not None and image_size is not None:
@@ -90,18 +114,27 @@ def dense_column(task: TaskSpec, raw: RawDataset) -> str:
     return task.label_column
 
 
-def dense_targets(task: TaskSpec, raw: RawDataset, labels: list[str], size: int | None):
-    """A dense task's per-pixel targets at the working size: in-memory masks encoded now, mask files checked once
-    (size, class indices) and kept lazy."""
+def dense_targets(task: TaskSpec, raw: RawDataset, labels: list[str], size: int | None, resize: str = "bilinear"):
+    """A dense task's targets at the working size: in-memory masks encoded now, mask files checked once (size,
+    class indices) and kept lazy; boxes moved into the model input by the resize policy (`BoxTable.at_size`)."""
+    from edgetl.data.boxes import BoxTable
     from edgetl.data.masks import MaskFiles, check_masks, encode_mask
     from edgetl.runtime.tasks.segmentation import resize_nearest
 
     src = raw.dense.get(dense_column(task, raw))
+    if isinstance(src, BoxTable):
+        n_cls = max((int(c.max()) for c in src.classes if len(c)), default=-1) + 1
+        if n_cls > len(labels):
+            raise EdgetlError(f"task {task.name!r}: class index {n_cls - 1} beyond the {len(labels)} labels")
+        if size is None:
+            raise EdgetlError(f"task {task.name!r}: detection needs input.image_size")
+        return src.at_size(size, resize)
     ignore = task.ignore_index if task.ignore_index is not None else 255
     if src is None:
         raise EdgetlError(
-            f"task {task.name!r}: {raw.name} has no masks for column {task.label_column!r} "
-            "(image folders: data.masks; manifests: data.mask_column)"
+            f"task {task.name!r}: {raw.name} has no masks or boxes for column "
+            f"{task.label_column!r} (segmentation: data.masks or data.mask_column; detection: data.source coco, "
+            "yolo or fashion-detect, or data.boxes_column)"
         )
     if len(labels) > 255:  # masks are stored as uint8 with 255 kept for ignored pixels
         raise EdgetlError(f"task {task.name!r}: {len(labels)} classes; segmentation takes at most 255")
@@ -245,7 +278,7 @@ def load_splits(
         if kind.has_labels and not labels[task.name]:
             raise EdgetlError(f"task {task.name!r}: no labels found in column {task.label_column!r}")
         if kind.dense:
-            targets[task.name] = dense_targets(task, raw, labels[task.name], _image_size(recipe))
+            targets[task.name] = dense_targets(task, raw, labels[task.name], _image_size(recipe), _resize(recipe)[0])
         else:
             targets[task.name] = encode_task(task, raw.columns[task.label_column], labels[task.name])
         t = targets[task.name]

@@ -25,14 +25,21 @@ def feeds_for(prep, examples, idx) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in x.items()} if isinstance(x, dict) else {"input": x.numpy()}
 
 
-def onnx_outputs(sess, prep, examples, batch_size: int = 64) -> dict[str, np.ndarray]:
+def onnx_outputs(sess, prep, examples, batch_size: int = 64, tasks=None) -> dict[str, np.ndarray]:
+    """Outputs by name; with `tasks` ((name, kind, output, output_format) per task), one array per task
+    (`edgetl.runtime.tasks.task_outputs`: a detector's four outputs joined)."""
+    from edgetl.runtime.tasks import task_outputs
+
     names = [o.name for o in sess.get_outputs()]
-    return predict_in_batches(
-        lambda idx: dict(zip(names, sess.run(None, feeds_for(prep, examples, idx)))), len(examples), batch_size
-    )
+
+    def run(idx):
+        named = dict(zip(names, sess.run(None, feeds_for(prep, examples, idx))))
+        return named if tasks is None else task_outputs(tasks, named)
+
+    return predict_in_batches(run, len(examples), batch_size)
 
 
 def evaluate_onnx(path: Path, loaded, split: str = "test", full: bool = False, sess=None) -> dict[str, dict]:
     ex = getattr(loaded.splits, split)
-    outputs = onnx_outputs(sess or ort_session(path), loaded.prep, ex)
+    outputs = onnx_outputs(sess or ort_session(path), loaded.prep, ex, tasks=loaded.model.output_tasks())
     return all_task_metrics(outputs, ex.targets, loaded.kinds, loaded.splits.labels, full)

@@ -30,8 +30,7 @@ def predict_torch(model, prep, examples: Examples, batch_size: int = 128, device
     model.eval()
 
     def predict(idx):
-        return {
-            k: v.float().cpu().numpy() for k, v in call_model(model, model_inputs(prep, examples, idx, device)).items()
-        }
+        out = model.eval_outputs(call_model(model, model_inputs(prep, examples, idx, device)))
+        return {k: v.float().cpu().numpy() for k, v in out.items()}
 
     return predict_in_batches(predict, len(examples), batch_size)

@@ -38,7 +38,8 @@ def export_onnx(
         args = (loaded.prep(ex.inputs(np.arange(min(2, len(ex))))),)
         names = ["input"]
         dynamic = {"input": {0: "batch"}}
-    for t in model.task_names:
+    out_names = wrapper.output_names()
+    for t in out_names:
         dynamic[t] = {0: "batch"}
     tmp = out_path.with_suffix(".tmp.onnx")
     with warnings.catch_warnings():
@@ -50,7 +51,7 @@ def export_onnx(
             dynamo=False,
             opset_version=opset,
             input_names=names,
-            output_names=list(model.task_names),
+            output_names=out_names,
             dynamic_axes=dynamic,
             do_constant_folding=True,
         )
@@ -71,9 +72,10 @@ def verify_onnx(loaded, onnx_path: Path, atol: float, samples: int) -> dict:
     ref = predict_torch(loaded.model, loaded.prep, sub, batch_size=64)
     sess = ort_session(onnx_path)
     got_names = [o.name for o in sess.get_outputs()]
-    if got_names != loaded.model.task_names:
-        raise EdgetlError(f"{onnx_path}: outputs {got_names} != tasks {loaded.model.task_names}")
-    outs = onnx_outputs(sess, loaded.prep, sub, batch_size=64)
+    want = ExportWrapper(loaded.model).output_names()
+    if got_names != want:
+        raise EdgetlError(f"{onnx_path}: outputs {got_names} != the tasks' outputs {want}")
+    outs = onnx_outputs(sess, loaded.prep, sub, batch_size=64, tasks=loaded.model.output_tasks())
     report = {"samples": len(sub), "atol": atol, "max_abs_diff": {}, "top1_agreement": {}, "passed": True}
     for t in loaded.model.task_names:
         got, kind = outs[t], get_kind(loaded.kinds[t])

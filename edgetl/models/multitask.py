@@ -26,6 +26,14 @@ class MultiTaskModel(nn.Module):
         )
         self.map_tasks = frozenset(n for n, k in kinds.items() if k.takes_maps)
 
+    def output_tasks(self) -> list[tuple[str, str, str, str | None]]:
+        """(name, kind, output name, output_format) per task: what `edgetl.runtime.tasks.task_outputs` reads."""
+        return [(n, self.task_kinds[n], n, getattr(self.task_specs[n], "output_format", None)) for n in self.task_names]
+
+    def eval_outputs(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Raw outputs -> what metrics read (each kind's `eval_output`: a detector's decoded detections)."""
+        return {n: get_task_kind(self.task_kinds[n]).eval_output(y, self.task_specs[n]) for n, y in out.items()}
+
     @property
     def takes_maps(self) -> bool:
         """Some head reads the stage maps (so a cache of one frozen stage's output cannot feed it)."""
@@ -66,7 +74,17 @@ class ExportWrapper(nn.Module):
         else:
             out = self.model(inputs[0])
         m = self.model
-        return tuple(get_task_kind(m.task_kinds[n]).export_output(out[n], m.task_specs[n]) for n in m.task_names)
+        flat: list[torch.Tensor] = []
+        for n in m.task_names:  # a task may export several tensors (a detector's four): flattened in order
+            y = get_task_kind(m.task_kinds[n]).export_output(out[n], m.task_specs[n])
+            flat.extend(y if isinstance(y, tuple) else (y,))
+        return tuple(flat)
+
+    def output_names(self) -> list[str]:
+        """The ONNX output names, in the order `forward` returns them (the manifest's tasks read them)."""
+        from edgetl.runtime.tasks import output_names
+
+        return output_names(self.model.output_tasks())
 
 
 def build_model(recipe: Recipe, labels: dict[str, list[str]]) -> MultiTaskModel:

@@ -77,10 +77,13 @@ class Evaluator:
         subset: int = 256,
         seed: int = 0,
         cache_mb: int = 512,
+        output_tasks: list | None = None,
     ):
         if n < 1:
             raise ValueError("the gate needs a non-empty validation split")
         self.feeds, self.n, self.targets, self.kinds, self.labels = feeds, n, targets, kinds, labels
+        # (task, kind, output, output_format): how model outputs become one array per task (a detector's four)
+        self.output_tasks = output_tasks or [(t, k, t, None) for t, k in kinds.items()]
         self.batch_size = batch_size
         self.subset_idx = np.sort(np.random.default_rng(seed).permutation(n)[: min(subset, n)])
         self._batches = [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
@@ -105,6 +108,7 @@ class Evaluator:
             loaded.kinds,
             loaded.splits.labels,
             fp32_path,
+            output_tasks=loaded.model.output_tasks(),
             **kw,
         )
 
@@ -131,7 +135,9 @@ class Evaluator:
         for i, idx in enumerate(batches):
             for name, arr in zip(names, sess.run(None, self._feed((tag, i), idx))):
                 outs[name].append(arr)
-        return {n: np.concatenate(v) for n, v in outs.items()}
+        from edgetl.runtime.tasks import task_outputs
+
+        return task_outputs(self.output_tasks, {n: np.concatenate(v) for n, v in outs.items()})
 
     def metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, dict]:
         return all_task_metrics(outputs, self.targets, self.kinds, self.labels)
@@ -460,6 +466,7 @@ def quantize_cpu_with_gate(
     Returns {"settings", "val", "gate"}; the final model is written to `out`.
     """
     from edgetl.errors import EdgetlError
+    from edgetl.quantize.float_tail import float_tail, postprocessed_outputs
     from edgetl.quantize.ort_int8 import OrtDynamicQuantizer, OrtStaticQuantizer
 
     text = loaded.model.backbone.kind == "text"
@@ -471,6 +478,9 @@ def quantize_cpu_with_gate(
         q = OrtDynamicQuantizer(fp32, text=text)
     else:
         q = OrtStaticQuantizer(fp32, feeds, method=method, text=text)
+        q.keep_float = float_tail(q.pre_path, postprocessed_outputs(loaded))
+        if q.keep_float:
+            say(f"{len(q.keep_float)} decoding/NMS node(s) stay in float (after the last convolution)")
         say(f"calibrating activation ranges ({method}, {q.settings()['calibration_samples']} training examples)")
         q.calibrate()
     ev = Evaluator.for_run(loaded, fp32, "val", subset=subset, seed=loaded.recipe.train.seed)
@@ -506,9 +516,11 @@ def quantize_tensorrt_with_gate(
     engine with `edgetl bench` on the device) and ORT latency means nothing here, so none is taken. Each
     re-quantization is a modelopt child process (seconds), so the ranking uses coarse groups and refines one.
     """
+    from edgetl.quantize.float_tail import float_tail, postprocessed_outputs
     from edgetl.quantize.modelopt_int8 import ModeloptQuantizer
 
     q = ModeloptQuantizer(fp32, calib, method)
+    q.keep_float = float_tail(fp32, postprocessed_outputs(loaded))
     ev = Evaluator.for_run(loaded, fp32, "val", subset=subset, seed=loaded.recipe.train.seed)
     result = gate_search(
         q, out, ev, max_drop=max_drop, search=gate, latency=False, say=say, groups=6, refine=1, max_tries=12

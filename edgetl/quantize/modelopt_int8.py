@@ -89,6 +89,7 @@ class ModeloptQuantizer:
         self.calib = calib
         self.method = method
         self._settings: dict | None = None
+        self.keep_float: list[str] = []  # always in float (a detector's decoding: edgetl.quantize.float_tail)
 
     def settings(self) -> dict:
         return dict(self._settings or {})
@@ -97,7 +98,8 @@ class ModeloptQuantizer:
         import onnx
 
         g = onnx.load(str(self.fp32_path), load_external_data=False).graph
-        return [(n.name, n.op_type) for n in g.node if n.op_type in self.OPS and n.name]
+        fixed = set(self.keep_float)
+        return [(n.name, n.op_type) for n in g.node if n.op_type in self.OPS and n.name and n.name not in fixed]
 
     def units(self, anchors: list[str] | None = None) -> list[dict]:
         keep = set(anchors) if anchors is not None else None
@@ -105,7 +107,11 @@ class ModeloptQuantizer:
 
     def quantize(self, out_path: Path, nodes_to_exclude: list[str] | None = None) -> Path:
         self._settings = quantize_modelopt(
-            self.fp32_path, Path(out_path), self.calib, self.method, list(nodes_to_exclude or [])
+            self.fp32_path,
+            Path(out_path),
+            self.calib,
+            self.method,
+            list(dict.fromkeys([*self.keep_float, *(nodes_to_exclude or [])])),
         )
         return Path(out_path)
 

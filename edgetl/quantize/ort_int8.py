@@ -138,6 +138,7 @@ class OrtStaticQuantizer:
         self.pre_path = preprocess_model(self.fp32_path, Path(self._tmp.name) / "pre.onnx", text)
         self.ranges = None
         self.path, self.memoize, self.ort_path = path, memoize, None
+        self.keep_float: list[str] = []  # always in float (a detector's decoding: edgetl.quantize.float_tail)
         self._weight_cache: dict = {}
 
     def settings(self) -> dict:
@@ -160,7 +161,12 @@ class OrtStaticQuantizer:
     def candidates(self) -> list[tuple[str, str]]:
         """(node name, op type) of every node whose quantization changes numerics, in graph order."""
         ops = frozenset(ort_api.default_static_ops()) - PASSTHROUGH_OPS
-        return [(n.name, n.op_type) for n in _nodes(self.pre_path).node if n.op_type in ops and n.name]
+        fixed = set(self.keep_float)
+        return [
+            (n.name, n.op_type)
+            for n in _nodes(self.pre_path).node
+            if n.op_type in ops and n.name and n.name not in fixed
+        ]
 
     def units(self, anchors: list[str] | None = None) -> list[dict]:
         """Sensitivity units, one per quantized activation tensor: the nodes that must stay float for that tensor
@@ -186,7 +192,7 @@ class OrtStaticQuantizer:
             ranges=self.ranges,
             per_channel=self.per_channel,
             reduce_range=self.reduce_range,
-            nodes_to_exclude=list(nodes_to_exclude or []),
+            nodes_to_exclude=list(dict.fromkeys([*self.keep_float, *(nodes_to_exclude or [])])),
             op_types=op_types or ort_api.default_static_ops(),
             extra_options=self.extra_options,
             work_dir=Path(self._tmp.name),

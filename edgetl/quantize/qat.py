@@ -217,7 +217,7 @@ def finetune(model: nn.Module, loaded, spec, say=print) -> dict:
     The model stays in eval mode (folded BatchNorm, frozen statistics of any left, no dropout); the LR decays
     on a cosine from `spec.lr` over the steps.
     """
-    from edgetl.data.augment import uses_hflip
+    from edgetl.data.augment import flip_targets, uses_hflip
     from edgetl.data.mixing import epoch_order
     from edgetl.data.transforms import flip_mask, hflip
     from edgetl.evaluate.torch_eval import call_model, model_inputs
@@ -258,8 +258,10 @@ def finetune(model: nn.Module, loaded, spec, say=print) -> dict:
             loss = sum(y[n].float().sum() for n in y) * 0.0
             for name, kind in loaded.kinds.items():
                 target = torch.from_numpy(np.ascontiguousarray(ex.targets[name][idx]))
-                if flip is not None and get_kind(kind).dense:  # a mask flips with its image
-                    target = torch.where(flip[:, None, None], target.flip(-1), target)
+                if flip is not None and get_kind(kind).dense:  # a mask (or boxes) flips with its image
+                    geometry = get_kind(kind).target_geometry or "mask"
+                    moved = flip_targets(target, geometry, recipe.input.image_size)
+                    target = torch.where(flip[:, None, None], moved, target)
                 part = task_loss(kind, y[name], target, r.label_smoothing, specs[name])
                 if part is not None:
                     loss = loss + weights[name] * part
@@ -300,7 +302,7 @@ def compare_to_torch(model: nn.Module, onnx_path: Path, loaded, samples: int) ->
     ex = loaded.splits.val
     sub = ex.take(np.arange(min(samples, len(ex))))
     ref = predict_torch(model, loaded.prep, sub, batch_size=64)
-    got = onnx_outputs(ort_session(onnx_path), loaded.prep, sub)
+    got = onnx_outputs(ort_session(onnx_path), loaded.prep, sub, tasks=loaded.model.output_tasks())
     rep = {
         "samples": len(sub),
         "reference": "PyTorch fake-quant model (modelopt)",

@@ -91,7 +91,10 @@ class Task:
     kind: str  # a registered task kind (edgetl.runtime.tasks)
     labels: tuple[str, ...]
     output: str
-    output_format: str | None = None  # dense kinds: "classmap" (uint8 argmax in the graph) or "logits"
+    # segmentation: "classmap" (uint8 argmax in the graph) or "logits"; detection: "nms" (in the graph) or "raw"
+    output_format: str | None = None
+    # the kind's own settings from the manifest (detection: score_threshold, iou_threshold, max_detections...)
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -459,7 +462,7 @@ def _image_input(v: _Validator, inp: dict) -> ImageInput:
     if not all(s > 0 for s in std):
         v.fail("input.std", "positive numbers", std)
     # bundles before edgetl's shorter_crop have "bilinear" or nothing: they keep predicting as before
-    resize = v.choice(inp, "resize", ("bilinear", "shorter_crop"), "input", default="bilinear")
+    resize = v.choice(inp, "resize", ("bilinear", "shorter_crop", "letterbox"), "input", default="bilinear")
     crop_pct = 0.875
     if resize == "shorter_crop":
         crop_pct = v.req(inp, "crop_pct", float, "a number in (0, 1]", "input")
@@ -509,10 +512,13 @@ def _task(v: _Validator, raw: object, where: str) -> Task:
         v.fail(f"{where}.labels", f"a non-empty list of strings for a {kind} task", labels)
     name = v.req(t, "name", str, "a task name", where)
     output = v.req(t, "output", str, "the ONNX output name", where)
-    fmt = v.opt(t, "output_format", str, "'classmap' or 'logits'", where)
-    if fmt is not None and fmt not in ("classmap", "logits"):
-        v.fail(f"{where}.output_format", "'classmap' or 'logits'", fmt)
-    return Task(name=name, kind=kind, labels=tuple(labels), output=output, output_format=fmt)
+    fmts = get_kind(kind).output_formats
+    want = " or ".join(repr(f) for f in fmts) or "absent"
+    fmt = v.opt(t, "output_format", str, want, where)
+    if fmt is not None and fmt not in fmts:
+        v.fail(f"{where}.output_format", want, fmt)
+    options = {k: val for k, val in t.items() if k not in ("name", "kind", "labels", "output", "output_format")}
+    return Task(name=name, kind=kind, labels=tuple(labels), output=output, output_format=fmt, options=options)
 
 
 def _artifact(v: _Validator, name: str, raw: object) -> Artifact:

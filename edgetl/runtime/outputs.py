@@ -44,11 +44,34 @@ def write_mask_png(mask: np.ndarray, path: Path) -> Path:
     return Path(path)
 
 
+def draw_boxes(image, pred: TaskPrediction, path: Path) -> Path:
+    """The input image with each detected box outlined in its class's colour and labelled (JPEG, atomic)."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from edgetl.runtime.preprocess import load_image
+
+    im = (load_image(image) if isinstance(image, (str, Path)) else Image.fromarray(np.asarray(image))).convert("RGB")
+    draw = ImageDraw.Draw(im)
+    width = max(1, round(min(im.size) / 200))
+    for box, label, cls, score in zip(pred.boxes, pred.labels or [], pred.classes or [], pred.scores or []):
+        colour = tuple(int(v) for v in _PALETTE[(int(cls) + 1) % 256])
+        x1, y1, x2, y2 = (float(v) for v in box)
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=width)
+        draw.text((x1 + 2, max(0.0, y1 - 11)), f"{label} {score:.2f}", fill=colour)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=92)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
 def prediction_rows(
     inputs: list[str], results: list[dict[str, TaskPrediction]], mask_dir: Path | None = None
 ) -> list[dict]:
     """JSON-ready rows; masks are written as PNGs under `mask_dir` (named `<input stem>.<task>.png`) and
-    replaced by their file name, or left out when no folder is given (a mask is too large to print)."""
+    replaced by their file name, or left out when no folder is given (a mask is too large to print); detections
+    are drawn on their image there (`<input stem>.<task>.jpg`)."""
     rows = []
     for i, (item, res) in enumerate(zip(inputs, results)):
         row: dict = {"input": item}
@@ -60,16 +83,27 @@ def prediction_rows(
                 if mask_dir is not None:
                     stem = Path(item).stem if item else f"input{i}"
                     d["mask_file"] = str(write_mask_png(pred.mask, Path(mask_dir) / f"{stem}.{task}.png"))
+            if pred.boxes is not None and mask_dir is not None and item:
+                stem = Path(item).stem
+                d["image_file"] = str(draw_boxes(item, pred, Path(mask_dir) / f"{stem}.{task}.jpg"))
             row[task] = d
         rows.append(row)
     return rows
 
 
 def predict_inputs(
-    bundle, items: list[str], *, artifact=None, public_key=None, verify: bool = True, mask_dir: Path | None = None
+    bundle,
+    items: list[str],
+    *,
+    artifact=None,
+    public_key=None,
+    verify: bool = True,
+    mask_dir: Path | None = None,
+    settings: dict | None = None,
 ) -> tuple[list[dict], dict[str, str]]:
     """What `edgetl predict` does: the bundle verified (every file, the signature with `public_key`), the
-    artifact loaded, image inputs checked to be regular files, then (JSON-ready rows, {task: kind})."""
+    artifact loaded, image inputs checked to be regular files, then (JSON-ready rows, {task: kind}).
+    `settings`: per-call overrides of the bundle's detection settings (score_threshold, top_k)."""
     from edgetl.runtime import Predictor
     from edgetl.runtime.limits import regular_file
     from edgetl.runtime.manifest import resolve_bundle_dir
@@ -82,7 +116,7 @@ def predict_inputs(
     if pred.input_kind == "image":
         for p in items:  # a FIFO among the inputs would block: refused before anything runs
             regular_file(p, "input image")
-    results = pred.predict(items)  # a list in, a list out
+    results = pred.predict(items, **(settings or {}))  # a list in, a list out
     assert isinstance(results, list)
     rows = prediction_rows(items, results, mask_dir)
     return rows, {t.name: t.kind for t in pred.tasks}

@@ -95,7 +95,7 @@ class Predictor:
                     f"{list(spec.names)}"
                 )
             self._text_feed = tuple(n for n in spec.names if n in model_inputs)
-        missing = [t.output for t in self.tasks if t.output not in backend.output_names]
+        missing = [n for n in self.output_names() if n not in backend.output_names]
         if missing:
             raise EdgetlError(
                 f"{where}: model has no output {missing[0]!r} (task outputs in the manifest); "
@@ -168,24 +168,57 @@ class Predictor:
         """Raw model outputs for `x`, batched (a single input gives a batch of 1): {output name: array}."""
         return self._run(self.preprocess(x))
 
-    def predict(self, x: object) -> dict[str, TaskPrediction] | list[dict[str, TaskPrediction]]:
+    def predict(
+        self, x: object, *, score_threshold: float | None = None, top_k: int | None = None
+    ) -> dict[str, TaskPrediction] | list[dict[str, TaskPrediction]]:
         """{task name: TaskPrediction} for one input; a list of those for a list of inputs. Dense predictions
-        (segmentation masks) come back at each input image's own size."""
+        (segmentation masks, detection boxes) come back in each input image's own pixels. `score_threshold` and
+        `top_k` override the bundle's detection settings for this call."""
+        overrides = {k: v for k, v in (("score_threshold", score_threshold), ("top_k", top_k)) if v is not None}
         if self._text is None and self.dense:
             feeds_x, sizes = self._image.with_sizes(x)  # type: ignore[union-attr]
-            results = self.postprocess(self._run({self.manifest.input.name: feeds_x}), sizes)  # type: ignore[union-attr]
+            outputs = self._run({self.manifest.input.name: feeds_x})  # type: ignore[union-attr]
+            results = self.postprocess(outputs, sizes, overrides)
         else:
-            results = self.postprocess(self.predict_arrays(x))
+            results = self.postprocess(self.predict_arrays(x), None, overrides)
         return results if self.is_batch(x) else results[0]
+
+    def output_names(self) -> list[str]:
+        """The model outputs the manifest's tasks read (a detector's four EfficientNMS-layout outputs)."""
+        return [n for t in self.tasks for n in get_kind(t.kind).output_names(t.output, t.output_format)]
+
+    def task_options(self, task: Task, overrides: dict | None = None) -> dict:
+        """A task's decoding settings: the manifest's (detection: display threshold, top-K), the input geometry
+        (boxes are mapped back through it), then the call's overrides."""
+        opts: dict[str, Any] = dict(task.options)
+        if "display_threshold" in opts:
+            opts.setdefault("score_threshold", opts["display_threshold"])
+        if "max_detections" in opts:
+            opts.setdefault("top_k", opts["max_detections"])
+        if isinstance(self.manifest.input, ImageInput):
+            opts["image_size"] = self.manifest.input.image_size[0]
+            opts["resize"] = self.manifest.input.resize
+        opts.update(overrides or {})
+        return opts
 
     @property
     def dense(self) -> bool:
         """Some task predicts per pixel (its predictions are mapped back to the input image's size)."""
         return any(get_kind(t.kind).dense for t in self.tasks)
 
-    def postprocess(self, outputs: dict[str, np.ndarray], sizes: list | None = None) -> list[dict[str, TaskPrediction]]:
+    def postprocess(
+        self, outputs: dict[str, np.ndarray], sizes: list | None = None, overrides: dict | None = None
+    ) -> list[dict[str, TaskPrediction]]:
         """Raw batched outputs -> one {task: TaskPrediction} per input; `sizes`: original (h, w) per input."""
-        per_task = [self._task_predictions(t, outputs[t.output], sizes) for t in self.tasks]
+        per_task = [
+            self._task_predictions(
+                t,
+                get_kind(t.kind).join_outputs(t.output, outputs, t.output_format),
+                sizes,
+                self.task_options(t, overrides),
+            )
+            for t in self.tasks
+        ]
         n = len(per_task[0])
         return [{t.name: preds[i] for t, preds in zip(self.tasks, per_task)} for i in range(n)]
 
@@ -206,14 +239,16 @@ class Predictor:
             parts.append(self.backend.run(chunk))
         return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
 
-    def _task_predictions(self, task: Task, out: np.ndarray, sizes: list | None = None) -> list[TaskPrediction]:
+    def _task_predictions(
+        self, task: Task, out: np.ndarray, sizes: list | None = None, options: dict | None = None
+    ) -> list[TaskPrediction]:
         kind = get_kind(task.kind)
         out = np.asarray(out)
         if not kind.dense:
             out = np.asarray(out, dtype=np.float32)
             out = out.reshape(out.shape[0] if out.ndim else 1, -1)
             kind.check_output_width(task.name, out.shape[1], task.labels, MANIFEST_NAME)
-        return kind.decode(task.name, out, task.labels, sizes)
+        return kind.decode(task.name, out, task.labels, sizes, options)
 
     # -------------------------------------------------------------------------------- description
 

@@ -219,10 +219,10 @@ class ImagePreprocessor:
         self.scale = np.float32(scale)
         self.mean = np.asarray(mean, dtype=np.float32).reshape(channels, 1, 1)
         self.std = np.asarray(std, dtype=np.float32).reshape(channels, 1, 1)
-        if resize not in ("bilinear", "shorter_crop"):
-            raise EdgetlError(f"image resize {resize!r} must be 'bilinear' or 'shorter_crop'")
-        if resize == "shorter_crop" and self.image_size[0] != self.image_size[1]:
-            raise EdgetlError(f"shorter_crop needs a square image_size, got {list(self.image_size)}")
+        if resize not in ("bilinear", "shorter_crop", "letterbox"):
+            raise EdgetlError(f"image resize {resize!r} must be 'bilinear', 'shorter_crop' or 'letterbox'")
+        if resize in ("shorter_crop", "letterbox") and self.image_size[0] != self.image_size[1]:
+            raise EdgetlError(f"{resize} needs a square image_size, got {list(self.image_size)}")
         self.resize, self.crop_pct = resize, float(crop_pct)
 
     @classmethod
@@ -263,6 +263,10 @@ class ImagePreprocessor:
             from edgetl.runtime.crop import shorter_crop
 
             arr = shorter_crop(arr, h, self.crop_pct)
+        elif self.resize == "letterbox":  # aspect kept, padded (detection; edgetl.runtime.crop)
+            from edgetl.runtime.crop import letterbox
+
+            arr = letterbox(arr, h)
         if arr.shape[0] != h or arr.shape[1] != w:
             (buf,) = _SCRATCH.get(("resized", h, w, c), lambda: (np.empty((h, w, c), np.float32),))
             arr = bilinear_resize(arr, (h, w), out=buf)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from edgetl.runtime.tasks import get_kind
 from edgetl.tasks.base import TorchTaskKind
 from edgetl.tasks.classification import Classification
+from edgetl.tasks.detection import Detection
 from edgetl.tasks.multilabel import Multilabel
 from edgetl.tasks.regression import Regression
 from edgetl.tasks.segmentation import Segmentation
@@ -24,7 +25,7 @@ def register_task_kind(kind: TorchTaskKind) -> TorchTaskKind:
     return kind
 
 
-for _k in (Classification(), Multilabel(), Regression(), Segmentation()):
+for _k in (Classification(), Multilabel(), Regression(), Segmentation(), Detection()):
     register_task_kind(_k)
 
 

@@ -47,7 +47,12 @@ class TorchTaskKind:
         """Distillation term against the teacher's raw outputs."""
         raise NotImplementedError
 
-    def export_output(self, y: torch.Tensor, spec=None) -> torch.Tensor:
+    def eval_output(self, y: torch.Tensor, spec=None) -> torch.Tensor:
+        """The raw output -> what metrics read in PyTorch evaluation, as the exported graph would give it
+        (a detector's decoded and suppressed detections); most kinds: the raw output."""
+        return y
+
+    def export_output(self, y: torch.Tensor, spec=None) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """What the exported graph outputs for this task (its raw output, unless the kind post-processes in the
-        graph: a segmentation class map)."""
+        graph: a segmentation class map; a detector's four EfficientNMS-layout tensors)."""
         return y

@@ -20,7 +20,7 @@ from rich.progress import ProgressColumn
 from rich.text import Text
 
 from edgetl.data import load_splits
-from edgetl.data.augment import BatchAugment, batch_seed, uses_hflip
+from edgetl.data.augment import BatchAugment, batch_seed, flip_targets, uses_hflip
 from edgetl.data.examples import DataSplits
 from edgetl.data.image_cache import ImageCache
 from edgetl.data.mixing import train_order
@@ -124,6 +124,7 @@ class Trainer:
         self.weights = {t.name: t.weight for t in recipe.tasks}
         # tasks with a target per pixel: augmentation moves their masks with the image
         self.dense_tasks = [t.name for t in recipe.tasks if get_kind(t.kind).dense]
+        self.geometry = {t.name: get_kind(t.kind).target_geometry or "mask" for t in recipe.tasks}
         self.amp = recipe.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.show_progress = progress
@@ -274,13 +275,13 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # torchvision draws from the global RNG: fork it, seed it
             torch.manual_seed(seed)
             if self.dense_tasks:
-                ims, kept["dense"] = self.augment.images_and_masks(ims, self.masks_of(ex, idx))
+                ims, kept["dense"] = self.augment.images_and_masks(ims, self.masks_of(ex, idx), self.geometry)
             else:
                 ims = self.augment.images(ims)
         return self.prep.from_device_images(ims, self.device)
 
     def masks_of(self, ex, idx) -> dict[str, torch.Tensor]:
-        """The dense tasks' masks of rows `idx`, uint8 [N, H, W] on the training device."""
+        """The dense tasks' targets of rows `idx` on the training device: masks uint8 [N, H, W], boxes [N, M, 5]."""
         return {n: torch.from_numpy(np.ascontiguousarray(ex.targets[n][idx])).to(self.device) for n in self.dense_tasks}
 
     def moved_masks(self, ex, idx, masks: dict | None, flip: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -289,7 +290,8 @@ class Trainer:
         if flip is None or not flip.any():
             return masks
         f = flip.to(self.device)[:, None, None]
-        return {n: torch.where(f, m.flip(-1), m) for n, m in masks.items()}
+        width = self.recipe.input.image_size
+        return {n: torch.where(f, flip_targets(m, self.geometry[n], width), m) for n, m in masks.items()}
 
     def batches(self, split: str, plan: list[np.ndarray]):
         """(rows, uint8 images or None) per planned batch. Image files are read ahead by DataLoader workers and
@@ -368,7 +370,7 @@ class Trainer:
             loss_sum += float(loss) * len(idx)
             n += len(idx)
             scored.append(idx)
-            for k, v in y.items():
+            for k, v in self.model.eval_outputs(y).items():
                 outs.setdefault(k, []).append(v.float().cpu().numpy())
         rows = np.concatenate(scored) if scored else np.zeros(0, dtype=np.int64)
         outputs = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in outs.items()}

@@ -12,6 +12,7 @@ import difflib
 from edgetl.errors import EdgetlError
 from edgetl.runtime.tasks.base import LOWER_IS_BETTER, TaskKind, TaskPrediction, is_missing
 from edgetl.runtime.tasks.classification import Classification
+from edgetl.runtime.tasks.detection import Detection
 from edgetl.runtime.tasks.multilabel import Multilabel
 from edgetl.runtime.tasks.regression import Regression
 from edgetl.runtime.tasks.segmentation import Segmentation
@@ -24,7 +25,9 @@ __all__ = [
     "is_missing",
     "kind_names",
     "kind_recipe_fields",
+    "output_names",
     "register_kind",
+    "task_outputs",
 ]
 
 _KINDS: dict[str, TaskKind] = {}
@@ -38,7 +41,7 @@ def register_kind(kind: TaskKind) -> TaskKind:
     return kind
 
 
-for _k in (Classification(), Multilabel(), Regression(), Segmentation()):
+for _k in (Classification(), Multilabel(), Regression(), Segmentation(), Detection()):
     register_kind(_k)
 
 
@@ -59,3 +62,14 @@ def get_kind(name: str) -> TaskKind:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise EdgetlError(f"unknown task kind {name!r}{hint}; known kinds: {', '.join(_KINDS)}")
     return kind
+
+
+def task_outputs(tasks, named: dict) -> dict:
+    """Model outputs by name -> one array per task (`tasks`: (name, kind, output name, output_format) tuples);
+    a detection task's four EfficientNMS-layout outputs become one [N, K, 6] array."""
+    return {name: get_kind(kind).join_outputs(output, named, fmt) for name, kind, output, fmt in tasks}
+
+
+def output_names(tasks) -> list[str]:
+    """Every model output the tasks read, in task order (`tasks` as for `task_outputs`)."""
+    return [n for _name, kind, output, fmt in tasks for n in get_kind(kind).output_names(output, fmt)]

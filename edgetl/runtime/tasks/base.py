@@ -28,6 +28,8 @@ class TaskPrediction:
     multilabel: labels (sigmoid > 0.5), scores (all sigmoid probabilities).
     regression: value (a float, or a list for several targets).
     segmentation: mask (uint8 HxW class indices at the input image's size), areas ({label: share of pixels}).
+    detection: boxes (float32 [n, 4] x1, y1, x2, y2 in the input image's pixels), scores, labels (class names)
+    and classes (class indices), one entry per object, highest score first.
     """
 
     task: str
@@ -40,6 +42,8 @@ class TaskPrediction:
     value: float | list[float] | None = None
     mask: Any = None  # numpy uint8 HxW
     areas: dict[str, float] | None = None
+    boxes: Any = None  # numpy float32 [n, 4]
+    classes: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The fields that apply, JSON-ready (a mask as nested lists)."""
@@ -67,9 +71,13 @@ class TaskKind:
     has_labels: ClassVar[bool] = True  # a label list (labels/<task>.txt in a bundle)
     stratifies: ClassVar[bool] = False  # splits, subsets and calibration samples are stratified by it
     soft_labels: ClassVar[bool] = False  # mixup / cutmix can mix its targets
-    dense: ClassVar[bool] = False  # a target per pixel (image-sized masks; geometric augmentation moves it too)
+    dense: ClassVar[bool] = False  # a target in image coordinates (geometric augmentation moves it too)
+    target_geometry: ClassVar[str | None] = None
+    # its exported graph decodes after the head (a detector's boxes + NMS): those nodes are never quantized
+    float_postprocess: ClassVar[bool] = False  # dense kinds: "mask" (per pixel) or "boxes" (per object)
     deepstream_network_type: ClassVar[int | None] = None  # nvinfer's network-type; None: no DeepStream config
     describe: ClassVar[str] = ""  # one line for `edgetl` docs and errors
+    output_formats: ClassVar[tuple[str, ...]] = ()  # what a manifest's task `output_format` may say
     table_label: ClassVar[str] = "acc"  # column header beside a task's name in result tables
     # kind-specific fields of a recipe's task entry that this kind reads (a field another kind owns is an error)
     recipe_fields: ClassVar[frozenset[str]] = frozenset({"labels"})
@@ -137,11 +145,25 @@ class TaskKind:
         return diff, diff <= atol and (agree is None or agree >= 1.0)
 
     # --------------------------------------------------------------------------------------- runtime
+    def output_names(self, output: str, output_format: str | None) -> list[str]:
+        """The model outputs one task reads (most kinds: one, named like the task)."""
+        return [output]
+
+    def join_outputs(self, output: str, named: dict, output_format: str | None) -> np.ndarray:
+        """The task's model outputs (by name) -> the one array its metrics, gate and decoding read."""
+        return np.asarray(named[output])
+
     def decode(
-        self, task: str, out: np.ndarray, labels: tuple[str, ...], sizes: list | None = None
+        self,
+        task: str,
+        out: np.ndarray,
+        labels: tuple[str, ...],
+        sizes: list | None = None,
+        options: dict | None = None,
     ) -> list[TaskPrediction]:
         """Raw batched outputs `[N, ...]` -> one prediction per input (numpy only); `sizes`: each input image's
-        original (height, width), for kinds whose prediction is in image coordinates."""
+        original (height, width), for kinds whose prediction is in image coordinates; `options`: the bundle's
+        settings of the task and the input (image_size, resize), overridable per call."""
         raise NotImplementedError
 
     def check_output_width(self, task: str, width: int, labels: tuple[str, ...], manifest: str) -> None:

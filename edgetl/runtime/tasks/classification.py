@@ -80,7 +80,7 @@ class Classification(TaskKind):
     def agreement(self, ref, got):
         return float((got.argmax(1) == ref.argmax(1)).mean())
 
-    def decode(self, task, out, labels, sizes=None):
+    def decode(self, task, out, labels, sizes=None, options=None):
         out = rows_of(out)
         z = out - out.max(axis=1, keepdims=True)
         np.exp(z, out=z)

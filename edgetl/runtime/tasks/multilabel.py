@@ -73,7 +73,7 @@ class Multilabel(TaskKind):
         pb = np.clip(1 / (1 + np.exp(-got)), 1e-7, 1 - 1e-7)
         return float((pa * np.log(pa / pb) + (1 - pa) * np.log((1 - pa) / (1 - pb))).mean())
 
-    def decode(self, task, out, labels, sizes=None):
+    def decode(self, task, out, labels, sizes=None, options=None):
         out = rows_of(out)
         probs = _sigmoid(out)
         return [

@@ -54,7 +54,7 @@ class Regression(TaskKind):
         ref, got = rows_of(ref), rows_of(got)
         return float(((ref - got) ** 2).mean() / (ref.var() + 1e-12))
 
-    def decode(self, task, out, labels, sizes=None):
+    def decode(self, task, out, labels, sizes=None, options=None):
         out = rows_of(out)
         return [TaskPrediction(task, self.name, value=row[0] if len(row) == 1 else row) for row in out.tolist()]
 

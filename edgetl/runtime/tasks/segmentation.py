@@ -72,7 +72,9 @@ class Segmentation(TaskKind):
     headline = "miou"
     metrics_selectable = ("miou", "pixel_accuracy")
     dense = True
+    target_geometry = "mask"
     table_label = "mIoU"
+    output_formats = OUTPUT_FORMATS
     deepstream_network_type = 2  # nvinfer segmentation (logits output; a class-map output is read as tensors)
     describe = "a class per pixel (semantic segmentation)"
     recipe_fields = frozenset({"labels", "ignore_index", "dice_weight", "class_weights", "output_format", "decoder"})
@@ -122,7 +124,7 @@ class Segmentation(TaskKind):
         agree = float((a == b).mean())
         return 1.0 - agree, agree >= 0.999
 
-    def decode(self, task, out, labels, sizes=None):
+    def decode(self, task, out, labels, sizes=None, options=None):
         maps = class_map(out).astype(np.uint8)
         preds = []
         for i, m in enumerate(maps):
