@@ -245,7 +245,118 @@ def test_detection_trains_exports_nms_in_the_graph_int8_and_predicts_boxes_in_im
     props = deepstream_config(bundle)
     assert props["network-type"] == "0" and props["parse-bbox-func-name"] == "NvDsInferParseCustomEfficientNMS"
     assert props["output-blob-names"] == "det/num_detections;det/boxes;det/scores;det/classes;main"
+    assert props["output-tensor-meta"] == "1"  # the image-level classifier's scores reach the application as tensors
     report = bench(run.dir, "cpu", batch_sizes=[1], budget_s=0.1)
     rows = {r["artifact"]: r for r in report["rows"]}
     assert "map" in rows["int8-ort"]["metrics"]["det"]
     assert rows["fp32"]["frame_latency_ms"]["p50_ms"] > 0
+
+
+def test_a_raw_head_decoded_by_the_runtime_gives_the_graphs_detections():
+    """`output_format: raw` bundles are scored and run by numpy decoding + NMS; it must agree with the graph's."""
+    from edgetl.runtime.tasks.detection import decode_raw
+    from edgetl.tasks.detection import detect, packed
+
+    g = torch.Generator().manual_seed(1)
+    n, a, c = 2, 80, 3
+    xy = torch.rand((n, a, 2), generator=g) * 60
+    wh = torch.rand((n, a, 2), generator=g) * 25 + 4
+    raw = torch.cat([xy, xy + wh, torch.randn((n, a, 1), generator=g), torch.zeros((n, a, 3)),
+                     torch.randn((n, a, c), generator=g) * 2], -1)  # fmt: skip
+    ref = packed(detect(raw, None)).numpy()
+    got = decode_raw(raw.numpy())
+    assert DET.outputs_match(ref, got, 1e-5)[1]
+    assert DET.metrics(raw.numpy(), ref[..., [5, 0, 1, 2, 3]], ["a", "b", "c"])["n"] == n
+
+
+# ------------------------------------------------------------------------------------------------ your data
+def _file_recipe(root, source: str, path, **over) -> dict:
+    return det_recipe_dict(**{"data": {"source": source, "path": str(path), "workers": 0,
+                                       "split": {"val_fraction": 0.2}, "augment": ["hflip"]},
+                              "tasks": [{"name": "det", "kind": "detection"}], "train.batch_size": 8, **over})  # fmt: skip
+
+
+@pytest.mark.parametrize("source", ["yolo", "coco"])
+def test_yolo_and_coco_folders_load_lazily_with_boxes_moved_by_the_resize_policy(tmp_path, source):
+    from yourdata import det_folder
+
+    from edgetl.data.load import load_splits
+    from edgetl.recipe import recipe_from_dict
+
+    root = det_folder(tmp_path / "d", n=12, fmt=source)
+    path = root if source == "yolo" else root / "annotations.json"
+    splits = load_splits(recipe_from_dict(_file_recipe(root, source, path, **{"input.resize": "letterbox"})))
+    assert splits.train.files is not None and splits.train.images is None  # paths, decoded per batch
+    assert splits.labels["det"] == ["tops", "bottoms", "footwear", "bags"]
+    t = splits.train.targets["det"]
+    real = t[t[..., 0] >= 0]
+    # 120x72 letterboxed into 64x64: scale 64/120, 19 or 20 px of grey above and below
+    assert real[:, 2].min() >= 13 and real[:, 4].max() <= 64 - 13
+    if source == "yolo":
+        assert splits.info["split_from"] and len(splits.test) == 4  # the folder's own split
+    every = [splits.train, splits.val] + ([splits.test] if splits.test is not splits.val else [])
+    negatives = sum(int((x.targets["det"][:, :, 0] < 0).all(axis=1).sum()) for x in every)
+    assert negatives >= (3 if source == "yolo" else 1)  # images without boxes are kept as negatives
+
+
+@pytest.mark.slow
+def test_a_yolo_folder_trains_with_letterbox_and_predicts_boxes_in_each_images_pixels(tmp_path):
+    from yourdata import det_folder
+
+    from edgetl.bundle.pipeline import ExportOptions, export_run
+    from edgetl.recipe import recipe_from_dict
+    from edgetl.runtime import Predictor
+    from edgetl.train.loop import train
+
+    root = det_folder(tmp_path / "d", n=16)
+    run = train(recipe_from_dict(_file_recipe(root, "yolo", root, **{"input.resize": "letterbox"})),
+                runs_dir=tmp_path / "runs", progress=False)  # fmt: skip
+    bundle = export_run(run.dir, ExportOptions(progress=False))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["input"]["resize"] == "letterbox"
+    p = Predictor.load(bundle).predict(str(root / "images" / "test" / "test_0.png"), score_threshold=0.0)["det"]
+    assert len(p.boxes) and (p.boxes[:, [0, 2]] <= 120).all() and (p.boxes[:, [1, 3]] <= 72).all()
+
+
+@pytest.mark.parametrize(
+    "breakage, match",
+    [
+        ("yolo-malformed", r"labels/train/train_0.txt:1: expected 5 numbers"),
+        ("yolo-class", r"labels/train/train_0.txt:1: class '9' is not an integer in 0..3"),
+        ("yolo-orphan", r"labels/train/ghost.txt: label file without an image"),
+        ("yolo-zero", r"labels/train/train_0.txt:1: box width 0"),
+        ("coco-keys", r"annotations.json: no 'categories' key"),
+        ("coco-image", r"annotations\[0\] \(id 1\): image_id 999 is not in 'images'"),
+        ("coco-outside", r"annotations\[0\].*lies entirely outside its 120x72"),
+    ],
+)
+def test_bad_detection_data_is_one_line_naming_the_file_and_line_and_exits_non_zero(tmp_path, breakage, match):
+    import yaml
+    from helpers import edgetl_cli, one_error_line
+    from yourdata import det_folder
+
+    fmt = breakage.split("-")[0]
+    root = det_folder(tmp_path / "d", n=6, fmt=fmt)
+    if breakage == "yolo-malformed":
+        (root / "labels/train/train_0.txt").write_text("0 0.5 0.5 0.2\n")
+    elif breakage == "yolo-class":
+        (root / "labels/train/train_0.txt").write_text("9 0.5 0.5 0.2 0.2\n")
+    elif breakage == "yolo-orphan":
+        (root / "labels/train/ghost.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    elif breakage == "yolo-zero":
+        (root / "labels/train/train_0.txt").write_text("0 0.5 0.5 0 0.2\n")
+    else:
+        coco = json.loads((root / "annotations.json").read_text())
+        if breakage == "coco-keys":
+            del coco["categories"]
+        elif breakage == "coco-image":
+            coco["annotations"][0]["image_id"] = 999
+        else:
+            coco["annotations"][0]["bbox"] = [500, 500, 10, 10]
+        (root / "annotations.json").write_text(json.dumps(coco))
+    path = root if fmt == "yolo" else root / "annotations.json"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(_file_recipe(root, fmt, path)))
+    line = one_error_line(edgetl_cli("train", recipe, "--runs-dir", tmp_path / "runs"))
+    assert __import__("re").search(match, line), line
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.safetensors"))

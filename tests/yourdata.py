@@ -137,3 +137,50 @@ def seg_folder(root: Path, n: int = 24, size: tuple[int, int] = (40, 48), splits
             m.save(root / "masks" / rel)
     (root / "masks" / "classes.txt").write_text("background\nsquare\nbar\n")
     return root
+
+
+def det_folder(root: Path, n: int = 24, size: tuple[int, int] = (72, 120), fmt: str = "yolo") -> Path:
+    """Detection data cut from the fashion-detect scenes, stretched to `size` (h, w) so that boxes must be moved
+    by the resize policy: a YOLO folder (images/ + labels/ per split, data.yaml names) or a COCO JSON
+    (`annotations.json` beside images/). The last image of each split has no boxes (a negative)."""
+    from PIL import Image
+
+    from edgetl.data.scenes import DETECT_SIZE, load_fashion_detect
+
+    raw = load_fashion_detect()
+    table = raw.dense["boxes"]
+    h, w = size
+    sx, sy = w / DETECT_SIZE, h / DETECT_SIZE
+    parts = {"train": n, "val": max(4, n // 3), "test": max(4, n // 3)}
+    coco: dict = {"images": [], "annotations": [], "categories": [{"id": 10 + k, "name": c}
+                                                                   for k, c in enumerate(raw.class_names["boxes"])]}  # fmt: skip
+    row = 0
+    for part, count in parts.items():
+        for i in range(count):
+            name = f"{part}_{i}.png"
+            img = root / "images" / part / name if fmt == "yolo" else root / "images" / name
+            img.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(raw.images[row]).resize((w, h), Image.BILINEAR).save(img)
+            boxes = table.boxes[row] * np.array([sx, sy, sx, sy]) if i < count - 1 else np.zeros((0, 4))
+            classes = table.classes[row] if i < count - 1 else np.zeros(0, np.int64)
+            row += 1
+            if fmt == "yolo":
+                lab = root / "labels" / part / f"{part}_{i}.txt"
+                lab.parent.mkdir(parents=True, exist_ok=True)
+                lab.write_text("".join(
+                    f"{c} {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} {(b[2] - b[0]) / w:.6f} "
+                    f"{(b[3] - b[1]) / h:.6f}\n" for b, c in zip(boxes, classes)
+                ))  # fmt: skip
+            else:
+                image_id = len(coco["images"]) + 1
+                coco["images"].append({"id": image_id, "file_name": name, "width": w, "height": h})
+                for b, c in zip(boxes, classes):
+                    coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": image_id,
+                                                "category_id": 10 + int(c), "iscrowd": 0,
+                                                "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]),
+                                                         float(b[3] - b[1])]})  # fmt: skip
+    if fmt == "yolo":
+        (root / "data.yaml").write_text("names: [" + ", ".join(raw.class_names["boxes"]) + "]\n")
+    else:
+        (root / "annotations.json").write_text(json.dumps(coco))
+    return root

@@ -182,7 +182,7 @@ def bench_artifact(
     if data is None:
         return {**row, "status": "no bench data: latency only"} | timed
     row.update(timed)
-    row["metrics"] = _accuracy(pred.predict_arrays, data, batch=score_batch)
+    row["metrics"] = _accuracy(pred.predict_task_arrays, data, batch=score_batch)
     row["status"] = "passed"
     return row
 
@@ -292,8 +292,8 @@ def bench_pytorch(run_dir: Path, data: BenchData, *, budget_s: float, threads: i
 
     @torch.no_grad()
     def predict_arrays(x):
-        y = call_model(model, prep(x))
-        return {k: v.numpy() for k, v in y.items()}
+        y = model.eval_outputs(call_model(model, prep(x)))  # what the export outputs (a detector's detections)
+        return {k: v.float().numpy() for k, v in y.items()}
 
     one = data.batch(np.arange(1))
     lat = measure_latency(lambda: predict_arrays(one), warmup_s=0.5, budget_s=budget_s)

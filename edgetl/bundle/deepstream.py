@@ -20,12 +20,15 @@ NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
 
 
 OTHER_NETWORK = 100  # nvinfer's "other": raw output tensors attached as metadata, no parser
+DETECTOR, CLASSIFIER = 0, 1
 
 
 def network_type(bundle: Path, tasks: list[dict]) -> int:
     """nvinfer's network-type, from the task kinds (each kind declares its own; a kind without one, e.g.
     regression, rides along as an extra output layer). Kinds that want different parsers cannot share one config."""
     types = {get_kind(t["kind"]).deepstream_network(t) for t in tasks} - {None}
+    if DETECTOR in types and types <= {DETECTOR, CLASSIFIER, OTHER_NETWORK}:
+        return DETECTOR  # the detector's parser makes the objects; the other outputs ride along as tensor meta
     if len(types) > 1:
         kinds = ", ".join(f"{t['name']} ({t['kind']})" for t in tasks)
         raise EdgetlError(
@@ -79,8 +82,11 @@ def deepstream_config(
         del props["classifier-threshold"]
     for t in m["tasks"]:  # what a kind's own nvinfer parser needs (segmentation: classes, threshold)
         props.update(get_kind(t["kind"]).deepstream_properties(t))
-    if props["network-type"] == str(OTHER_NETWORK):
-        props["output-tensor-meta"] = "1"  # no parser for these outputs: the application reads the tensors
+    if props["network-type"] == str(OTHER_NETWORK) or (
+        props["network-type"] == str(DETECTOR)
+        and any(get_kind(t["kind"]).deepstream_network(t) != DETECTOR for t in m["tasks"])  # fmt: skip
+    ):
+        props["output-tensor-meta"] = "1"  # outputs no parser reads (image-level heads): the application reads them
     if entry["format"] == "tensorrt":
         props["model-engine-file"] = f"../{entry['file']}"
     return props

@@ -270,6 +270,7 @@ def load_splits(
         parts["test"] = parts["val"]
         log.warning("no test split: evaluating on the validation split")
     warnings: list[str] = []
+    clipped_boxes: dict[str, int] = {}
     labels: dict[str, list[str]] = {}
     targets: dict[str, np.ndarray] = {}
     for task in tasks:
@@ -279,6 +280,10 @@ def load_splits(
             raise EdgetlError(f"task {task.name!r}: no labels found in column {task.label_column!r}")
         if kind.dense:
             targets[task.name] = dense_targets(task, raw, labels[task.name], _image_size(recipe), _resize(recipe)[0])
+            clipped = getattr(raw.dense.get(dense_column(task, raw)), "clipped", 0)  # boxes partly outside
+            if clipped:
+                clipped_boxes[task.name] = int(clipped)
+                warnings.append(f"task {task.name!r}: {clipped} box(es) partly outside their image were clipped to it")
         else:
             targets[task.name] = encode_task(task, raw.columns[task.label_column], labels[task.name])
         t = targets[task.name]
@@ -343,6 +348,7 @@ def load_splits(
         else {},
         "indices": {k: v.tolist() for k, v in parts.items()},
         "warnings": warnings,
+        **({"clipped_boxes": clipped_boxes} if clipped_boxes else {}),
     }
     if sources is not None:
         info["datasets"] = sources

@@ -168,6 +168,13 @@ class Predictor:
         """Raw model outputs for `x`, batched (a single input gives a batch of 1): {output name: array}."""
         return self._run(self.preprocess(x))
 
+    def predict_task_arrays(self, x: object) -> dict[str, np.ndarray]:
+        """One array per task, batched: what metrics read (a detector's four outputs joined into [N, K, 6])."""
+        return self.task_arrays(self.predict_arrays(x))
+
+    def task_arrays(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {t.name: get_kind(t.kind).join_outputs(t.output, outputs, t.output_format) for t in self.tasks}
+
     def predict(
         self, x: object, *, score_threshold: float | None = None, top_k: int | None = None
     ) -> dict[str, TaskPrediction] | list[dict[str, TaskPrediction]]:

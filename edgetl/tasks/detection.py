@@ -236,6 +236,8 @@ class Detection(TorchTaskKind):
         raise NotImplementedError(self.distill_refusal)
 
     def eval_output(self, y, spec=None):
+        if spec is not None and spec.output_format == "raw":  # scored like its export: decoded by the runtime
+            return y
         return packed(detect(y, spec))
 
     def export_output(self, y, spec=None):

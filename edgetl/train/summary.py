@@ -68,6 +68,8 @@ def run_summary(
             "missing_labels": info.get("missing_labels", {}).get(t.name, {}),
         }
         entry.update(get_kind(t.kind).train_description(train_t, splits.labels[t.name]))
+        if info.get("clipped_boxes", {}).get(t.name):
+            entry["clipped"] = info["clipped_boxes"][t.name]
         tasks.append(entry)
     freeze = recipe.train.freeze
     return {

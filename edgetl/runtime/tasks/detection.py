@@ -48,6 +48,54 @@ def pack(num, boxes, scores, classes) -> np.ndarray:
     return out
 
 
+RAW_EXTRA = 8  # raw columns before the class logits: x1, y1, x2, y2, centerness logit, point x, point y, stride
+
+
+def nms_numpy(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int) -> np.ndarray:
+    """Greedy NMS of one class (ONNX NonMaxSuppression's rule: drop a box whose IoU with a kept, higher-scoring
+    box exceeds the threshold); indices of the kept boxes, highest score first, at most `limit`."""
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while len(order) and len(keep) < limit:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        order = rest[box_iou(boxes[i : i + 1], boxes[rest])[0] <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def decode_raw(raw: np.ndarray, options: dict | None = None) -> np.ndarray:
+    """A raw-head export's output [N, points, 8 + C] -> packed detections [N, K, 6], with the same decoding and
+    per-class suppression the exported graph does (for scoring and running `output_format: raw` bundles)."""
+    opts = {**DEFAULTS, **(options or {})}
+    thr, iou, k = float(opts["score_threshold"]), float(opts["iou_threshold"]), int(opts["max_detections"])
+    raw = np.asarray(raw, dtype=np.float32)
+    sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+    out = np.zeros((len(raw), k, 6), np.float32)
+    out[..., 5] = -1
+    for n, r in enumerate(raw):
+        boxes, scores = r[:, :4], np.sqrt(sig(r[:, RAW_EXTRA:]) * sig(r[:, 4:5]))
+        found = []
+        for c in range(scores.shape[1]):
+            cand = np.flatnonzero(scores[:, c] > thr)
+            kept = cand[nms_numpy(boxes[cand], scores[cand, c], iou, k)]
+            found.extend((float(scores[i, c]), int(i), c) for i in kept)
+        found.sort(key=lambda t: -t[0])
+        for j, (score, i, c) in enumerate(found[:k]):
+            out[n, j] = (*boxes[i], score, c)
+    return out
+
+
+def as_detections(output: np.ndarray, options: dict | None = None) -> np.ndarray:
+    """Packed detections [N, K, 6] as they are, or a raw head's output decoded (`decode_raw`)."""
+    output = np.asarray(output)
+    if output.ndim != 3:
+        raise EdgetlError(
+            f"detection: expected detections [N, K, 6] or a raw head [N, points, 8 + C], got {output.shape}"
+        )
+    return output if output.shape[-1] == 6 else decode_raw(output, options)
+
+
 def detections_of(packed: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """[N, K, 6] -> per image (boxes [n, 4], scores [n], classes int64 [n])."""
     out = []
@@ -195,24 +243,24 @@ class Detection(TaskKind):
         return pack(*(named[n] for n in part_names(output)))
 
     def metrics(self, output, target, labels, full=False):
-        output = np.asarray(output)
-        if output.ndim != 3 or output.shape[-1] != 6:
-            raise EdgetlError(f"detection: expected detections [N, K, 6], got shape {output.shape}")
-        return coco_metrics(output, target, labels, full)
+        return coco_metrics(as_detections(output), target, labels, full)
 
     def eval_line(self, m):
         return f"mAP {100 * m['map']:.2f}  mAP@.5 {100 * m['map50']:.2f}  recall {100 * m['recall']:.2f}"
 
     def damage(self, ref, got):
         """1 - the mean best same-class IoU of the reference's confident detections in the quantized ones."""
-        return 1.0 - matched_share(ref, got)[1]
+        return 1.0 - matched_share(as_detections(ref), as_detections(got))[1]
 
     def agreement(self, ref, got):
-        return matched_share(ref, got)[0]
+        return matched_share(as_detections(ref), as_detections(got))[0]
 
     def outputs_match(self, torch_out, onnx_out, atol):
         """Same detections: per image the same count and classes above the lowest kept score (order by class
         and box, NMS may order near-equal scores either way), boxes within 1e-3 relative, scores within atol."""
+        if np.asarray(onnx_out).shape[-1] != 6:  # a raw head: the tensors themselves, within atol
+            diff = float(np.abs(np.asarray(onnx_out) - torch_out).max()) if np.size(torch_out) else 0.0
+            return diff, diff <= atol
         worst, ok = 0.0, True
         for (ab, as_, ac), (bb, bs, bc) in zip(detections_of(torch_out), detections_of(onnx_out)):
             ka, kb = as_ > 0.1, bs > 0.1  # away from the score threshold, where float noise decides
@@ -232,12 +280,7 @@ class Detection(TaskKind):
         """Packed detections -> per image boxes in the original image's pixels, scores and class names, above
         the score threshold, at most top_k (the bundle's settings, `options` overriding them)."""
         opts = dict(options or {})
-        out = np.asarray(out)
-        if out.ndim != 3 or out.shape[-1] != 6:
-            raise EdgetlError(
-                f"task {task!r}: detection output of shape {out.shape} is not decoded detections (a raw-head export "
-                "is for applications that decode it themselves; export with output_format: nms)"
-            )
+        out = as_detections(out, {k: opts[k] for k in ("iou_threshold", "max_detections") if k in opts})
         thr = float(opts.get("score_threshold", DISPLAY_SCORE))
         top_k = int(opts.get("top_k", out.shape[1]))
         preds = []
@@ -293,6 +336,14 @@ class Detection(TaskKind):
             "iou_threshold": spec.iou_threshold if spec.iou_threshold is not None else DEFAULTS["iou_threshold"],
             "max_detections": spec.max_detections or DEFAULTS["max_detections"],
             "display_threshold": DISPLAY_SCORE,
+            **(
+                {
+                    "raw_layout": "x1, y1, x2, y2 (input pixels), centerness logit, point x, point y, stride, class logits; "
+                    "score = sqrt(sigmoid(class logit) * sigmoid(centerness logit))"
+                }  # fmt: skip
+                if spec.output_format == "raw"
+                else {}
+            ),
         }
 
     def deepstream_network(self, task: dict) -> int | None:
@@ -301,10 +352,8 @@ class Detection(TaskKind):
     def deepstream_properties(self, task: dict) -> dict[str, str]:
         if task.get("output_format", "nms") != "nms":
             return {}
-        names = ";".join(part_names(task.get("output", task["name"])))
         return {
             "num-detected-classes": str(len(task["labels"])),
-            "output-blob-names": names,
             # The EfficientNMS output parser of NVIDIA's deepstream_tao_apps (post_processor/
             # nvdsinfer_custombboxparser_tao.cpp); clustering is off: NMS already ran in the model.
             "parse-bbox-func-name": "NvDsInferParseCustomEfficientNMS",
