@@ -70,8 +70,9 @@ class PeerBackbone:
         return Net(), rec
 
 
-def train_peer(recipe_dict: dict, run_dir: Path, epochs: int, say=print):
-    """torchvision FCOS trained on the edgetl run's own train rows with the recipe's optimizer and budget."""
+def train_peer(recipe_dict: dict, run_dir: Path, epochs: int, lr: float | None = None, say=print):
+    """torchvision FCOS trained on the edgetl run's own train rows with the recipe's optimizer and budget
+    (`lr`: another learning rate for the peer, to check it is not the recipe's rate that holds it back)."""
     import torch
     from torchvision.models.detection import FCOS
     from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -96,14 +97,15 @@ def train_peer(recipe_dict: dict, run_dir: Path, epochs: int, say=print):
         nms_thresh=0.6,
         detections_per_img=100,
     )
-    saved = run_dir.parent / f"peer-fcos-e{epochs}.safetensors"
+    lr = lr or rec.train.lr
+    saved = run_dir.parent / f"peer-fcos-e{epochs}-lr{lr:g}.safetensors"
     if saved.is_file():  # trained before on these rows with this budget: reuse (safetensors, no pickle)
         from safetensors.torch import load_model
 
         load_model(model, str(saved))
         return model.eval(), float("nan"), loaded
     tr = loaded.splits.train
-    opt = torch.optim.AdamW(model.parameters(), lr=rec.train.lr, weight_decay=rec.train.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=rec.train.weight_decay)
     bs = rec.train.batch_size
     steps = epochs * math.ceil(len(tr) / bs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
@@ -174,6 +176,8 @@ def main() -> None:
     ap.add_argument("--runs-dir", default="/tmp/edgetl-det-bench")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--peer-lr", type=float, action="append", default=None,
+                    help="also train the peer at this learning rate (repeatable); the recipe's rate always runs")  # fmt: skip
     args = ap.parse_args()
     import torch
 
@@ -193,10 +197,15 @@ def main() -> None:
     images = test.inputs(np.arange(len(test)))
     ours = predict_torch(loaded.model, loaded.prep, test)["det"]
     out["heads"]["edgetl-fcos"] = {"train_s": round(secs, 1), **coco_metrics(ours, truth, labels, full=True)}
-    out["heads"]["torchvision-fcos"] = {"train_s": round(peer_s, 1), **coco_metrics(peer_packed(peer, images), truth,
-                                                                                   labels, full=True)}  # fmt: skip
-    for name, m in (("edgetl-fcos", loaded.model.heads["det"]), ("torchvision-fcos", peer.head)):
-        out["heads"][name]["head_params"] = int(sum(p.numel() for p in m.parameters()))
+    out["heads"]["edgetl-fcos"]["head_params"] = int(sum(p.numel() for p in loaded.model.heads["det"].parameters()))
+    peers = {f"torchvision-fcos (lr {base['train']['lr']:g})": (peer, peer_s)}
+    for lr in args.peer_lr or []:
+        m, s, _ = train_peer(base, run.dir, args.epochs, lr=lr)
+        peers[f"torchvision-fcos (lr {lr:g})"] = (m, s)
+    for name, (m, s) in peers.items():
+        out["heads"][name] = {"train_s": round(s, 1), **coco_metrics(peer_packed(m, images), truth, labels, full=True)}
+        out["heads"][name]["head_params"] = int(sum(p.numel() for p in m.head.parameters()))
+    peer = next(iter(peers.values()))[0]  # the timing peer (architecture and size are the same at every lr)
     bundle = run.dir / "export"
     if not (bundle / "manifest.json").is_file():
         export_run(run.dir, ExportOptions(int8=True, target="cpu", progress=False))

@@ -330,9 +330,11 @@ def test_a_yolo_folder_trains_with_letterbox_and_predicts_boxes_in_each_images_p
         ("coco-outside", r"annotations\[0\].*lies entirely outside its 120x72"),
     ],
 )
-def test_bad_detection_data_is_one_line_naming_the_file_and_line_and_exits_non_zero(tmp_path, breakage, match):
+def test_bad_detection_data_is_one_line_naming_the_file_and_line_and_exits_non_zero(
+    tmp_path, monkeypatch, capsys, breakage, match
+):
     import yaml
-    from helpers import edgetl_cli, one_error_line
+    from helpers import edgetl_cli, one_error_line, run_cli
     from yourdata import det_folder
 
     fmt = breakage.split("-")[0]
@@ -357,6 +359,12 @@ def test_bad_detection_data_is_one_line_naming_the_file_and_line_and_exits_non_z
     path = root if fmt == "yolo" else root / "annotations.json"
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(_file_recipe(root, fmt, path)))
-    line = one_error_line(edgetl_cli("train", recipe, "--runs-dir", tmp_path / "runs"))
+    if breakage == "yolo-malformed":  # once through the real console entry point, in its own process
+        line = one_error_line(edgetl_cli("train", recipe, "--runs-dir", tmp_path / "runs"))
+    else:
+        code, _out, err = run_cli(monkeypatch, capsys, "train", recipe, "--runs-dir", tmp_path / "runs")
+        lines = err.strip().splitlines()
+        assert code != 0 and len(lines) == 1, err
+        line = lines[0]
     assert __import__("re").search(match, line), line
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.safetensors"))

@@ -352,7 +352,7 @@ def test_symlink_leaving_the_bundle_is_refused(bundle_copy, tmp_path):
         (lambda d: d["input"].update(channels="3"), "field 'input.channels' must be 1 or 3"),
         (lambda d: d["input"].update(image_size=[12]), "field 'input.image_size'"),
         (lambda d: d["input"].update(mean=[0.5]), "field 'input.mean' must be a list of 3 numbers"),
-        (lambda d: d["tasks"][0].update(kind="detection"), "field 'tasks\\[0\\].kind' must be one of"),
+        (lambda d: d["tasks"][0].update(kind="keypoints"), "field 'tasks\\[0\\].kind' must be one of"),
         (lambda d: d["tasks"][0].update(labels=[]), "field 'tasks\\[0\\].labels'"),
         (lambda d: d["files"].update({"model.fp32.onnx": "abc"}), "a hex sha256"),
         (lambda d: d.update(default_artifact="int4"), "default_artifact 'int4' is not among"),

@@ -37,11 +37,33 @@ def _acc(row: dict, task: str, kind: str) -> str:
     return format_headline(kind, headline_value(m, kind), unit=True)
 
 
+def _frames_at_best(r: dict) -> str:
+    """End to end at the best batch: frames per second through Predictor.predict, and that batch."""
+    fb = r.get("frame_best_batch")
+    if fb:
+        return f"{fb['frames_per_s']:.0f} @{fb['batch']}"
+    if "frame_latency_ms" in r:
+        return f"{1000.0 / max(r['frame_latency_ms']['p50_ms'], 1e-9):.0f} @1"
+    return "-"
+
+
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     """One row per artifact: latency at batch 1 (end to end), best throughput, speed-up and accuracy per task."""
     tasks = report["tasks"]
     header = (
-        ["artifact", "prec", "MB", "p50 ms", "p90 ms", "p99 ms", "compute p50", "frame p50", "thru /s", "x fp32"]
+        [
+            "artifact",
+            "prec",
+            "MB",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "compute p50",
+            "frame p50",
+            "frames/s @b",
+            "thru /s",
+            "x fp32",
+        ]  # fmt: skip
         + [f"{t} {get_kind(k).table_label}" for t, k in tasks.items()]
         + ["status"]
     )
@@ -62,6 +84,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
                 f"{lat['p99_ms']:.2f}" if "p99_ms" in lat else "-",
                 f"{r['compute_latency_ms']['p50_ms']:.2f}" if "compute_latency_ms" in r else "-",
                 f"{r['frame_latency_ms']['p50_ms']:.2f}" if "frame_latency_ms" in r else "-",
+                _frames_at_best(r),
                 f"{thr:.0f}" if thr else "-",
                 f"{r['speedup_vs_fp32']:.2f}" if "speedup_vs_fp32" in r else "-",
                 *[_acc(r, t, k) for t, k in tasks.items()],

@@ -7,8 +7,9 @@ SimOTA's dynamic assignment and strong mosaic augmentation to pay off; CenterNet
 max-pool "NMS" that TensorRT's EfficientNMS cannot replace.
 
 The head: `torchvision.ops.FeaturePyramidNetwork` on the stages at strides 8, 16 and 32 (P3-P5), a shared tower
-of two 3x3 conv + BatchNorm + ReLU per branch (BatchNorm, not FCOS's GroupNorm: it folds into the conv at
-export, so the deployed head is plain convolutions that INT8 and TensorRT fuse) (classification; box + centerness), a learned scale per level.
+of four 3x3 conv + BatchNorm + ReLU per branch, the convolutions shared by the levels and a BatchNorm per level
+(BatchNorm, not FCOS's GroupNorm: it folds into the conv at export, so the deployed head is plain convolutions
+that INT8 and TensorRT fuse; per level, because levels differ in statistics) (classification; box + centerness), a learned scale per level.
 Boxes are l, t, r, b distances from each point, `exp(scale * x) * stride` pixels (positive by construction).
 
 The assigner (FCOS with centre sampling): a point is a positive of an object when it lies inside the object's
@@ -41,8 +42,23 @@ CENTER_RADIUS = 1.5
 EXTRA = 8  # raw columns before the class logits: x1, y1, x2, y2, centerness, point x, point y, stride
 
 
+class LevelTower(nn.Module):
+    """Convolutions shared by every pyramid level, a BatchNorm per level (NanoDet's choice): one BatchNorm shared
+    across levels would evaluate every level with running statistics averaged over all of them."""
+
+    def __init__(self, channels: int, convs: int, levels: int):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1, bias=False) for _ in range(convs))
+        self.norms = nn.ModuleList(nn.ModuleList(nn.BatchNorm2d(channels) for _ in range(convs)) for _ in range(levels))
+
+    def forward(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        for conv, norm in zip(self.convs, self.norms[level]):
+            x = F.relu(norm(conv(x)))
+        return x
+
+
 class FCOSDetHead(nn.Module):
-    def __init__(self, stage_info, num_classes: int, channels: int = 64, convs: int = 2):
+    def __init__(self, stage_info, num_classes: int, channels: int = 64, convs: int = 4):
         super().__init__()
         from torchvision.ops import FeaturePyramidNetwork
 
@@ -50,13 +66,9 @@ class FCOSDetHead(nn.Module):
         self.strides = [int(stage_info[i].stride or 1) for i in self.levels]
         self.fpn = FeaturePyramidNetwork([stage_info[i].channels for i in self.levels], channels)
 
-        def tower():
-            layers: list[nn.Module] = []
-            for _ in range(convs):
-                layers += [nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU()]
-            return nn.Sequential(*layers)
-
-        self.cls_tower, self.box_tower = tower(), tower()
+        levels = len(self.levels)
+        self.cls_tower = LevelTower(channels, convs, levels)
+        self.box_tower = LevelTower(channels, convs, levels)
         self.cls_logits = nn.Conv2d(channels, num_classes, 3, padding=1)
         self.box = nn.Conv2d(channels, 4, 3, padding=1)
         self.centerness = nn.Conv2d(channels, 1, 3, padding=1)
@@ -72,7 +84,7 @@ class FCOSDetHead(nn.Module):
         outs = []
         for level, (f, stride) in enumerate(zip(feats.values(), self.strides)):
             n, _, h, w = f.shape
-            c, b = self.cls_tower(f), self.box_tower(f)
+            c, b = self.cls_tower(f, level), self.box_tower(f, level)
             logits = self.cls_logits(c).flatten(2).transpose(1, 2)
             ltrb = torch.exp((self.scales[level] * self.box(b)).clamp(max=10.0)) * stride
             ltrb = ltrb.flatten(2).transpose(1, 2)
