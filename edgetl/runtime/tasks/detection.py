@@ -75,7 +75,7 @@ def decode_raw(raw: np.ndarray, options: dict | None = None) -> np.ndarray:
     out[..., 5] = -1
     for n, r in enumerate(raw):
         boxes, scores = r[:, :4], np.sqrt(sig(r[:, RAW_EXTRA:]) * sig(r[:, 4:5]))
-        found = []
+        found: list[tuple[float, int, int]] = []
         for c in range(scores.shape[1]):
             cand = np.flatnonzero(scores[:, c] > thr)
             kept = cand[nms_numpy(boxes[cand], scores[cand, c], iou, k)]
