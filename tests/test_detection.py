@@ -368,3 +368,22 @@ def test_bad_detection_data_is_one_line_naming_the_file_and_line_and_exits_non_z
         line = lines[0]
     assert __import__("re").search(match, line), line
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.safetensors"))
+
+
+def test_recipe_labels_reorder_the_files_classes_by_name_and_an_unknown_one_is_refused(tmp_path):
+    from yourdata import det_folder
+
+    from edgetl.data.load import load_splits
+    from edgetl.recipe import recipe_from_dict
+
+    root = det_folder(tmp_path / "d", n=6)
+    plain = load_splits(recipe_from_dict(_file_recipe(root, "yolo", root)))
+    flipped = ["bags", "footwear", "bottoms", "tops"]
+    d = _file_recipe(root, "yolo", root, tasks=[{"name": "det", "kind": "detection", "labels": flipped}])
+    moved = load_splits(recipe_from_dict(d))
+    a, b = plain.train.targets["det"], moved.train.targets["det"]
+    real = a[..., 0] >= 0
+    assert (b[..., 0][real] == 3 - a[..., 0][real]).all()  # same objects, each class found by its name
+    d["tasks"][0]["labels"] = ["tops", "bottoms", "footwear", "purses"]
+    with pytest.raises(EdgetlError, match="class 'bags' of .* is not in tasks\\[\\].labels"):
+        load_splits(recipe_from_dict(d))

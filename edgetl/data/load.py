@@ -123,6 +123,16 @@ def dense_targets(task: TaskSpec, raw: RawDataset, labels: list[str], size: int 
 
     src = raw.dense.get(dense_column(task, raw))
     if isinstance(src, BoxTable):
+        names = raw.class_names.get(dense_column(task, raw)) or []
+        if names and list(names) != list(labels):  # tasks[].labels reorders (or renames) the file's classes
+            missing = [n for n in names if n not in labels]
+            if missing:
+                raise EdgetlError(
+                    f"task {task.name!r}: class {missing[0]!r} of {raw.name} is not in tasks[].labels "
+                    f"({', '.join(labels[:12])})"
+                )
+            order = np.array([labels.index(n) for n in names], dtype=np.int64)
+            src = BoxTable(src.sizes, src.boxes, [order[c] for c in src.classes], src.clipped)
         n_cls = max((int(c.max()) for c in src.classes if len(c)), default=-1) + 1
         if n_cls > len(labels):
             raise EdgetlError(f"task {task.name!r}: class index {n_cls - 1} beyond the {len(labels)} labels")
