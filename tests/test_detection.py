@@ -387,3 +387,21 @@ def test_recipe_labels_reorder_the_files_classes_by_name_and_an_unknown_one_is_r
     d["tasks"][0]["labels"] = ["tops", "bottoms", "footwear", "purses"]
     with pytest.raises(EdgetlError, match="class 'bags' of .* is not in tasks\\[\\].labels"):
         load_splits(recipe_from_dict(d))
+
+
+def test_the_predictor_shows_detections_above_the_bundles_display_threshold_unless_told_otherwise():
+    from types import SimpleNamespace
+
+    from edgetl.runtime.manifest import ImageInput, Task
+    from edgetl.runtime.predictor import Predictor
+
+    task = Task("det", "detection", ("a", "b"), "det", "nms",
+                {"score_threshold": 0.05, "display_threshold": 0.3, "max_detections": 100})  # fmt: skip
+    inp = ImageInput("input", (64, 64), 3, 1 / 255, (0.5,) * 3, (0.25,) * 3)
+    fake = SimpleNamespace(manifest=SimpleNamespace(input=inp))
+    opts = Predictor.task_options(fake, task)  # type: ignore[arg-type]
+    assert opts["score_threshold"] == 0.3 and opts["top_k"] == 100 and opts["image_size"] == 64
+    assert Predictor.task_options(fake, task, {"score_threshold": 0.1})["score_threshold"] == 0.1  # type: ignore[arg-type]
+    out = pack([[3]], [[[0, 0, 10, 10], [5, 5, 20, 20], [30, 30, 40, 40]]], [[0.9, 0.35, 0.1]], [[0, 1, 1]])
+    p = DET.decode("det", out, ("a", "b"), [(64, 64)], opts)[0]
+    assert p.labels == ["a", "b"] and p.scores == pytest.approx([0.9, 0.35])

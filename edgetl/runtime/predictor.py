@@ -198,8 +198,8 @@ class Predictor:
         """A task's decoding settings: the manifest's (detection: display threshold, top-K), the input geometry
         (boxes are mapped back through it), then the call's overrides."""
         opts: dict[str, Any] = dict(task.options)
-        if "display_threshold" in opts:
-            opts.setdefault("score_threshold", opts["display_threshold"])
+        if "display_threshold" in opts:  # the graph kept boxes above its NMS threshold; people see these
+            opts["score_threshold"] = opts["display_threshold"]
         if "max_detections" in opts:
             opts.setdefault("top_k", opts["max_detections"])
         if isinstance(self.manifest.input, ImageInput):
