@@ -10,6 +10,7 @@ Small (20 bytes a box): it stays in memory while the images stay files.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +40,12 @@ class BoxTable:
     def at_size(self, size: int, resize: str) -> np.ndarray:
         """float32 [N, M, 5] (class, x1, y1, x2, y2) in a size x size model input, padded with class -1."""
         m = max([len(b) for b in self.boxes] + [1])
-        m = min(m, MAX_BOXES)
+        if m > MAX_BOXES:
+            crowded = sum(len(b) > MAX_BOXES for b in self.boxes)
+            logging.getLogger("edgetl").warning(
+                "%d image(s) have more than %d boxes: the %d largest of each are kept", crowded, MAX_BOXES, MAX_BOXES
+            )
+            m = MAX_BOXES
         out = np.zeros((len(self.boxes), m, 5), dtype=np.float32)
         out[:, :, 0] = PAD
         for i, (b, c) in enumerate(zip(self.boxes, self.classes)):
