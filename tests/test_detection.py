@@ -125,6 +125,15 @@ def test_augmentation_moves_clips_and_drops_boxes_with_torchvision():
 
 
 # ------------------------------------------------------------------------------------------------ head
+def random_raw(seed: int, n: int, a: int, c: int, span: float, side: float) -> torch.Tensor:
+    """A raw head output [n, a, 8 + c]: boxes of 4..4 + side px at up to `span` px, random centerness and logits."""
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand((n, a, 2), generator=g) * span
+    wh = torch.rand((n, a, 2), generator=g) * side + 4
+    return torch.cat([xy, xy + wh, torch.randn((n, a, 1), generator=g), torch.zeros((n, a, 3)),
+                      torch.randn((n, a, c), generator=g) * 2], -1)  # fmt: skip
+
+
 def test_the_assigner_picks_points_inside_each_objects_centre_region_at_its_level():
     from edgetl.tasks.detection import assign
 
@@ -156,12 +165,8 @@ def test_nms_in_pytorch_matches_onnx_nonmaxsuppression(tmp_path):
         def forward(self, raw):
             return detect(raw, None)
 
-    g = torch.Generator().manual_seed(0)
     n, a, c = 2, 60, 3
-    xy = torch.rand((n, a, 2), generator=g) * 50
-    wh = torch.rand((n, a, 2), generator=g) * 20 + 4
-    raw = torch.cat([xy, xy + wh, torch.randn((n, a, 1), generator=g), torch.zeros((n, a, 3)),
-                     torch.randn((n, a, c), generator=g) * 2], -1)  # fmt: skip
+    raw = random_raw(0, n, a, c, span=50, side=20)
     path = tmp_path / "nms.onnx"
     names = ["num", "boxes", "scores", "classes"]
     torch.onnx.export(Head(), (raw,), str(path), dynamo=False, opset_version=17, input_names=["raw"],
@@ -257,12 +262,8 @@ def test_a_raw_head_decoded_by_the_runtime_gives_the_graphs_detections():
     from edgetl.runtime.tasks.detection import decode_raw
     from edgetl.tasks.detection import detect, packed
 
-    g = torch.Generator().manual_seed(1)
     n, a, c = 2, 80, 3
-    xy = torch.rand((n, a, 2), generator=g) * 60
-    wh = torch.rand((n, a, 2), generator=g) * 25 + 4
-    raw = torch.cat([xy, xy + wh, torch.randn((n, a, 1), generator=g), torch.zeros((n, a, 3)),
-                     torch.randn((n, a, c), generator=g) * 2], -1)  # fmt: skip
+    raw = random_raw(1, n, a, c, span=60, side=25)
     ref = packed(detect(raw, None)).numpy()
     got = decode_raw(raw.numpy())
     assert DET.outputs_match(ref, got, 1e-5)[1]

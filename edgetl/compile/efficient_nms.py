@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from edgetl.errors import EdgetlError
+from edgetl.runtime.tasks.detection import PARTS as OUTPUTS
+from edgetl.runtime.tasks.detection import part_names
 
 PLUGIN_OP = "EfficientNMS_TRT"
-OUTPUTS = ("num_detections", "boxes", "scores", "classes")
 _INT32 = 6  # onnx.TensorProto.INT32
 _EXTERNAL_ABOVE = 1 << 30  # weights larger than this are saved as external data (protobuf's 2 GiB limit)
 
@@ -77,11 +78,10 @@ def _read_names(nodes) -> set[str]:
     return names
 
 
-def _prune(graph) -> int:
-    """Remove nodes that feed no graph output; returns how many."""
-    producers = {o: n for n in graph.node for o in n.output if o}
-    live: set[int] = set()
-    todo = deque(o.name for o in graph.output)
+def _upstream(names, producers: dict[str, Any], reads) -> set[int]:
+    """ids of the nodes the tensors `names` depend on; `reads(node)`: the tensor names a node reads."""
+    found: set[int] = set()
+    todo = deque(names)
     seen: set[str] = set()
     while todo:
         name = todo.popleft()
@@ -89,10 +89,17 @@ def _prune(graph) -> int:
             continue
         seen.add(name)
         node = producers.get(name)
-        if node is None or id(node) in live:
-            continue
-        live.add(id(node))
-        todo.extend(i for i in _read_names([node]) if i)  # If/Loop bodies may read outer-scope tensors
+        if node is not None and id(node) not in found:
+            found.add(id(node))
+            todo.extend(i for i in reads(node) if i)
+    return found
+
+
+def _prune(graph) -> int:
+    """Remove nodes that feed no graph output; returns how many."""
+    producers = {o: n for n in graph.node for o in n.output if o}
+    # If/Loop bodies may read outer-scope tensors
+    live = _upstream((o.name for o in graph.output), producers, lambda n: _read_names([n]))
     keep = [n for n in graph.node if id(n) in live]
     removed = len(graph.node) - len(keep)
     if removed:
@@ -112,13 +119,13 @@ def nms_tasks(onnx_path: str | os.PathLike) -> list[str]:
     names = {o.name for o in graph.output}
     suffix = "/" + OUTPUTS[0]
     tasks = [n[: -len(suffix)] for n in names if n.endswith(suffix)]
-    return sorted(t for t in tasks if all(f"{t}/{o}" in names for o in OUTPUTS))
+    return sorted(t for t in tasks if all(n in names for n in part_names(t)))
 
 
 def _swap_task(graph, task: str, file: str) -> dict[str, Any]:
     from onnx import helper
 
-    out_names = [f"{task}/{o}" for o in OUTPUTS]
+    out_names = part_names(task)
     graph_outputs = {o.name: o for o in graph.output}
     missing = [n for n in out_names if n not in graph_outputs]
     if missing:
@@ -137,18 +144,7 @@ def _swap_task(graph, task: str, file: str) -> dict[str, Any]:
             consumers.setdefault(i, []).append(n)
 
     # Backward cone of the four outputs: the NMS node must be in it, exactly once.
-    upstream: set[int] = set()
-    todo = deque(out_names)
-    seen: set[str] = set()
-    while todo:
-        name = todo.popleft()
-        if name in seen:
-            continue
-        seen.add(name)
-        node = producers.get(name)
-        if node is not None and id(node) not in upstream:
-            upstream.add(id(node))
-            todo.extend(i for i in node.input if i)
+    upstream = _upstream(out_names, producers, lambda n: n.input)
     nms = [n for n in graph.node if n.op_type == "NonMaxSuppression" and id(n) in upstream]
     if len(nms) != 1:
         raise EdgetlError(

@@ -122,16 +122,22 @@ def make_detect_scenes(items: np.ndarray, item_labels: np.ndarray, n: int, rng: 
     return images, all_boxes, all_classes, main
 
 
-@lru_cache(maxsize=2)
-def _detect_scenes(seed: int) -> tuple:
+def _split_scenes(make, counts: dict[str, int], seed: int, stream: int) -> tuple:
+    """(split, *make(...)) per split: scenes from Fashion-MNIST's own train / test items, each split with its
+    own seeded generator ([seed, stream] for train, [seed, stream + 1] for test)."""
     fm = load_fashion_mnist()
     labels = np.array([FASHION_CLASSES.index(v) for v in fm.columns["label"]])
     parts = []
-    for split, n in DETECT_SCENES.items():
+    for split, n in counts.items():
         rows = np.flatnonzero(fm.split == split)
-        rng = np.random.default_rng([seed, 2 if split == "train" else 3])
-        parts.append((split, *make_detect_scenes(fm.images[rows, :, :, 0], labels[rows], n, rng)))
+        rng = np.random.default_rng([seed, stream if split == "train" else stream + 1])
+        parts.append((split, *make(fm.images[rows, :, :, 0], labels[rows], n, rng)))
     return tuple(parts)
+
+
+@lru_cache(maxsize=2)
+def _detect_scenes(seed: int) -> tuple:
+    return _split_scenes(make_detect_scenes, DETECT_SCENES, seed, 2)
 
 
 def load_fashion_detect(seed: int = SEED) -> RawDataset:
@@ -157,14 +163,7 @@ def load_fashion_detect(seed: int = SEED) -> RawDataset:
 
 @lru_cache(maxsize=2)
 def _scenes(seed: int) -> tuple:
-    fm = load_fashion_mnist()
-    labels = np.array([FASHION_CLASSES.index(v) for v in fm.columns["label"]])
-    parts = []
-    for split, n in SCENES.items():
-        rows = np.flatnonzero(fm.split == split)
-        rng = np.random.default_rng([seed, 0 if split == "train" else 1])
-        parts.append((split, *make_scenes(fm.images[rows, :, :, 0], labels[rows], n, rng)))
-    return tuple(parts)
+    return _split_scenes(make_scenes, SCENES, seed, 0)
 
 
 def load_fashion_scenes(seed: int = SEED) -> RawDataset:

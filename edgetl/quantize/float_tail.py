@@ -44,12 +44,10 @@ def float_tail(model_path: Path, outputs: list[str]) -> list[str]:
 
 def postprocessed_outputs(loaded) -> list[str]:
     """The model outputs whose task kind decodes in the graph (`TaskKind.float_postprocess`)."""
-    from edgetl.models import ExportWrapper
     from edgetl.runtime.tasks import get_kind
 
-    model = loaded.model
     out = []
-    for _name, kind, output, fmt in model.output_tasks():
+    for _name, kind, output, fmt in loaded.model.output_tasks():
         if get_kind(kind).float_postprocess and fmt != "raw":
             out.extend(get_kind(kind).output_names(output, fmt))
-    return [o for o in out if o in ExportWrapper(model).output_names()]
+    return out

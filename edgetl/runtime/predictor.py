@@ -30,7 +30,7 @@ from edgetl.runtime.manifest import (
     verify_files,
 )
 from edgetl.runtime.preprocess import ImagePreprocessor, TextEncoder
-from edgetl.runtime.tasks import TaskPrediction, get_kind
+from edgetl.runtime.tasks import TaskPrediction, get_kind, output_names, task_outputs
 from edgetl.runtime.trust import check_bundle, read_trusted_manifest, refuse_unlisted
 
 __all__ = ["Predictor", "TaskPrediction", "default_artifact_name", "external_data_names"]
@@ -173,7 +173,7 @@ class Predictor:
         return self.task_arrays(self.predict_arrays(x))
 
     def task_arrays(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {t.name: get_kind(t.kind).join_outputs(t.output, outputs, t.output_format) for t in self.tasks}
+        return task_outputs(self._output_tasks, outputs)
 
     def predict(
         self, x: object, *, score_threshold: float | None = None, top_k: int | None = None
@@ -190,9 +190,13 @@ class Predictor:
             results = self.postprocess(self.predict_arrays(x), None, overrides)
         return results if self.is_batch(x) else results[0]
 
+    @property
+    def _output_tasks(self) -> list[tuple[str, str, str, str | None]]:
+        return [(t.name, t.kind, t.output, t.output_format) for t in self.tasks]
+
     def output_names(self) -> list[str]:
         """The model outputs the manifest's tasks read (a detector's four EfficientNMS-layout outputs)."""
-        return [n for t in self.tasks for n in get_kind(t.kind).output_names(t.output, t.output_format)]
+        return output_names(self._output_tasks)
 
     def task_options(self, task: Task, overrides: dict | None = None) -> dict:
         """A task's decoding settings: the manifest's (detection: display threshold, top-K), the input geometry
@@ -217,14 +221,9 @@ class Predictor:
         self, outputs: dict[str, np.ndarray], sizes: list | None = None, overrides: dict | None = None
     ) -> list[dict[str, TaskPrediction]]:
         """Raw batched outputs -> one {task: TaskPrediction} per input; `sizes`: original (h, w) per input."""
+        joined = self.task_arrays(outputs)
         per_task = [
-            self._task_predictions(
-                t,
-                get_kind(t.kind).join_outputs(t.output, outputs, t.output_format),
-                sizes,
-                self.task_options(t, overrides),
-            )
-            for t in self.tasks
+            self._task_predictions(t, joined[t.name], sizes, self.task_options(t, overrides)) for t in self.tasks
         ]
         n = len(per_task[0])
         return [{t.name: preds[i] for t, preds in zip(self.tasks, per_task)} for i in range(n)]

@@ -32,6 +32,12 @@ class TorchTaskKind:
         `spec`: the recipe's task entry (head options of the kind)."""
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(backbone.feature_dim, self.runtime.output_size(n_labels)))
 
+    def image_stages(self, backbone: nn.Module):
+        """The stage list a dense head builds on; a text backbone is refused in one line."""
+        if getattr(backbone, "kind", "image") != "image":
+            raise ValueError(f"{self.name} needs an image backbone")
+        return backbone.stage_info
+
     def shape_output(self, y: torch.Tensor) -> torch.Tensor:
         """The head's raw output -> what losses, metrics and the ONNX output see."""
         return y

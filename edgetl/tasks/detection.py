@@ -236,9 +236,7 @@ class Detection(TorchTaskKind):
     distill_refusal = "detector distillation is not implemented; train the detection head on its boxes"
 
     def build_head(self, backbone, n_labels, dropout, spec=None):
-        if getattr(backbone, "kind", "image") != "image":
-            raise ValueError("detection needs an image backbone")
-        return FCOSDetHead(backbone.stage_info, n_labels)
+        return FCOSDetHead(self.image_stages(backbone), n_labels)
 
     def loss(self, out, target, label_smoothing=0.0, spec=None):
         alpha = getattr(spec, "focal_alpha", None) or 0.25

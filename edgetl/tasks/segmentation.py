@@ -96,11 +96,10 @@ class Segmentation(TorchTaskKind):
     distill_refusal = "pixel-wise distillation is not implemented; train the segmentation head on its masks"
 
     def build_head(self, backbone, n_labels, dropout, spec=None):
-        if getattr(backbone, "kind", "image") != "image":
-            raise ValueError("segmentation needs an image backbone")
+        stages = self.image_stages(backbone)
         if spec is not None and spec.decoder == "lraspp":
-            return LRASPPSegHead(backbone.stage_info, n_labels)
-        return FPNSegHead(backbone.stage_info, n_labels, dropout=dropout)
+            return LRASPPSegHead(stages, n_labels)
+        return FPNSegHead(stages, n_labels, dropout=dropout)
 
     def loss(self, out, target, label_smoothing=0.0, spec=None):
         target = target.long()
